@@ -1,0 +1,1 @@
+"""crm-bridge shared layer: domain models, CRM providers and the code every Lambda shares."""

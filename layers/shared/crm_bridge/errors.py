@@ -1,0 +1,84 @@
+"""One error taxonomy for every CRM, decided once at the provider edge.
+
+Callers (the API handlers, the retry worker) never look at HTTP status codes or CRM error codes:
+they look at :class:`ErrorKind` and, for retries, at ``retry_after_seconds``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorKind(StrEnum):
+    """What a failure means for delivery."""
+
+    RETRYABLE = "retryable"
+    """Transient: timeouts, connection errors, 5xx, rate limits. Retry with backoff."""
+    CONFIGURATION = "configuration"
+    """Our setup is wrong (401/403, missing scope or role). Retry, and alarm loudly."""
+    PERMANENT = "permanent"
+    """The CRM refuses this data (validation). Retrying cannot help: dead-letter it."""
+
+
+class CrmError(Exception):
+    """A CRM call failed. The message is safe to log: no secrets, no personal data."""
+
+    kind: ErrorKind
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        provider: str,
+        status: int | None = None,
+        code: str | None = None,
+        field: str | None = None,
+        retry_after_seconds: float | None = None,
+    ) -> None:
+        self.reason = reason
+        self.provider = provider
+        self.status = status
+        self.code = code
+        self.field = field
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        parts = [f"{self.provider}: {self.reason}"]
+        if self.status is not None:
+            parts.append(f"status={self.status}")
+        if self.code:
+            parts.append(f"code={self.code}")
+        if self.field:
+            parts.append(f"field={self.field}")
+        if self.retry_after_seconds is not None:
+            parts.append(f"retry_after={self.retry_after_seconds:g}s")
+        return " ".join(parts)
+
+    def to_dict(self) -> dict[str, str | int | float | None]:
+        """The error as data: what goes into message attributes, logs and the DLQ."""
+        return {
+            "kind": self.kind.value,
+            "provider": self.provider,
+            "reason": self.reason,
+            "status": self.status,
+            "code": self.code,
+            "field": self.field,
+            "retry_after_seconds": self.retry_after_seconds,
+        }
+
+
+class RetryableCrmError(CrmError):
+    kind = ErrorKind.RETRYABLE
+
+
+class CrmConfigurationError(CrmError):
+    kind = ErrorKind.CONFIGURATION
+
+
+class PermanentCrmError(CrmError):
+    kind = ErrorKind.PERMANENT
+
+
+class SettingsError(Exception):
+    """The deployment's configuration is missing or invalid; the message names each setting."""

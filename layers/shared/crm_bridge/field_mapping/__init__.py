@@ -1,0 +1,186 @@
+"""Which domain field goes to which CRM attribute: configuration, not code.
+
+Attribute names vary per CRM install (EspoCRM ``c…`` custom fields, Bitrix ``UF_CRM_…`` ids, list
+item ids), so they live in a versioned JSON file: ``default_mapping.json`` beside this module,
+deep-merged with an optional override file (``CRM_FIELD_MAPPING_FILE``; a ``null`` removes a
+default). The result is validated once at start-up; a typo such as EspoCRM's ``referralCode`` for
+``cReferralCode``, which the CRM would silently drop (fixtures 38/39), refuses to start.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from enum import StrEnum
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from crm_bridge.errors import SettingsError
+from crm_bridge.models import Channel, UserType
+
+MAPPING_VERSION = 1
+
+
+class MappedField(StrEnum):
+    """Domain fields that a CRM stores in attributes of its own choosing."""
+
+    REFERRAL_CODE = "referral_code"
+    USER_TYPE = "user_type"
+    PREFERRED_LANGUAGE = "preferred_language"
+    PROGRAM = "program"
+    UNIVERSITY = "university"
+    CONSENT = "consent"
+    UTM_SOURCE = "utm_source"
+    UTM_MEDIUM = "utm_medium"
+    UTM_CAMPAIGN = "utm_campaign"
+    UTM_TERM = "utm_term"
+    UTM_CONTENT = "utm_content"
+    UTM_ID = "utm_id"
+    GCLID = "gclid"
+    FBCLID = "fbclid"
+    VISITOR_SESSION_ID = "visitor_session_id"
+    MESSENGER_CHANNEL = "messenger_channel"
+
+
+ENUM_DOMAINS: dict[MappedField, frozenset[str]] = {
+    MappedField.USER_TYPE: frozenset(UserType),
+    MappedField.MESSENGER_CHANNEL: frozenset(Channel),
+}
+
+# EspoCRM Lead attributes that exist on every install (entityDefs/Lead.json) and may be mapped to.
+ESPOCRM_NATIVE_ATTRIBUTES = frozenset(
+    {"title", "accountName", "website", "industry", "description", "addressCountry", "addressCity"}
+)
+ESPOCRM_ATTRIBUTE = re.compile(r"[a-z][A-Za-z0-9]{0,62}")
+ESPOCRM_CUSTOM_ATTRIBUTE = re.compile(r"c[A-Z][A-Za-z0-9]{0,61}")
+# Bitrix24 lead fields that are native (crm.lead.add) rather than UF_CRM_ user fields.
+BITRIX24_NATIVE_FIELDS = frozenset(
+    {"UTM_SOURCE", "UTM_MEDIUM", "UTM_CAMPAIGN", "UTM_CONTENT", "UTM_TERM", "SOURCE_DESCRIPTION", "POST", "ADDRESS_CITY"}
+)
+BITRIX24_USER_FIELD = re.compile(r"UF_CRM_[A-Z0-9_]{1,40}")
+
+
+class LeadSourceKind(StrEnum):
+    APPLICATION = "application"
+    MESSENGER = "messenger"
+
+
+class ProviderMapping(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    lead_fields: dict[MappedField, str] = Field(default_factory=dict)
+    enum_values: dict[MappedField, dict[str, str]] = Field(default_factory=dict)
+    lead_source: dict[LeadSourceKind, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _enum_values_cover_their_domain(self) -> Self:
+        for field, values in self.enum_values.items():
+            domain = ENUM_DOMAINS.get(field)
+            if domain is None:
+                raise ValueError(f"enum_values.{field}: {field} is not a list field")
+            missing = sorted(domain - values.keys())
+            unknown = sorted(values.keys() - domain)
+            if missing or unknown:
+                raise ValueError(
+                    f"enum_values.{field}: must map exactly {sorted(domain)}; missing {missing}, unknown {unknown}"
+                )
+        return self
+
+    def attribute(self, field: MappedField) -> str | None:
+        return self.lead_fields.get(field)
+
+    def crm_value(self, field: MappedField, value: str) -> str:
+        """A list value as the CRM knows it (EspoCRM option label, Bitrix list item id)."""
+        return self.enum_values.get(field, {}).get(value, value)
+
+
+class EspoCrmMapping(ProviderMapping):
+    custom_prefix: bool = Field(
+        default=True,
+        description="False only for fields created before EspoCRM 8.2, which have no 'c' prefix",
+    )
+
+    @model_validator(mode="after")
+    def _attribute_names_are_real(self) -> Self:
+        for field, attribute in self.lead_fields.items():
+            if not ESPOCRM_ATTRIBUTE.fullmatch(attribute):
+                raise ValueError(f"lead_fields.{field}: {attribute!r} is not an EspoCRM attribute name")
+            if (
+                self.custom_prefix
+                and attribute not in ESPOCRM_NATIVE_ATTRIBUTES
+                and not ESPOCRM_CUSTOM_ATTRIBUTE.fullmatch(attribute)
+            ):
+                suggestion = "c" + attribute[:1].upper() + attribute[1:]
+                raise ValueError(
+                    f"lead_fields.{field}: {attribute!r} is neither a native Lead attribute nor a custom "
+                    f"one; EspoCRM names custom fields with a 'c' prefix (did you mean {suggestion!r}?)"
+                )
+        return self
+
+
+class Bitrix24Mapping(ProviderMapping):
+    @model_validator(mode="after")
+    def _field_ids_are_real(self) -> Self:
+        for field, attribute in self.lead_fields.items():
+            if attribute not in BITRIX24_NATIVE_FIELDS and not BITRIX24_USER_FIELD.fullmatch(attribute):
+                raise ValueError(
+                    f"lead_fields.{field}: {attribute!r} is neither a native lead field "
+                    f"({', '.join(sorted(BITRIX24_NATIVE_FIELDS))}) nor a UF_CRM_… user field id"
+                )
+        return self
+
+
+class FieldMapping(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: Literal[1]
+    espocrm: EspoCrmMapping
+    bitrix24: Bitrix24Mapping
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_field_mapping(override_file: Path | None = None) -> FieldMapping:
+    """Defaults merged with the override file, validated; SettingsError says what is wrong where."""
+    source = "default_mapping.json"
+    data: dict[str, Any] = json.loads(
+        resources.files(__package__).joinpath("default_mapping.json").read_text(encoding="utf-8")
+    )
+    if override_file is not None:
+        source = f"CRM_FIELD_MAPPING_FILE ({override_file.name})"
+        try:
+            override = json.loads(override_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SettingsError(f"{source}: cannot read it as JSON: {exc}") from None
+        if not isinstance(override, dict):
+            raise SettingsError(f"{source}: must be a JSON object")
+        if override.get("version", MAPPING_VERSION) != MAPPING_VERSION:
+            raise SettingsError(f"{source}: version {override.get('version')!r} is not supported (use {MAPPING_VERSION})")
+        data = _deep_merge(data, override)
+    try:
+        return FieldMapping.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: {str(error['msg']).removeprefix('Value error, ')}"
+            for error in exc.errors()
+        )
+        raise SettingsError(f"{source}: {problems}") from None
+
+
+@cache
+def cached_field_mapping(override_file: Path | None) -> FieldMapping:
+    return load_field_mapping(override_file)

@@ -1,0 +1,32 @@
+"""Domain models: what the website sends, and the operations made of it."""
+
+from crm_bridge.models.application import Application, PersonName, UserType
+from crm_bridge.models.attribution import Attribution
+from crm_bridge.models.messenger import Channel, MessengerActivity
+from crm_bridge.models.operation import (
+    SCHEMA_VERSION,
+    MessengerClickOperation,
+    Operation,
+    OperationKind,
+    Origin,
+    UpsertLeadOperation,
+    dump_operation,
+    parse_operation,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Application",
+    "Attribution",
+    "Channel",
+    "MessengerActivity",
+    "MessengerClickOperation",
+    "Operation",
+    "OperationKind",
+    "Origin",
+    "PersonName",
+    "UpsertLeadOperation",
+    "UserType",
+    "dump_operation",
+    "parse_operation",
+]

@@ -1,0 +1,32 @@
+"""A click on a "message us" button or a partner redirect: an activity, maybe on an unknown visitor."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from crm_bridge.models.attribution import Attribution
+
+SessionId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+LeadId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+PageUrl = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2048, pattern=r"^(https?://|/)\S*$")]
+
+
+class Channel(StrEnum):
+    TELEGRAM = "telegram"
+    WHATSAPP = "whatsapp"
+    INSTAGRAM = "instagram"
+
+
+class MessengerActivity(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    channel: Channel
+    session_id: SessionId = Field(description="The visitor's session id (cookie), 8-64 URL-safe characters")
+    lead_id: LeadId | None = Field(default=None, description="CRM id of the lead, when the site knows it")
+    page: PageUrl | None = Field(default=None, description="Where the button was clicked")
+    occurred_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    attribution: Attribution = Field(default_factory=Attribution)

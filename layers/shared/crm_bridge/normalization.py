@@ -1,0 +1,112 @@
+"""Normalisation of what visitors type, with the libraries made for it.
+
+Every function raises ``ValueError`` with a message meant for the person who sent the value;
+pydantic turns it into a validation error that names the field.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Annotated
+
+import phonenumbers
+from pydantic import AfterValidator, BeforeValidator
+
+from crm_bridge.settings import default_phone_region
+
+MAX_PHONE_INPUT_LENGTH = 40
+MAX_EMAIL_LENGTH = 254
+REFERRAL_CODE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# Click ids (gclid, fbclid) are URL-safe base64-like tokens.
+CLICK_ID_PATTERN = re.compile(r"[A-Za-z0-9_\-.~]{1,512}")
+# A deliberately plain check: one @, no spaces, a dotted domain. Deliverability is the CRM's job.
+EMAIL_PATTERN = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s.]{2,63}")
+_CONTROL_EXCEPT_NEWLINES = {chr(c) for c in range(32) if chr(c) not in "\n\t"} | {chr(127)}
+_INVISIBLE_FORMATTING = {"\u200b", "\u200e", "\u200f", "\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\ufeff"}
+
+
+def clean_text(value: str, *, multiline: bool = False) -> str | None:
+    """NFC-normalise, drop control and bidi-override characters, trim; empty becomes None."""
+    text = unicodedata.normalize("NFC", value)
+    text = "".join(ch for ch in text if ch not in _CONTROL_EXCEPT_NEWLINES and ch not in _INVISIBLE_FORMATTING)
+    if not multiline:
+        text = " ".join(text.split())
+    else:
+        text = "\n".join(line.rstrip() for line in text.replace("\r\n", "\n").split("\n"))
+    text = text.strip()
+    return text or None
+
+
+def normalize_phone(value: str) -> str:
+    """Any human phone format -> E.164 (``+905321234567``), or ValueError."""
+    raw = value.strip()
+    if len(raw) > MAX_PHONE_INPUT_LENGTH:
+        raise ValueError(f"phone number is longer than {MAX_PHONE_INPUT_LENGTH} characters")
+    region = default_phone_region()
+    try:
+        parsed = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        raise ValueError("not a phone number") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise ValueError(
+            f"not a valid phone number (numbers without a country code are read as {region}; "
+            "write it in international format, e.g. +90 532 123 45 67)"
+        )
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_email(value: str) -> str:
+    """Trim and lower-case an e-mail address, or ValueError."""
+    email = value.strip().lower()
+    if len(email) > MAX_EMAIL_LENGTH:
+        raise ValueError(f"e-mail address is longer than {MAX_EMAIL_LENGTH} characters")
+    if not EMAIL_PATTERN.fullmatch(email):
+        raise ValueError("not a valid e-mail address")
+    return email
+
+
+def normalize_referral_code(value: str) -> str:
+    code = value.strip()
+    if not REFERRAL_CODE_PATTERN.fullmatch(code):
+        raise ValueError("referral code must be 1-64 letters, digits, '-' or '_', starting with a letter or digit")
+    return code
+
+
+def normalize_click_id(value: str) -> str:
+    click_id = value.strip()
+    if not CLICK_ID_PATTERN.fullmatch(click_id):
+        raise ValueError("click id must be 1-512 URL-safe characters")
+    return click_id
+
+
+def _bounded(max_length: int, *, multiline: bool = False) -> AfterValidator:
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return None
+        text = clean_text(value, multiline=multiline)
+        if text is not None and len(text) > max_length:
+            raise ValueError(f"must be at most {max_length} characters")
+        return text
+
+    return AfterValidator(check)
+
+
+def _empty_to_none(value: object) -> object:
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+EmptyIsNone = BeforeValidator(_empty_to_none)
+
+# Annotated string types shared by every model: trimmed, cleaned, bounded; "" means absent.
+ShortText = Annotated[str | None, EmptyIsNone, _bounded(100)]
+MediumText = Annotated[str | None, EmptyIsNone, _bounded(255)]
+LongText = Annotated[str | None, EmptyIsNone, _bounded(4000, multiline=True)]
+Phone = Annotated[str | None, EmptyIsNone, AfterValidator(lambda v: None if v is None else normalize_phone(v))]
+Email = Annotated[str | None, EmptyIsNone, AfterValidator(lambda v: None if v is None else normalize_email(v))]
+ReferralCode = Annotated[
+    str | None, EmptyIsNone, AfterValidator(lambda v: None if v is None else normalize_referral_code(v))
+]
+ClickId = Annotated[str | None, EmptyIsNone, AfterValidator(lambda v: None if v is None else normalize_click_id(v))]

@@ -1,0 +1,214 @@
+"""Typed settings, validated once at start-up from the environment.
+
+A Lambda that is misconfigured must refuse to start with a message that names each bad setting,
+rather than fail on the first lead. Secrets are given either directly (local runs) or as the name
+of an SSM parameter / Secrets Manager secret (deployed stacks: ``*_PARAM``), read through
+Powertools parameters with an in-memory cache so that a rotated key is picked up without a deploy.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any
+
+import phonenumbers
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
+
+from crm_bridge.errors import SettingsError
+from crm_bridge.observability.redaction import register_secret
+
+SECRET_CACHE_SECONDS = 300
+SECRETS_MANAGER_PREFIX = "secretsmanager:"
+
+
+class CrmProviderName(StrEnum):
+    ESPOCRM = "espocrm"
+    BITRIX24 = "bitrix24"
+
+
+class SecretSource:
+    """A secret given directly or by the name of where it is stored. Never printed."""
+
+    def __init__(self, *, value: str | None = None, parameter_name: str | None = None) -> None:
+        if (value is None) == (parameter_name is None):
+            raise ValueError("a secret needs exactly one of a value or a parameter name")
+        self._value = value
+        self.parameter_name = parameter_name
+        self._force_fetch = False
+        register_secret(value)
+
+    def get(self) -> str:
+        """The secret's current value (cached for SECRET_CACHE_SECONDS when it comes from AWS)."""
+        if self._value is not None:
+            return self._value
+        assert self.parameter_name is not None
+        from aws_lambda_powertools.utilities import parameters
+
+        force, self._force_fetch = self._force_fetch, False
+        if self.parameter_name.startswith(SECRETS_MANAGER_PREFIX):
+            secret = parameters.get_secret(
+                self.parameter_name.removeprefix(SECRETS_MANAGER_PREFIX),
+                max_age=SECRET_CACHE_SECONDS,
+                force_fetch=force,
+            )
+        else:
+            secret = parameters.get_parameter(
+                self.parameter_name, decrypt=True, max_age=SECRET_CACHE_SECONDS, force_fetch=force
+            )
+        value = secret.decode() if isinstance(secret, bytes) else str(secret)
+        register_secret(value)
+        return value
+
+    def refresh(self) -> None:
+        """Read the secret afresh next time (after the CRM rejected it: it may have been rotated)."""
+        self._force_fetch = True
+
+    def __repr__(self) -> str:
+        where = f"parameter {self.parameter_name!r}" if self.parameter_name else "environment"
+        return f"SecretSource(<redacted>, from {where})"
+
+
+def _check_region(region: str) -> str:
+    region = region.upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"{region!r} is not a phone region (use an ISO 3166 code such as TR, GB, KZ)")
+    return region
+
+
+PhoneRegion = Annotated[str, AfterValidator(_check_region)]
+
+
+class EspoCrmSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    url: HttpUrl
+    api_key: SecretSource
+    hmac_secret: SecretSource | None = None
+
+    @property
+    def api_base(self) -> str:
+        """``https://crm.example.com/api/v1`` whatever form of the site URL was configured."""
+        base = str(self.url).rstrip("/")
+        return base if base.endswith("/api/v1") else f"{base}/api/v1"
+
+
+class Bitrix24Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    webhook: SecretSource
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    crm_provider: CrmProviderName
+    crm_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    default_phone_region: PhoneRegion = "TR"
+    field_mapping_file: Path | None = None
+    espocrm: EspoCrmSettings | None = None
+    bitrix24: Bitrix24Settings | None = None
+
+    @model_validator(mode="after")
+    def _selected_provider_is_configured(self) -> Settings:
+        if self.crm_provider is CrmProviderName.ESPOCRM and self.espocrm is None:
+            raise ValueError("CRM_PROVIDER=espocrm needs ESPOCRM_URL and ESPOCRM_API_KEY (or ESPOCRM_API_KEY_PARAM)")
+        if self.crm_provider is CrmProviderName.BITRIX24 and self.bitrix24 is None:
+            raise ValueError("CRM_PROVIDER=bitrix24 needs BITRIX24_WEBHOOK_URL (or BITRIX24_WEBHOOK_URL_PARAM)")
+        return self
+
+
+def _secret(env: Mapping[str, str], name: str, problems: list[str]) -> SecretSource | None:
+    value, parameter = env.get(name) or None, env.get(f"{name}_PARAM") or None
+    if value and parameter:
+        problems.append(f"{name} and {name}_PARAM are both set; set only one")
+        return None
+    if value:
+        return SecretSource(value=value)
+    if parameter:
+        return SecretSource(parameter_name=parameter)
+    return None
+
+
+def _check_webhook_url(url: str) -> None:
+    """Raise ValueError unless ``url`` looks like a Bitrix24 inbound webhook (without echoing it)."""
+    parts = url.rstrip("/").split("/")
+    if not url.startswith("https://") or len(parts) < 6 or parts[-3] != "rest" or not parts[-2].isdigit():
+        raise ValueError("must look like https://<portal>.bitrix24.<tld>/rest/<user id>/<token>/")
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build and validate the settings; SettingsError names every missing or invalid variable."""
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+    raw: dict[str, Any] = {
+        "crm_provider": env.get("CRM_PROVIDER", ""),
+        "crm_timeout_seconds": env.get("CRM_TIMEOUT_SECONDS") or 5.0,
+        "default_phone_region": env.get("DEFAULT_PHONE_REGION") or "TR",
+        "field_mapping_file": env.get("CRM_FIELD_MAPPING_FILE") or None,
+    }
+    provider = env.get("CRM_PROVIDER", "")
+    espocrm_url = env.get("ESPOCRM_URL") or None
+    api_key = _secret(env, "ESPOCRM_API_KEY", problems)
+    hmac_secret = _secret(env, "ESPOCRM_HMAC_SECRET", problems)
+    if espocrm_url and api_key:
+        raw["espocrm"] = {"url": espocrm_url, "api_key": api_key, "hmac_secret": hmac_secret}
+    elif provider == CrmProviderName.ESPOCRM:
+        problems.extend(
+            f"{name} is not set (required when CRM_PROVIDER=espocrm)"
+            for name, present in (("ESPOCRM_URL", espocrm_url), ("ESPOCRM_API_KEY or ESPOCRM_API_KEY_PARAM", api_key))
+            if not present
+        )
+    webhook = _secret(env, "BITRIX24_WEBHOOK_URL", problems)
+    if webhook is not None:
+        if webhook.parameter_name is None:
+            try:
+                _check_webhook_url(webhook.get())
+            except ValueError as exc:
+                problems.append(f"BITRIX24_WEBHOOK_URL: {exc}")
+        raw["bitrix24"] = {"webhook": webhook}
+    elif provider == CrmProviderName.BITRIX24:
+        problems.append("BITRIX24_WEBHOOK_URL or BITRIX24_WEBHOOK_URL_PARAM is not set (required when CRM_PROVIDER=bitrix24)")
+    if problems:
+        raise SettingsError("invalid configuration: " + "; ".join(problems))
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise SettingsError("invalid configuration: " + "; ".join(_describe(e) for e in exc.errors())) from None
+    if settings.field_mapping_file is not None and not settings.field_mapping_file.is_file():
+        raise SettingsError(f"invalid configuration: CRM_FIELD_MAPPING_FILE: no file at {settings.field_mapping_file}")
+    return settings
+
+
+_ENV_NAMES = {
+    ("crm_provider",): "CRM_PROVIDER",
+    ("crm_timeout_seconds",): "CRM_TIMEOUT_SECONDS",
+    ("default_phone_region",): "DEFAULT_PHONE_REGION",
+    ("field_mapping_file",): "CRM_FIELD_MAPPING_FILE",
+    ("espocrm", "url"): "ESPOCRM_URL",
+}
+
+
+def _describe(error: Any) -> str:
+    """A pydantic error in the vocabulary of environment variables, never echoing the value."""
+    location = tuple(str(part) for part in error["loc"])
+    name = _ENV_NAMES.get(location) or ".".join(location) or "settings"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if location == ("crm_provider",):
+        message = "must be one of " + ", ".join(p.value for p in CrmProviderName)
+    return f"{name}: {message}" if location else message
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings, validated on first use (at import time of each handler)."""
+    return load_settings()
+
+
+@cache
+def default_phone_region() -> str:
+    """Region used to read phone numbers written without a country code."""
+    return _check_region(os.environ.get("DEFAULT_PHONE_REGION") or "TR")
