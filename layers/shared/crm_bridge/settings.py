@@ -43,9 +43,8 @@ class SecretSource:
 
     def get(self) -> str:
         """The secret's current value (cached for SECRET_CACHE_SECONDS when it comes from AWS)."""
-        if self._value is not None:
-            return self._value
-        assert self.parameter_name is not None
+        if self.parameter_name is None:
+            return str(self._value)
         from aws_lambda_powertools.utilities import parameters
 
         force, self._force_fetch = self._force_fetch, False
@@ -171,7 +170,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 problems.append(f"BITRIX24_WEBHOOK_URL: {exc}")
         raw["bitrix24"] = {"webhook": webhook}
     elif provider == CrmProviderName.BITRIX24:
-        problems.append("BITRIX24_WEBHOOK_URL or BITRIX24_WEBHOOK_URL_PARAM is not set (required when CRM_PROVIDER=bitrix24)")
+        problems.append(
+            "BITRIX24_WEBHOOK_URL or BITRIX24_WEBHOOK_URL_PARAM is not set (required when CRM_PROVIDER=bitrix24)"
+        )
     if problems:
         raise SettingsError("invalid configuration: " + "; ".join(problems))
     try:

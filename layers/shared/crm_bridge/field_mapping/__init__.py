@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 from enum import StrEnum
-from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -47,8 +46,8 @@ class MappedField(StrEnum):
 
 
 ENUM_DOMAINS: dict[MappedField, frozenset[str]] = {
-    MappedField.USER_TYPE: frozenset(UserType),
-    MappedField.MESSENGER_CHANNEL: frozenset(Channel),
+    MappedField.USER_TYPE: frozenset(member.value for member in UserType),
+    MappedField.MESSENGER_CHANNEL: frozenset(member.value for member in Channel),
 }
 
 # EspoCRM Lead attributes that exist on every install (entityDefs/Lead.json) and may be mapped to.
@@ -59,7 +58,16 @@ ESPOCRM_ATTRIBUTE = re.compile(r"[a-z][A-Za-z0-9]{0,62}")
 ESPOCRM_CUSTOM_ATTRIBUTE = re.compile(r"c[A-Z][A-Za-z0-9]{0,61}")
 # Bitrix24 lead fields that are native (crm.lead.add) rather than UF_CRM_ user fields.
 BITRIX24_NATIVE_FIELDS = frozenset(
-    {"UTM_SOURCE", "UTM_MEDIUM", "UTM_CAMPAIGN", "UTM_CONTENT", "UTM_TERM", "SOURCE_DESCRIPTION", "POST", "ADDRESS_CITY"}
+    {
+        "UTM_SOURCE",
+        "UTM_MEDIUM",
+        "UTM_CAMPAIGN",
+        "UTM_CONTENT",
+        "UTM_TERM",
+        "SOURCE_DESCRIPTION",
+        "POST",
+        "ADDRESS_CITY",
+    }
 )
 BITRIX24_USER_FIELD = re.compile(r"UF_CRM_[A-Z0-9_]{1,40}")
 
@@ -169,7 +177,9 @@ def load_field_mapping(override_file: Path | None = None) -> FieldMapping:
         if not isinstance(override, dict):
             raise SettingsError(f"{source}: must be a JSON object")
         if override.get("version", MAPPING_VERSION) != MAPPING_VERSION:
-            raise SettingsError(f"{source}: version {override.get('version')!r} is not supported (use {MAPPING_VERSION})")
+            raise SettingsError(
+                f"{source}: version {override.get('version')!r} is not supported (use {MAPPING_VERSION})"
+            )
         data = _deep_merge(data, override)
     try:
         return FieldMapping.model_validate(data)
@@ -179,8 +189,3 @@ def load_field_mapping(override_file: Path | None = None) -> FieldMapping:
             for error in exc.errors()
         )
         raise SettingsError(f"{source}: {problems}") from None
-
-
-@cache
-def cached_field_mapping(override_file: Path | None) -> FieldMapping:
-    return load_field_mapping(override_file)

@@ -62,9 +62,8 @@ class Application(BaseModel):
         return self
 
     def person_name(self) -> PersonName:
-        """Split a single full name: the last word is the last name (``Ayşe Nur Yılmaz``)."""
+        """Split a single full name: the last word is the last name (``Ayşe Nur Yilmaz``)."""
         if self.first_name or self.last_name:
             return PersonName(first_name=self.first_name, last_name=self.last_name)
-        assert self.name is not None
-        first, _, last = self.name.rpartition(" ")
+        first, _, last = (self.name or "").rpartition(" ")
         return PersonName(first_name=first or last, last_name=last if first else None)

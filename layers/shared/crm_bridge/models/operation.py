@@ -16,7 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 from crm_bridge.models.application import Application
 from crm_bridge.models.messenger import MessengerActivity
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 
 class OperationKind(StrEnum):

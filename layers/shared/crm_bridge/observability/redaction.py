@@ -42,7 +42,7 @@ def redact(text: str) -> str:
     return _PHONE.sub(lambda m: mask_phone(m.group(0)), text)
 
 
-def mask_phone(phone: str | None) -> str | None:
+def mask_phone(phone: str) -> str:
     """``+905321234567`` -> ``+90*******67``: enough to correlate, not enough to call."""
     if not phone:
         return phone
@@ -52,7 +52,7 @@ def mask_phone(phone: str | None) -> str | None:
     return f"+{''.join(digits[:2])}{'*' * (len(digits) - 4)}{''.join(digits[-2:])}"
 
 
-def mask_email(email: str | None) -> str | None:
+def mask_email(email: str) -> str:
     """``jane.doe@example.com`` -> ``j***@e***.com``."""
     if not email:
         return email
@@ -61,7 +61,7 @@ def mask_email(email: str | None) -> str | None:
     return f"{local[:1]}{_REDACTED}@{host[:1]}{_REDACTED}.{tld}"
 
 
-def mask_name(name: str | None) -> str | None:
+def mask_name(name: str) -> str:
     if not name:
         return name
     return f"{name[:1]}{_REDACTED}"

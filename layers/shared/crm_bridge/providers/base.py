@@ -120,7 +120,8 @@ class CrmProvider(ABC):
             else:
                 return self._result(created.record_id, LeadAction.CREATED, started, created.ignored_fields)
         patch = self._missing_values(existing, payload)
-        action, ignored = LeadAction.UNCHANGED, ()
+        action = LeadAction.UNCHANGED
+        ignored: tuple[str, ...] = ()
         if patch:
             ignored = self._update(existing.record_id, patch).ignored_fields
             action = LeadAction.UPDATED
@@ -149,7 +150,7 @@ class CrmProvider(ABC):
     def update_lead(self, lead_id: str, changes: LeadChanges) -> ProviderResult:
         """Set the given fields on a known lead (overwriting what it has)."""
         started = self._clock()
-        patch = self._changes_payload(changes)
+        patch = self._changes_payload(lead_id, changes)
         if not patch:
             return self._result(lead_id, LeadAction.UNCHANGED, started)
         outcome = self._update(lead_id, patch)
@@ -179,8 +180,8 @@ class CrmProvider(ABC):
         """The CRM's create payload for a draft."""
 
     @abstractmethod
-    def _changes_payload(self, changes: LeadChanges) -> dict[str, Any]:
-        """The CRM's update payload for explicit changes."""
+    def _changes_payload(self, record_id: str, changes: LeadChanges) -> dict[str, Any]:
+        """The CRM's update payload for explicit changes to the lead ``record_id``."""
 
     @abstractmethod
     def _find_lead(self, *, phone: str | None, email: str | None) -> ExistingLead | None:

@@ -32,9 +32,7 @@ def send(client: httpx.Client, provider: str, request: httpx.Request) -> httpx.R
         raise RetryableCrmError(f"connection failed ({type(exc).__name__})", provider=provider) from None
 
 
-def error_for_status(
-    provider: str, status: int, reason: str, **details: Any
-) -> CrmError:
+def error_for_status(provider: str, status: int, reason: str, **details: Any) -> CrmError:
     """The generic classification of an HTTP failure; providers refine it with what the body says."""
     error_class: type[CrmError]
     if status >= 500 or status in (408, 425, 429):
@@ -54,3 +52,9 @@ def json_body(response: httpx.Response, provider: str) -> Any:
         raise RetryableCrmError(
             "answer was not JSON (is a proxy in the way?)", provider=provider, status=response.status_code
         ) from None
+
+
+def retry_after_header(response: httpx.Response) -> float | None:
+    """Seconds from a ``Retry-After`` header given in seconds (the form APIs use)."""
+    value = response.headers.get("Retry-After", "")
+    return float(value) if value.isdigit() else None

@@ -74,7 +74,7 @@ def repeat_application_note(application: Application, operation_id: UUID) -> str
 
 def activity_note(activity: MessengerActivity) -> str:
     channel = CHANNEL_LABELS[activity.channel]
-    lines = [f"Clicked \"message us on {channel}\" on the website at {activity.occurred_at:%Y-%m-%d %H:%M} UTC."]
+    lines = [f'Clicked "message us on {channel}" on the website at {activity.occurred_at:%Y-%m-%d %H:%M} UTC.']
     if activity.page:
         lines.append(f"Page: {activity.page}")
     lines.extend(_attribution_lines(activity.attribution))
@@ -123,7 +123,7 @@ def draft_from_activity(activity: MessengerActivity) -> LeadDraft:
 
 
 def is_empty(value: object) -> bool:
-    return value is None or value == "" or value == [] or value == {}
+    return value is None or value in ("", [], {})
 
 
 def fill_empty(existing: dict[str, object], desired: dict[str, object], *, keep: frozenset[str]) -> dict[str, object]:

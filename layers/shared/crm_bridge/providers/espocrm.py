@@ -1,0 +1,262 @@
+"""EspoCRM provider: a thin httpx client for the REST API (``/api/v1``), faithful to 8.4+.
+
+Quirks it handles (see shared/research/espocrm-api.md and the recorded fixtures):
+* phones are matched and stored only as E.164; the domain models normalise before we get here;
+* searches go as one ``searchParams`` JSON parameter (httpx cannot build PHP bracket params);
+* a create may answer 409 with a JSON *array* of "duplicates" matched on name or e-mail; we
+  accept it as a duplicate only when our own phone/e-mail criteria agree, else we create anyway
+  with ``X-Skip-Duplicate-Check``;
+* unknown attributes are silently dropped with a 200, so every write compares what it sent with
+  what came back and reports the attributes the CRM ignored;
+* activities are stream Notes of type Post: there is no Activity entity to POST.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+import httpx
+
+from crm_bridge.errors import CrmConfigurationError, CrmError, PermanentCrmError, RetryableCrmError
+from crm_bridge.field_mapping import EspoCrmMapping
+from crm_bridge.observability import redact
+from crm_bridge.providers.base import (
+    CrmProvider,
+    DuplicateLeadFound,
+    ExistingLead,
+    LeadChanges,
+    WriteOutcome,
+)
+from crm_bridge.providers.http import error_for_status, json_body, make_client, send
+from crm_bridge.providers.lead_draft import LeadDraft, fill_empty
+from crm_bridge.settings import EspoCrmSettings
+
+_NEVER_FILLED = frozenset({"status"})
+_MAX_REASON_LENGTH = 200
+
+
+class EspoCrmProvider(CrmProvider):
+    name = "espocrm"
+
+    def __init__(
+        self,
+        settings: EspoCrmSettings,
+        mapping: EspoCrmMapping,
+        *,
+        timeout_seconds: float,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__(mapping, **({"clock": clock} if clock else {}))
+        self._settings = settings
+        self._base = settings.api_base
+        self._client = make_client(timeout_seconds, transport)
+
+    # --- HTTP --------------------------------------------------------------------------------------
+
+    def _auth_headers(self, method: str, path: str) -> dict[str, str]:
+        api_key = self._settings.api_key.get()
+        if self._settings.hmac_secret is None:
+            return {"X-Api-Key": api_key}
+        # Signed string: "<METHOD> /<path below /api/v1, no query>", lower-case hex (EspoCRM >= 8.4.1).
+        digest = hmac.new(
+            self._settings.hmac_secret.get().encode(), f"{method} /{path}".encode(), hashlib.sha256
+        ).hexdigest()
+        return {"X-Hmac-Authorization": base64.b64encode(f"{api_key}:{digest}".encode()).decode()}
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        accept: frozenset[int] = frozenset(),
+    ) -> httpx.Response:
+        request = self._client.build_request(
+            method,
+            f"{self._base}/{path}",
+            params=params,
+            json=body,
+            headers={**self._auth_headers(method, path), **(headers or {})},
+        )
+        response = send(self._client, self.name, request)
+        if response.is_success or response.status_code in accept:
+            return response
+        raise self._error(response)
+
+    def _error(self, response: httpx.Response) -> CrmError:
+        status = response.status_code
+        reason_header = redact(response.headers.get("X-Status-Reason", ""))[:_MAX_REASON_LENGTH]
+        if status == 400:
+            field, check = _validation_failure(response)
+            if field:
+                return PermanentCrmError(f"validation failed ({check})", provider=self.name, status=400, field=field)
+            return PermanentCrmError(reason_header or "bad request", provider=self.name, status=400)
+        if status in (401, 403):
+            # The key may have been rotated in its store: read it afresh before the next attempt.
+            self._settings.api_key.refresh()
+            if self._settings.hmac_secret is not None:
+                self._settings.hmac_secret.refresh()
+            reason = (
+                "credentials rejected: check the API key and that the API user is active"
+                if status == 401
+                else reason_header
+                or "forbidden: the API user's role lacks access, or logins from this IP are locked out"
+            )
+            return CrmConfigurationError(reason, provider=self.name, status=status)
+        if status == 404:
+            return PermanentCrmError(reason_header or "not found", provider=self.name, status=404)
+        if status == 503:
+            return RetryableCrmError(reason_header or "service unavailable", provider=self.name, status=503)
+        return error_for_status(self.name, status, reason_header or f"HTTP {status}")
+
+    def _search(self, where: list[dict[str, Any]], *, max_size: int = 5, order: str = "ASC") -> list[dict[str, Any]]:
+        search_params = {"where": where, "select": ["id"], "orderBy": "createdAt", "order": order, "maxSize": max_size}
+        response = self._request("GET", "Lead", params={"searchParams": json.dumps(search_params)})
+        found = json_body(response, self.name)
+        return list(found.get("list", [])) if isinstance(found, dict) else []
+
+    def _record(self, response: httpx.Response) -> dict[str, Any]:
+        record = json_body(response, self.name)
+        if not isinstance(record, dict) or "id" not in record:
+            raise RetryableCrmError("unexpected answer: no record", provider=self.name, status=response.status_code)
+        return record
+
+    def _read(self, record_id: str) -> dict[str, Any]:
+        return self._record(self._request("GET", f"Lead/{record_id}"))
+
+    def _write(self, method: str, path: str, payload: dict[str, Any], **kwargs: Any) -> WriteOutcome:
+        return _outcome(payload, self._record(self._request(method, path, body=payload, **kwargs)))
+
+    # --- CrmProvider primitives ---------------------------------------------------------------------
+
+    def _lead_payload(self, draft: LeadDraft, operation_id: UUID) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "firstName": draft.first_name,
+            "lastName": draft.last_name,
+            "phoneNumber": draft.phone,
+            "emailAddress": draft.email,
+            "description": draft.description,
+            "status": "New",
+            "source": self.mapping.lead_source.get(draft.source),
+            **self._mapped_attributes(draft.values),
+        }
+        return {key: value for key, value in payload.items() if value is not None}
+
+    def _changes_payload(self, record_id: str, changes: LeadChanges) -> dict[str, Any]:
+        payload = {
+            "phoneNumber": changes.phone,
+            "emailAddress": changes.email,
+            **self._mapped_attributes(changes.values),
+        }
+        return {key: value for key, value in payload.items() if value is not None}
+
+    def _find_lead(self, *, phone: str | None, email: str | None) -> ExistingLead | None:
+        clauses = [
+            {"type": "equals", "attribute": attribute, "value": value}
+            for attribute, value in (("phoneNumber", phone), ("emailAddress", email))
+            if value
+        ]
+        found = self._search([{"type": "or", "value": clauses}] if len(clauses) > 1 else clauses)
+        if not found:
+            return None
+        record_id = str(found[0]["id"])
+        return ExistingLead(record_id, self._read(record_id))
+
+    def _find_by_attribute(self, attribute: str, value: str) -> ExistingLead | None:
+        found = self._search([{"type": "equals", "attribute": attribute, "value": value}], max_size=1)
+        return ExistingLead(str(found[0]["id"])) if found else None
+
+    def _create(self, payload: dict[str, Any], *, check_duplicates: bool = True) -> WriteOutcome:
+        if not check_duplicates:
+            return self._write("POST", "Lead", payload, headers={"X-Skip-Duplicate-Check": "true"})
+        response = self._request("POST", "Lead", body=payload, accept=frozenset({409}))
+        if response.status_code == 409:
+            candidates = json_body(response, self.name)
+            confirmed = _same_person(candidates if isinstance(candidates, list) else [], payload)
+            if confirmed is not None:
+                raise DuplicateLeadFound(ExistingLead(str(confirmed["id"]), confirmed))
+            # EspoCRM matched on the name alone: a different person with the same name.
+            return self._write("POST", "Lead", payload, headers={"X-Skip-Duplicate-Check": "true"})
+        return _outcome(payload, self._record(response))
+
+    def _update(self, record_id: str, patch: dict[str, Any]) -> WriteOutcome:
+        return self._write("PUT", f"Lead/{record_id}", patch)
+
+    def _missing_values(self, existing: ExistingLead, payload: dict[str, Any]) -> dict[str, Any]:
+        patch = fill_empty(existing.attributes, payload, keep=_NEVER_FILLED)
+        for attribute, data_attribute, extra in (
+            ("phoneNumber", "phoneNumberData", {"type": "Mobile"}),
+            ("emailAddress", "emailAddressData", {}),
+        ):
+            added = _added_contact(existing.attributes, attribute, data_attribute, payload.get(attribute), extra)
+            if added is not None:
+                patch[data_attribute] = added
+        return patch
+
+    def _add_note(self, record_id: str, text: str) -> str:
+        note = {"type": "Post", "parentType": "Lead", "parentId": record_id, "post": text}
+        return self._write("POST", "Note", note).record_id
+
+    def _missing_mapped_fields(self) -> list[str] | None:
+        newest = self._search([], max_size=1, order="DESC")
+        if not newest:
+            return None  # an empty CRM: nothing to read the attribute list from yet
+        attributes = set(self._read(str(newest[0]["id"])))
+        return self._domain_fields_for(set(self.mapping.lead_fields.values()) - attributes)
+
+
+def _outcome(payload: dict[str, Any], record: dict[str, Any]) -> WriteOutcome:
+    """The written record's id, and the attributes we sent that it does not have (silently dropped)."""
+    return WriteOutcome(str(record["id"]), ignored_fields=tuple(sorted(payload.keys() - record.keys())))
+
+
+def _validation_failure(response: httpx.Response) -> tuple[str | None, str | None]:
+    """``(field, check)`` from the 400 body ``{"messageTranslation":{"data":{"field","type"}}}``."""
+    try:
+        data = response.json()["messageTranslation"]["data"]
+        return str(data["field"]), str(data.get("type") or "invalid")
+    except (ValueError, KeyError, TypeError):
+        return None, None
+
+
+def _same_person(candidates: list[Any], payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The first 409 candidate that shares our phone or e-mail, the criteria we dedupe on."""
+    phone, email = payload.get("phoneNumber"), payload.get("emailAddress")
+    for candidate in candidates:
+        if not isinstance(candidate, dict) or "id" not in candidate:
+            continue
+        if phone and phone in _contact_values(candidate, "phoneNumber", "phoneNumberData"):
+            return candidate
+        if email and email in {v.lower() for v in _contact_values(candidate, "emailAddress", "emailAddressData")}:
+            return candidate
+    return None
+
+
+def _contact_values(record: dict[str, Any], attribute: str, data_attribute: str) -> set[str]:
+    values = {str(item.get(attribute)) for item in record.get(data_attribute) or [] if isinstance(item, dict)}
+    if record.get(attribute):
+        values.add(str(record[attribute]))
+    return values
+
+
+def _added_contact(
+    existing: dict[str, Any], attribute: str, data_attribute: str, value: Any, extra: dict[str, Any]
+) -> list[dict[str, Any]] | None:
+    """The lead's contact list plus our value as a secondary entry, when it has others but not ours."""
+    if not value or not existing.get(attribute):
+        return None
+    current = [item for item in existing.get(data_attribute) or [] if isinstance(item, dict)]
+    known = {str(item.get(attribute, "")).lower() for item in current} | {str(existing[attribute]).lower()}
+    if str(value).lower() in known:
+        return None
+    entry = {attribute: value, "primary": False, "optOut": False, "invalid": False, **extra}
+    return [*current, entry]
