@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml layers/shared/requirements.txt
 	@if [ -z "$(PYTHON313)" ] || ! "$(PYTHON313)" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then \
 		echo "error: Python 3.13 is required (Lambda runs python3.13) but no working python3.13 was found." >&2; \
 		echo "       Install it (e.g. 'pyenv install 3.13') or run: make PYTHON313=/path/to/python3.13 ..." >&2; \
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	fi
 	@[ -x $(BIN)/python ] || "$(PYTHON313)" -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c layers/shared/requirements.txt -e '.[dev]'
 	@touch $(STAMP)
 
 venv: $(STAMP) ## create/refresh the virtualenv in .venv

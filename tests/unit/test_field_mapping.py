@@ -48,7 +48,9 @@ def test_an_override_changes_adds_and_removes_fields(tmp_path: Path) -> None:
 def test_an_espocrm_custom_field_without_its_c_prefix_is_refused(tmp_path: Path) -> None:
     """EspoCRM would drop ``referralCode`` silently (fixtures 38/39): refuse it at start-up."""
     path = override(tmp_path, {"espocrm": {"lead_fields": {"referral_code": "referralCode"}}})
-    with pytest.raises(SettingsError, match=r"lead_fields\.referral_code: 'referralCode'.*did you mean 'cReferralCode'"):
+    with pytest.raises(
+        SettingsError, match=r"lead_fields\.referral_code: 'referralCode'.*did you mean 'cReferralCode'"
+    ):
         load_field_mapping(path)
 
 
@@ -66,7 +68,8 @@ def test_a_bitrix_field_that_is_neither_native_nor_a_user_field_is_refused(tmp_p
 def test_list_values_must_cover_every_domain_value(tmp_path: Path) -> None:
     path = override(tmp_path, {"bitrix24": {"enum_values": {"user_type": {"student": "45", "alumni": "51"}}}})
     with pytest.raises(
-        SettingsError, match=r"enum_values\.user_type: must map exactly.*missing \['other', 'parent'\], unknown \['alumni'\]"
+        SettingsError,
+        match=r"enum_values\.user_type: must map exactly.*missing \['other', 'parent'\], unknown \['alumni'\]",
     ):
         load_field_mapping(path)
 

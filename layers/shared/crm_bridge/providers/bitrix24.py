@@ -170,8 +170,12 @@ class Bitrix24Provider(CrmProvider):
         return None
 
     def _find_by_attribute(self, attribute: str, value: str) -> ExistingLead | None:
-        found = self._call("crm.lead.list", {"filter": {attribute: value}, "select": ["ID"], "order": {"ID": "ASC"}})
-        return ExistingLead(str(found[0]["ID"])) if isinstance(found, list) and found else None
+        found = self._call(
+            "crm.lead.list", {"filter": {attribute: value}, "select": ["ID", attribute], "order": {"ID": "ASC"}}
+        )
+        # A filter on a field the portal lacks is ignored and matches every lead: check the value.
+        matches = [lead for lead in found or [] if isinstance(lead, dict) and lead.get(attribute) == value]
+        return ExistingLead(str(matches[0]["ID"])) if matches else None
 
     def _create(self, payload: dict[str, Any], *, check_duplicates: bool = True) -> WriteOutcome:
         # Bitrix24 runs no duplicate check on REST adds; we searched before creating.

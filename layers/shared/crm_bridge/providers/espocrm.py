@@ -118,8 +118,16 @@ class EspoCrmProvider(CrmProvider):
             return RetryableCrmError(reason_header or "service unavailable", provider=self.name, status=503)
         return error_for_status(self.name, status, reason_header or f"HTTP {status}")
 
-    def _search(self, where: list[dict[str, Any]], *, max_size: int = 5, order: str = "ASC") -> list[dict[str, Any]]:
-        search_params = {"where": where, "select": ["id"], "orderBy": "createdAt", "order": order, "maxSize": max_size}
+    def _search(
+        self, where: list[dict[str, Any]], *, select: list[str] | None = None, max_size: int = 5, order: str = "ASC"
+    ) -> list[dict[str, Any]]:
+        search_params = {
+            "where": where,
+            "select": ["id", *(select or [])],
+            "orderBy": "createdAt",
+            "order": order,
+            "maxSize": max_size,
+        }
         response = self._request("GET", "Lead", params={"searchParams": json.dumps(search_params)})
         found = json_body(response, self.name)
         return list(found.get("list", [])) if isinstance(found, dict) else []
@@ -172,8 +180,10 @@ class EspoCrmProvider(CrmProvider):
         return ExistingLead(record_id, self._read(record_id))
 
     def _find_by_attribute(self, attribute: str, value: str) -> ExistingLead | None:
-        found = self._search([{"type": "equals", "attribute": attribute, "value": value}], max_size=1)
-        return ExistingLead(str(found[0]["id"])) if found else None
+        found = self._search([{"type": "equals", "attribute": attribute, "value": value}], select=[attribute])
+        # Never trust the filter alone: a lead is this one only if it carries the value.
+        matches = [lead for lead in found if lead.get(attribute) == value]
+        return ExistingLead(str(matches[0]["id"])) if matches else None
 
     def _create(self, payload: dict[str, Any], *, check_duplicates: bool = True) -> WriteOutcome:
         if not check_duplicates:

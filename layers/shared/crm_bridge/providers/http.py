@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from crm_bridge.errors import CrmConfigurationError, CrmError, PermanentCrmError, RetryableCrmError
+from crm_bridge.providers.budget import remaining_seconds
 
 USER_AGENT = "crm-bridge/0.1 (+https://github.com/crm-bridge)"
 
@@ -22,8 +23,21 @@ def make_client(timeout_seconds: float, transport: httpx.BaseTransport | None = 
     )
 
 
+class BudgetExhausted(RetryableCrmError):
+    """The caller's time budget ran out: the operation is worth retrying later, from the queue."""
+
+
 def send(client: httpx.Client, provider: str, request: httpx.Request) -> httpx.Response:
-    """Send, converting transport failures into retryable errors that do not mention the URL."""
+    """Send within the time budget, converting transport failures into retryable errors that do
+    not mention the URL."""
+    remaining = remaining_seconds()
+    if remaining is not None:
+        if remaining <= 0:
+            raise BudgetExhausted("time budget spent before the CRM answered", provider=provider)
+        configured = httpx.Timeout(**request.extensions.get("timeout", {}))
+        request.extensions["timeout"] = httpx.Timeout(
+            min(configured.read or remaining, remaining), connect=min(configured.connect or remaining, remaining)
+        ).as_dict()
     try:
         return client.send(request)
     except httpx.TimeoutException as exc:

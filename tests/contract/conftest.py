@@ -1,0 +1,45 @@
+"""The contract suite runs every behaviour against every provider, each behind its simulator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from crm_bridge.field_mapping import MappedField, load_field_mapping
+from crm_bridge.providers import CrmProvider, build_provider
+from crm_bridge.settings import load_settings
+from tests.simulators.base import SimulatedCrm
+from tests.simulators.bitrix24 import SimulatedBitrix24
+from tests.simulators.espocrm import SimulatedEspoCrm
+
+ESPOCRM_API_KEY = "contract-espo-key-5f1e2d3c4b"
+BITRIX24_TOKEN = "contract0bitrix0token0x9"
+
+
+@dataclass
+class Crm:
+    provider: CrmProvider
+    sim: SimulatedCrm
+    secrets: tuple[str, ...]
+
+    def attribute(self, field: MappedField) -> str:
+        attribute = self.provider.mapping.attribute(field)
+        assert attribute is not None, f"the default mapping maps {field}"
+        return attribute
+
+
+@pytest.fixture(params=["espocrm", "bitrix24"])
+def crm(request: pytest.FixtureRequest) -> Iterator[Crm]:
+    mapping = load_field_mapping()
+    if request.param == "espocrm":
+        with SimulatedEspoCrm(api_key=ESPOCRM_API_KEY) as espocrm:
+            settings = load_settings(
+                {"CRM_PROVIDER": "espocrm", "ESPOCRM_URL": espocrm.base_url, "ESPOCRM_API_KEY": ESPOCRM_API_KEY}
+            )
+            yield Crm(build_provider(settings, mapping), espocrm, (ESPOCRM_API_KEY,))
+    else:
+        with SimulatedBitrix24(token=BITRIX24_TOKEN) as bitrix24:
+            settings = load_settings({"CRM_PROVIDER": "bitrix24", "BITRIX24_WEBHOOK_URL": bitrix24.webhook_url})
+            yield Crm(build_provider(settings, mapping), bitrix24, (BITRIX24_TOKEN, bitrix24.webhook_url))
