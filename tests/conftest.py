@@ -7,6 +7,7 @@ CRMs goes through respx simulators whose ``assert_all_mocked`` turns an unexpect
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -55,6 +56,7 @@ def _clear_caches() -> None:
 def log_output() -> Iterator[io.StringIO]:
     """Everything the service logger (and the third-party loggers it configures) writes."""
     handler = get_logger().registered_handler
+    assert isinstance(handler, logging.StreamHandler)
     buffer = io.StringIO()
     previous = handler.setStream(buffer)
     yield buffer

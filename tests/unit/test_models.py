@@ -154,7 +154,7 @@ def test_the_envelope_carries_version_kind_id_time_and_origin() -> None:
     operation = UpsertLeadOperation(origin=Origin.APPLICATIONS_API, payload=application())
     envelope = json.loads(dump_operation(operation))
     assert envelope["schema_version"] == 1
-    assert envelope["kind"] == OperationKind.UPSERT_LEAD == "lead.upsert"
+    assert envelope["kind"] == "lead.upsert" == OperationKind.UPSERT_LEAD.value
     assert UUID(envelope["operation_id"]) == operation.operation_id
     assert datetime.fromisoformat(envelope["created_at"]).tzinfo is not None
     assert envelope["origin"] == "api.applications"

@@ -175,10 +175,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
     if problems:
         raise SettingsError("invalid configuration: " + "; ".join(problems))
-    try:
-        settings = Settings.model_validate(raw)
-    except ValidationError as exc:
-        raise SettingsError("invalid configuration: " + "; ".join(_describe(e) for e in exc.errors())) from None
+    settings = validate_environment(Settings, raw, _ENV_NAMES)
     if settings.field_mapping_file is not None and not settings.field_mapping_file.is_file():
         raise SettingsError(f"invalid configuration: CRM_FIELD_MAPPING_FILE: no file at {settings.field_mapping_file}")
     return settings
@@ -193,14 +190,24 @@ _ENV_NAMES = {
 }
 
 
-def _describe(error: Any) -> str:
+def validate_environment[M: BaseModel](
+    model: type[M], raw: dict[str, Any], env_names: Mapping[tuple[str, ...], str]
+) -> M:
+    """Validate settings gathered from the environment; SettingsError names each bad variable."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise SettingsError(
+            "invalid configuration: " + "; ".join(_describe(error, env_names) for error in exc.errors())
+        ) from None
+
+
+def _describe(error: Any, env_names: Mapping[tuple[str, ...], str]) -> str:
     """A pydantic error in the vocabulary of environment variables, never echoing the value."""
     location = tuple(str(part) for part in error["loc"])
-    name = _ENV_NAMES.get(location) or ".".join(location) or "settings"
+    name = env_names.get(location) or ".".join(location)
     message = str(error["msg"]).removeprefix("Value error, ")
-    if location == ("crm_provider",):
-        message = "must be one of " + ", ".join(p.value for p in CrmProviderName)
-    return f"{name}: {message}" if location else message
+    return f"{name}: {message}" if name else message
 
 
 @cache

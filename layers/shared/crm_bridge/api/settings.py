@@ -1,0 +1,85 @@
+"""Settings of the HTTP API functions, validated once per container like the CRM settings."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import cache
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl
+
+from crm_bridge.settings import validate_environment
+
+DEFAULT_WHATSAPP_TEXT = "Hello! I would like to know more about studying abroad. My code: {ref}"
+
+
+def _https(url: HttpUrl) -> HttpUrl:
+    if url.scheme != "https":
+        raise ValueError("must be an https:// URL")
+    return url
+
+
+HttpsUrl = Annotated[HttpUrl, AfterValidator(_https)]
+
+
+class RedirectTargets(BaseModel):
+    """Where the /go/{channel} links lead. Only configuration decides the host: no open redirect."""
+
+    model_config = ConfigDict(frozen=True)
+
+    telegram_url: HttpsUrl = Field(description="Telegram bot link; the referral code goes in ?start=")
+    whatsapp_number: str = Field(pattern=r"^[1-9]\d{6,14}$", description="Digits only, with country code")
+    whatsapp_text: str = Field(max_length=500, description="Prefilled message; {ref} becomes the referral code")
+    instagram_url: HttpsUrl
+
+
+class ApiSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    queue_url: str = Field(min_length=1)
+    dead_letter_queue_url: str = Field(min_length=1)
+    sync_budget_ms: int = Field(default=3000, ge=100, le=25_000)
+    site_origins: tuple[str, ...] = ()
+    max_body_bytes: int = Field(default=32_768, ge=1024, le=1_048_576)
+    idempotency_table: str | None = None
+    redirects: RedirectTargets | None = None
+
+
+_ENV_NAMES = {
+    ("queue_url",): "CRM_QUEUE_URL",
+    ("dead_letter_queue_url",): "CRM_DLQ_URL",
+    ("sync_budget_ms",): "CRM_SYNC_BUDGET_MS",
+    ("site_origins",): "SITE_ORIGINS",
+    ("max_body_bytes",): "MAX_BODY_BYTES",
+    ("idempotency_table",): "IDEMPOTENCY_TABLE",
+    ("redirects", "telegram_url"): "REDIRECT_TELEGRAM_URL",
+    ("redirects", "whatsapp_number"): "REDIRECT_WHATSAPP_NUMBER",
+    ("redirects", "whatsapp_text"): "REDIRECT_WHATSAPP_TEXT",
+    ("redirects", "instagram_url"): "REDIRECT_INSTAGRAM_URL",
+}
+
+
+def load_api_settings(environ: Mapping[str, str] | None = None) -> ApiSettings:
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {
+        "queue_url": env.get("CRM_QUEUE_URL", ""),
+        "dead_letter_queue_url": env.get("CRM_DLQ_URL", ""),
+        "sync_budget_ms": env.get("CRM_SYNC_BUDGET_MS") or 3000,
+        "site_origins": tuple(origin.strip() for origin in env.get("SITE_ORIGINS", "").split(",") if origin.strip()),
+        "max_body_bytes": env.get("MAX_BODY_BYTES") or 32_768,
+        "idempotency_table": env.get("IDEMPOTENCY_TABLE") or None,
+    }
+    if any(env.get(name) for name in ("REDIRECT_TELEGRAM_URL", "REDIRECT_WHATSAPP_NUMBER", "REDIRECT_INSTAGRAM_URL")):
+        raw["redirects"] = {
+            "telegram_url": env.get("REDIRECT_TELEGRAM_URL", ""),
+            "whatsapp_number": env.get("REDIRECT_WHATSAPP_NUMBER", ""),
+            "whatsapp_text": env.get("REDIRECT_WHATSAPP_TEXT") or DEFAULT_WHATSAPP_TEXT,
+            "instagram_url": env.get("REDIRECT_INSTAGRAM_URL", ""),
+        }
+    return validate_environment(ApiSettings, raw, _ENV_NAMES)
+
+
+@cache
+def get_api_settings() -> ApiSettings:
+    return load_api_settings()

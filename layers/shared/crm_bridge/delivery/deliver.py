@@ -1,0 +1,35 @@
+"""The one delivery path: what executing an operation means, in the API call or on the fifth retry."""
+
+from __future__ import annotations
+
+from typing import Protocol, assert_never
+
+from crm_bridge.models import MessengerClickOperation, Operation, UpsertLeadOperation
+from crm_bridge.providers import CrmProvider, ProviderResult
+
+
+class VisitorSessions(Protocol):
+    """Remembers which lead an anonymous visitor session became, per provider."""
+
+    def lead_for(self, provider: str, session_id: str) -> str | None: ...
+
+    def remember(self, provider: str, session_id: str, lead_id: str) -> None: ...
+
+
+def deliver(operation: Operation, provider: CrmProvider, sessions: VisitorSessions | None = None) -> ProviderResult:
+    """Execute an operation against the CRM. Raises :class:`crm_bridge.errors.CrmError`."""
+    match operation:
+        case UpsertLeadOperation(payload=application):
+            return provider.upsert_lead(application, operation.operation_id)
+        case MessengerClickOperation(payload=activity):
+            known_lead = activity.lead_id or (
+                sessions.lead_for(provider.name, activity.session_id) if sessions else None
+            )
+            if known_lead:
+                return provider.log_activity(known_lead, activity)
+            result = provider.create_minimal_lead_from_activity(activity, operation.operation_id)
+            if sessions is not None:
+                sessions.remember(provider.name, activity.session_id, result.record_id)
+            return result
+        case _:
+            assert_never(operation)

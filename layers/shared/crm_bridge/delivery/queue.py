@@ -1,0 +1,98 @@
+"""The operation queue (SQS) and its dead-letter queue: where work waits when the CRM cannot take it.
+
+boto3 finds its endpoint through the standard settings (``AWS_ENDPOINT_URL_SQS`` locally), so
+the same code talks to SQS in AWS and to moto on a laptop.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from crm_bridge.errors import CrmError
+from crm_bridge.models import Operation, dump_operation
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+# SQS message attributes allow 256 KiB in all; a reason is a short sentence.
+_MAX_ATTRIBUTE_LENGTH = 256
+
+
+class QueueUnavailable(Exception):
+    """SQS refused or could not be reached: the caller must keep the operation some other way."""
+
+
+@cache
+def _sqs_client() -> SQSClient:
+    import boto3
+
+    return boto3.client("sqs")
+
+
+def _string_attribute(value: object) -> dict[str, str]:
+    return {"DataType": "String", "StringValue": str(value)[:_MAX_ATTRIBUTE_LENGTH]}
+
+
+def operation_attributes(operation: Operation) -> dict[str, dict[str, str]]:
+    """What an operator can filter on without opening the body (which holds personal data)."""
+    return {
+        "operation_id": _string_attribute(operation.operation_id),
+        "kind": _string_attribute(operation.kind),
+        "origin": _string_attribute(operation.origin),
+        "schema_version": {"DataType": "Number", "StringValue": str(operation.schema_version)},
+    }
+
+
+def error_attributes(error: CrmError, attempts: int) -> dict[str, dict[str, str]]:
+    """Why an operation was dead-lettered, as message attributes (what ``make dlq-inspect`` groups by)."""
+    attributes = {
+        f"error_{name}": _string_attribute(value)
+        for name, value in error.to_dict().items()
+        if value is not None and value != ""
+    }
+    attributes["attempts"] = {"DataType": "Number", "StringValue": str(attempts)}
+    return attributes
+
+
+class OperationQueue:
+    """Sends operations to the retry queue or, when retrying cannot help, to the dead-letter queue."""
+
+    def __init__(self, queue_url: str, dead_letter_queue_url: str, client: Any | None = None) -> None:
+        self.queue_url = queue_url
+        self.dead_letter_queue_url = dead_letter_queue_url
+        self._client = client
+
+    @classmethod
+    def from_environment(cls) -> OperationQueue:
+        return cls(os.environ.get("CRM_QUEUE_URL", ""), os.environ.get("CRM_DLQ_URL", ""))
+
+    @property
+    def client(self) -> SQSClient:
+        return self._client or _sqs_client()
+
+    def enqueue(self, operation: Operation, *, delay_seconds: int = 0) -> str:
+        """Queue for delivery by the worker; returns the SQS message id."""
+        return self._send(self.queue_url, operation, operation_attributes(operation), delay_seconds)
+
+    def dead_letter(self, operation: Operation, error: CrmError, *, attempts: int) -> str:
+        """Park an operation the CRM refuses, with the reason, for an operator to fix and redrive."""
+        attributes = operation_attributes(operation) | error_attributes(error, attempts)
+        return self._send(self.dead_letter_queue_url, operation, attributes, 0)
+
+    def _send(self, url: str, operation: Operation, attributes: dict[str, dict[str, str]], delay: int) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if not url:
+            raise QueueUnavailable("the queue URL is not configured (CRM_QUEUE_URL / CRM_DLQ_URL)")
+        try:
+            response = self.client.send_message(
+                QueueUrl=url,
+                MessageBody=dump_operation(operation),
+                MessageAttributes=attributes,  # type: ignore[arg-type]
+                DelaySeconds=delay,
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise QueueUnavailable(f"SQS send failed ({type(exc).__name__})") from None
+        return response["MessageId"]

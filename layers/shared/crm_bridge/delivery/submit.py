@@ -1,0 +1,96 @@
+"""What the API does with an operation: deliver it now within a time budget, or keep it safe.
+
+Outcomes, in order of preference:
+* delivered: the CRM has it (201);
+* queued: the CRM was slow, down or misconfigured; the worker retries it (202);
+* dead-lettered: the CRM refuses the data; an operator fixes the mapping and redrives it (202);
+* neither the CRM nor the queue took it: :class:`DeliveryUnavailable`, after sealing the operation
+  into the log for recovery (503, the client retries).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import partial
+
+from crm_bridge.delivery.deliver import VisitorSessions, deliver
+from crm_bridge.delivery.queue import OperationQueue, QueueUnavailable
+from crm_bridge.delivery.recovery import log_for_recovery
+from crm_bridge.errors import CrmConfigurationError, CrmError, PermanentCrmError, SettingsError
+from crm_bridge.models import Operation
+from crm_bridge.observability import get_logger
+from crm_bridge.providers import CrmProvider, ProviderResult
+from crm_bridge.providers.budget import time_budget
+
+
+class SubmissionStatus(StrEnum):
+    DELIVERED = "delivered"
+    QUEUED = "queued"
+    DEAD_LETTERED = "dead_lettered"
+
+
+@dataclass(frozen=True)
+class Submission:
+    status: SubmissionStatus
+    operation: Operation
+    result: ProviderResult | None = None
+    error: CrmError | None = None
+
+
+class DeliveryUnavailable(Exception):
+    """Neither the CRM nor the queue accepted the operation; it was sealed into the log."""
+
+    def __init__(self, operation: Operation, recoverable_from_log: bool) -> None:
+        super().__init__(f"operation {operation.operation_id} could not be delivered or queued")
+        self.operation = operation
+        self.recoverable_from_log = recoverable_from_log
+
+
+def queue_or_seal(operation: Operation, queue: OperationQueue, send: Callable[[], str]) -> None:
+    """Run ``send``; if the queue fails, seal the operation into the log and raise DeliveryUnavailable."""
+    try:
+        send()
+    except QueueUnavailable as exc:
+        raise DeliveryUnavailable(operation, log_for_recovery(operation, str(exc))) from None
+
+
+def enqueue(operation: Operation, queue: OperationQueue) -> Submission:
+    """Queue only (messenger events, redirects): the worker does the CRM work."""
+    queue_or_seal(operation, queue, partial(queue.enqueue, operation))
+    return Submission(SubmissionStatus.QUEUED, operation)
+
+
+def deliver_or_queue(
+    operation: Operation,
+    *,
+    provider: Callable[[], CrmProvider],
+    queue: OperationQueue,
+    budget_seconds: float,
+    sessions: VisitorSessions | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Submission:
+    """Try the CRM within ``budget_seconds``; otherwise queue or dead-letter the operation."""
+    log = get_logger()
+    try:
+        with time_budget(budget_seconds, clock):
+            result = deliver(operation, provider(), sessions)
+    except PermanentCrmError as error:
+        log.warning("CRM refused the operation; dead-lettered", extra={"error": error.to_dict()})
+        queue_or_seal(operation, queue, partial(queue.dead_letter, operation, error, attempts=1))
+        return Submission(SubmissionStatus.DEAD_LETTERED, operation, error=error)
+    except SettingsError as exc:
+        settings_error = CrmConfigurationError(str(exc), provider="settings")
+        log.error("CRM settings are invalid; queued", extra={"error": settings_error.to_dict()})
+        return _queued(operation, queue, settings_error)
+    except CrmError as error:
+        log.warning("CRM unavailable now; queued", extra={"error": error.to_dict()})
+        return _queued(operation, queue, error)
+    return Submission(SubmissionStatus.DELIVERED, operation, result=result)
+
+
+def _queued(operation: Operation, queue: OperationQueue, error: CrmError) -> Submission:
+    queue_or_seal(operation, queue, partial(queue.enqueue, operation))
+    return Submission(SubmissionStatus.QUEUED, operation, error=error)
