@@ -9,9 +9,11 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl
 
+from crm_bridge.errors import SettingsError
 from crm_bridge.settings import validate_environment
 
-DEFAULT_WHATSAPP_TEXT = "Hello! I would like to know more about studying abroad. My code: {ref}"
+DEFAULT_WHATSAPP_TEXT = "Hello! I would like to know more about studying abroad."
+DEFAULT_WHATSAPP_REF_SUFFIX = " My code: {ref}"
 
 
 def _https(url: HttpUrl) -> HttpUrl:
@@ -30,7 +32,10 @@ class RedirectTargets(BaseModel):
 
     telegram_url: HttpsUrl = Field(description="Telegram bot link; the referral code goes in ?start=")
     whatsapp_number: str = Field(pattern=r"^[1-9]\d{6,14}$", description="Digits only, with country code")
-    whatsapp_text: str = Field(max_length=500, description="Prefilled message; {ref} becomes the referral code")
+    whatsapp_text: str = Field(min_length=1, max_length=500, description="Prefilled message")
+    whatsapp_ref_suffix: str = Field(
+        max_length=100, pattern=r"\{ref\}", description="Appended when there is a referral code; {ref} is the code"
+    )
     instagram_url: HttpsUrl
 
 
@@ -56,6 +61,7 @@ _ENV_NAMES = {
     ("redirects", "telegram_url"): "REDIRECT_TELEGRAM_URL",
     ("redirects", "whatsapp_number"): "REDIRECT_WHATSAPP_NUMBER",
     ("redirects", "whatsapp_text"): "REDIRECT_WHATSAPP_TEXT",
+    ("redirects", "whatsapp_ref_suffix"): "REDIRECT_WHATSAPP_REF_SUFFIX",
     ("redirects", "instagram_url"): "REDIRECT_INSTAGRAM_URL",
 }
 
@@ -75,6 +81,7 @@ def load_api_settings(environ: Mapping[str, str] | None = None) -> ApiSettings:
             "telegram_url": env.get("REDIRECT_TELEGRAM_URL", ""),
             "whatsapp_number": env.get("REDIRECT_WHATSAPP_NUMBER", ""),
             "whatsapp_text": env.get("REDIRECT_WHATSAPP_TEXT") or DEFAULT_WHATSAPP_TEXT,
+            "whatsapp_ref_suffix": env.get("REDIRECT_WHATSAPP_REF_SUFFIX") or DEFAULT_WHATSAPP_REF_SUFFIX,
             "instagram_url": env.get("REDIRECT_INSTAGRAM_URL", ""),
         }
     return validate_environment(ApiSettings, raw, _ENV_NAMES)
@@ -83,3 +90,12 @@ def load_api_settings(environ: Mapping[str, str] | None = None) -> ApiSettings:
 @cache
 def get_api_settings() -> ApiSettings:
     return load_api_settings()
+
+
+def require_redirect_targets(settings: ApiSettings) -> RedirectTargets:
+    """The redirect function cannot start without its targets."""
+    if settings.redirects is None:
+        raise SettingsError(
+            "invalid configuration: REDIRECT_TELEGRAM_URL, REDIRECT_WHATSAPP_NUMBER and REDIRECT_INSTAGRAM_URL are not set"
+        )
+    return settings.redirects

@@ -10,7 +10,6 @@ Outcomes, in order of preference:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -70,7 +69,7 @@ def deliver_or_queue(
     queue: OperationQueue,
     budget_seconds: float,
     sessions: VisitorSessions | None = None,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float] | None = None,
 ) -> Submission:
     """Try the CRM within ``budget_seconds``; otherwise queue or dead-letter the operation."""
     log = get_logger()

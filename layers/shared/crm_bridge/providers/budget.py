@@ -25,8 +25,10 @@ _current: ContextVar[_Budget | None] = ContextVar("crm_time_budget", default=Non
 
 
 @contextmanager
-def time_budget(seconds: float, clock: Callable[[], float] = time.monotonic) -> Iterator[None]:
-    """Limit every CRM request made inside the block to ``seconds`` in total."""
+def time_budget(seconds: float, clock: Callable[[], float] | None = None) -> Iterator[None]:
+    """Limit every CRM request made inside the block to ``seconds`` in total (``clock``: for tests;
+    by default the monotonic clock, looked up at call time)."""
+    clock = clock or time.monotonic
     token = _current.set(_Budget(clock() + seconds, clock))
     try:
         yield

@@ -1,0 +1,1 @@
+"""What the HTTP API functions share: settings, the resolver with its guards, responses, idempotency."""

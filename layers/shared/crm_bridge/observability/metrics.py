@@ -1,0 +1,38 @@
+"""CloudWatch metrics (EMF through Powertools): outcomes and CRM latency, never personal data."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+NAMESPACE = "CrmBridge"
+
+
+@cache
+def get_metrics() -> Metrics:
+    return Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE))
+
+
+def count(name: str, value: int = 1) -> None:
+    get_metrics().add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def crm_latency(provider: str, elapsed_ms: float) -> None:
+    """CRM round-trip time, by provider (its own metric set, so the dimension stays on it)."""
+    with single_metric(
+        name="CrmLatency",
+        unit=MetricUnit.Milliseconds,
+        value=elapsed_ms,
+        namespace=get_metrics().namespace,
+        default_dimensions={"provider": provider},
+    ):
+        pass
+
+
+def delivered(provider: str, action: str, elapsed_ms: float) -> None:
+    """A CRM write that succeeded: ``LeadsCreated`` / ``LeadsUpdated`` / ``LeadsUnchanged`` and latency."""
+    count(f"Leads{action.title()}")
+    crm_latency(provider, elapsed_ms)

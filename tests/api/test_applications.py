@@ -1,0 +1,236 @@
+"""POST /api/v1/applications: in the CRM when it answers in time, never lost when it does not."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import boto3
+import pytest
+
+from crm_bridge.delivery import recovery
+from crm_bridge.models import UpsertLeadOperation, parse_operation
+from infra.local.http_events import http_api_event
+from tests.api.conftest import ESPOCRM_KEY, Aws, invoke, post
+from tests.simulators.base import Failure
+from tests.simulators.espocrm import SimulatedEspoCrm
+
+PATH = "/api/v1/applications"
+FORM = {
+    "name": "Ayşe Yılmaz",
+    "phone": "0532 123 45 67",
+    "email": "Ayse.Yilmaz@Example.com",
+    "user_type": "student",
+    "program": "Medicine",
+    "message": "Hello!",
+    "consent": True,
+    "attribution": {"referral_code": "PARTNER-42", "utm_source": "instagram"},
+}
+
+
+@pytest.fixture
+def handler(load_handler: Callable[[str], ModuleType], espocrm: SimulatedEspoCrm) -> ModuleType:
+    return load_handler("applications_api")
+
+
+def test_an_application_becomes_a_lead_at_once(handler: ModuleType, espocrm: SimulatedEspoCrm, aws: Aws) -> None:
+    answer = post(handler, PATH, FORM)
+
+    assert answer.status == 201
+    assert answer.body["status"] == "created"
+    assert answer.body["provider"] == "espocrm"
+    (lead,) = espocrm.leads()
+    assert answer.body["leadId"] == lead["id"]
+    assert lead["phoneNumber"] == "+905321234567"
+    assert lead["emailAddress"] == "ayse.yilmaz@example.com"
+    assert lead["cReferralCode"] == "PARTNER-42"
+    assert aws.queued() == []
+
+
+def test_a_repeat_application_updates_the_same_lead(handler: ModuleType, espocrm: SimulatedEspoCrm) -> None:
+    first = post(handler, PATH, FORM)
+    again = post(handler, PATH, {**FORM, "university": "Koç University"})
+
+    assert (again.status, again.body["status"]) == (201, "updated")
+    assert again.body["leadId"] == first.body["leadId"]
+    assert len(espocrm.leads()) == 1
+
+
+def test_a_crm_outage_queues_the_exact_operation(handler: ModuleType, espocrm: SimulatedEspoCrm, aws: Aws) -> None:
+    espocrm.fail_next(Failure.SERVER_ERROR, times=5)
+    event = http_api_event(
+        "POST", PATH, route_key=f"POST {PATH}", headers={"content-type": "application/json"}, body=json.dumps(FORM)
+    )
+
+    answer = invoke(handler, event)
+
+    assert answer.status == 202
+    assert answer.body == {"status": "queued", "operationId": answer.body["operationId"]}
+    (message,) = aws.queued()
+    operation = parse_operation(message["Body"])
+    assert isinstance(operation, UpsertLeadOperation)
+    assert str(operation.operation_id) == answer.body["operationId"]
+    assert operation.correlation_id == event["requestContext"]["requestId"]
+    assert operation.payload.phone == "+905321234567"
+    assert operation.payload.attribution.referral_code == "PARTNER-42"
+    assert message["MessageAttributes"]["kind"]["StringValue"] == "lead.upsert"
+    assert espocrm.leads() == []
+
+
+@pytest.mark.parametrize("failure", [Failure.TIMEOUT, Failure.CONNECTION_REFUSED, Failure.UNAUTHORIZED])
+def test_every_retryable_or_configuration_failure_queues(
+    handler: ModuleType, espocrm: SimulatedEspoCrm, aws: Aws, failure: Failure
+) -> None:
+    espocrm.fail_next(failure, times=5)
+
+    assert post(handler, PATH, FORM).status == 202
+    assert len(aws.queued()) == 1
+
+
+def test_a_slow_crm_is_abandoned_when_the_budget_is_spent(
+    handler: ModuleType, espocrm: SimulatedEspoCrm, aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each tick of this clock is two seconds: after the first CRM call the 3 s budget is gone."""
+    ticks = iter(range(0, 100, 2))
+    monkeypatch.setattr("crm_bridge.providers.budget.time", SimpleNamespace(monotonic=lambda: next(ticks)))
+
+    answer = post(handler, PATH, FORM)
+
+    assert answer.status == 202
+    assert len(aws.queued()) == 1
+    assert espocrm.router["lead.create"].call_count == 0
+
+
+def test_a_permanent_rejection_goes_to_the_dead_letter_queue_with_its_reason(
+    handler: ModuleType, espocrm: SimulatedEspoCrm, aws: Aws
+) -> None:
+    espocrm.reject_attribute("cReferralCode")
+
+    answer = post(handler, PATH, FORM)
+
+    assert answer.status == 202
+    assert aws.queued() == []
+    (message,) = aws.dead_lettered()
+    attributes = {name: value["StringValue"] for name, value in message["MessageAttributes"].items()}
+    assert attributes["error_kind"] == "permanent"
+    assert attributes["error_field"] == "cReferralCode"
+    assert attributes["error_provider"] == "espocrm"
+    assert attributes["attempts"] == "1"
+    assert str(parse_operation(message["Body"]).operation_id) == answer.body["operationId"]
+
+
+def test_with_neither_crm_nor_queue_the_client_retries_and_the_log_can_recover_it(
+    handler: ModuleType, espocrm: SimulatedEspoCrm, aws: Aws, log_output: io.StringIO
+) -> None:
+    espocrm.fail_next(Failure.CONNECTION_REFUSED)
+    boto3.client("sqs").delete_queue(QueueUrl=aws.queue_url)
+
+    answer = post(handler, PATH, FORM)
+
+    assert answer.status == 503
+    assert answer.body["error"]["code"] == "temporarily_unavailable"
+    assert answer.headers["retry-after"]
+    logged = log_output.getvalue()
+    assert "+905321234567" not in logged
+    assert "ayse.yilmaz@example.com" not in logged
+    recovered: list[Any] = []
+    assert recovery.recover_from_log_lines(logged.splitlines(), recovered.append) == 1
+    assert str(recovered[0].operation_id) == answer.body["error"]["operationId"]
+    assert recovered[0].payload.email == "ayse.yilmaz@example.com"
+
+
+def test_an_idempotency_key_replays_the_first_answer(handler: ModuleType, espocrm: SimulatedEspoCrm) -> None:
+    key = {"Idempotency-Key": "form-7d2f9c"}
+    first = post(handler, PATH, FORM, headers=key)
+    replay = post(handler, PATH, FORM, headers=key)
+
+    assert (replay.status, replay.body) == (first.status, first.body)
+    assert first.body["status"] == "created"
+    assert espocrm.router["lead.create"].call_count == 1
+    assert espocrm.router["note.create"].call_count == 0, "the replay did not reach the CRM at all"
+
+    reused = post(handler, PATH, {**FORM, "name": "Someone Else"}, headers=key)
+    assert (reused.status, reused.body["error"]["code"]) == (422, "idempotency_key_reused")
+
+
+def test_a_retry_after_a_503_keeps_its_operation_id(handler: ModuleType, espocrm: SimulatedEspoCrm, aws: Aws) -> None:
+    key = {"Idempotency-Key": "form-retry-1"}
+    espocrm.fail_next(Failure.CONNECTION_REFUSED)
+    sqs = boto3.client("sqs")
+    sqs.delete_queue(QueueUrl=aws.queue_url)
+    failed = post(handler, PATH, FORM, headers=key)
+    assert failed.status == 503
+
+    retried = post(handler, PATH, FORM, headers=key)
+
+    assert retried.status == 201
+    assert retried.body["operationId"] == failed.body["error"]["operationId"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "fields"),
+    [
+        ('{"name": "Ayşe",', 400, "invalid_json", None),
+        ("[" * 100 + "]" * 100, 400, "invalid_json", None),
+        ({"name": "Ayşe"}, 422, "invalid_request", ["body"]),
+        ({**FORM, "phone": "12"}, 422, "invalid_request", ["phone"]),
+        ({**FORM, "email": "nope", "user_type": "robot"}, 422, "invalid_request", ["email", "user_type"]),
+        ({**FORM, "attribution": {"referral_code": "<script>"}}, 422, "invalid_request", ["attribution.referral_code"]),
+        ({**FORM, "unexpected": 1}, 422, "invalid_request", ["unexpected"]),
+        ([1, 2], 422, "invalid_request", ["body"]),
+    ],
+)
+def test_bad_input_is_a_4xx_naming_the_problem(
+    handler: ModuleType, espocrm: SimulatedEspoCrm, aws: Aws, body: Any, status: int, code: str, fields: Any
+) -> None:
+    answer = post(handler, PATH, body)
+
+    assert answer.status == status
+    assert answer.body["error"]["code"] == code
+    if fields is not None:
+        assert sorted(problem["field"] for problem in answer.body["error"]["fields"]) == fields
+    assert espocrm.leads() == []
+    assert aws.queued() == []
+
+
+def test_bodies_must_be_json_and_small(handler: ModuleType) -> None:
+    assert post(handler, PATH, "name=Ayse", headers={"content-type": "application/x-www-form-urlencoded"}).status == 415
+    huge = {**FORM, "message": "x" * 40_000}
+    answer = post(handler, PATH, huge)
+    assert (answer.status, answer.body["error"]["code"]) == (413, "body_too_large")
+
+
+def test_a_base64_encoded_body_is_read(handler: ModuleType, espocrm: SimulatedEspoCrm) -> None:
+    assert post(handler, PATH, FORM, force_base64=True).status == 201
+
+
+def test_cors_allows_only_the_site(handler: ModuleType) -> None:
+    def preflight(origin: str) -> dict[str, str]:
+        event = http_api_event(
+            "OPTIONS",
+            PATH,
+            route_key=f"OPTIONS {PATH}",
+            headers={"origin": origin, "access-control-request-method": "POST"},
+        )
+        return invoke(handler, event).headers
+
+    assert preflight("https://agency.example")["access-control-allow-origin"] == "https://agency.example"
+    assert "access-control-allow-origin" not in preflight("https://evil.example")
+
+
+def test_no_secret_or_personal_data_is_logged(
+    handler: ModuleType, espocrm: SimulatedEspoCrm, log_output: io.StringIO
+) -> None:
+    post(handler, PATH, FORM)
+    espocrm.fail_next(Failure.UNAUTHORIZED, times=5)
+    post(handler, PATH, FORM)
+    espocrm.reject_attribute("cReferralCode")
+    post(handler, PATH, FORM)
+
+    logged = log_output.getvalue()
+    assert logged
+    for private in (ESPOCRM_KEY, "+905321234567", "ayse.yilmaz@example.com", "Yılmaz"):
+        assert private not in logged
