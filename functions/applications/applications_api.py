@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
@@ -17,6 +18,7 @@ from crm_bridge.api.answers import submission_answer
 from crm_bridge.api.idempotency import Answer, IdempotentSubmissions, operation_id_for
 from crm_bridge.api.resolver import make_resolver, resolve
 from crm_bridge.api.responses import error_response, json_response
+from crm_bridge.api.schemas import COMMON_ERRORS, Delivered, Queued, answer, error
 from crm_bridge.api.settings import get_api_settings
 from crm_bridge.delivery import OperationQueue, deliver_or_queue
 from crm_bridge.models import Application, Origin, UpsertLeadOperation
@@ -31,15 +33,12 @@ submissions = IdempotentSubmissions(settings.idempotency_table)
 logger = get_logger()
 metrics = get_metrics()
 
-_ANSWER_EXAMPLES = {
-    201: {"description": "In the CRM: {status: created|updated, leadId, provider, operationId}"},
-    202: {"description": "Kept safely and delivered later: {status: queued, operationId}"},
-    400: {"description": "The body is not JSON"},
-    409: {"description": "The same Idempotency-Key is being processed right now"},
-    413: {"description": "The body is too large"},
-    415: {"description": "The body is not application/json"},
-    422: {"description": "Fields missing or invalid, each named"},
-    503: {"description": "Could not be accepted now; retry (same Idempotency-Key)"},
+_RESPONSES: dict[int, OpenAPIResponse] = {
+    201: answer("In the CRM", Delivered),
+    202: answer("Kept safely and delivered later", Queued),
+    409: error("The same Idempotency-Key is being processed right now"),
+    **COMMON_ERRORS,
+    503: error("Could not be accepted now; retry with the same Idempotency-Key"),
 }
 
 
@@ -48,7 +47,7 @@ _ANSWER_EXAMPLES = {
     summary="Submit an application form",
     description="Creates or updates the applicant's lead in the CRM within a time budget, "
     "otherwise queues it for delivery. Send an Idempotency-Key to make retries safe.",
-    responses=_ANSWER_EXAMPLES,  # type: ignore[arg-type]
+    responses=_RESPONSES,
     tags=["applications"],
 )
 def post_application(

@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from crm_bridge.api.health import health_answer
 from crm_bridge.api.resolver import make_resolver, resolve
 from crm_bridge.api.responses import json_response
+from crm_bridge.api.schemas import Health, answer, error
 from crm_bridge.api.settings import get_api_settings
 from crm_bridge.observability import get_logger
 
@@ -24,7 +25,11 @@ logger = get_logger()
     summary="CRM health check",
     description="Provider, reachability, round-trip time and the mapped fields the CRM lacks. No secrets, "
     "no CRM error text.",
-    responses={200: {"description": "Healthy"}, 503: {"description": "Unreachable, misconfigured or degraded"}},
+    responses={
+        200: answer("Healthy", Health),
+        503: answer("Unreachable, misconfigured or degraded", Health),
+        500: error("Something went wrong on our side"),
+    },
     tags=["operations"],
 )
 def crm_test() -> Response[str]:

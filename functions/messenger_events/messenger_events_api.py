@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from crm_bridge.api.answers import submission_answer
 from crm_bridge.api.resolver import make_resolver, resolve
 from crm_bridge.api.responses import json_response
+from crm_bridge.api.schemas import COMMON_ERRORS, Queued, answer
 from crm_bridge.api.settings import get_api_settings
 from crm_bridge.delivery import OperationQueue, enqueue
 from crm_bridge.models import MessengerActivity, MessengerClickOperation, Origin
@@ -29,14 +30,7 @@ metrics = get_metrics()
     "/api/v1/messenger-events",
     summary="Report a click on a messenger button",
     description="Queues an activity for the visitor's lead (or one minimal lead per anonymous visitor session).",
-    responses={
-        202: {"description": "Queued: {status: queued, operationId}"},
-        400: {"description": "The body is not JSON"},
-        413: {"description": "The body is too large"},
-        415: {"description": "The body is not application/json"},
-        422: {"description": "Fields missing or invalid, each named"},
-        503: {"description": "Could not be accepted now; retry"},
-    },
+    responses={202: answer("Queued", Queued), **COMMON_ERRORS},
     tags=["messenger"],
 )
 def post_messenger_event(activity: Annotated[MessengerActivity, Body()]) -> Response[str]:

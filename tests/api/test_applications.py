@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
+from crm_bridge.api.schemas import Delivered, ErrorBody
 from crm_bridge.delivery import recovery
 from crm_bridge.models import UpsertLeadOperation, parse_operation
 from infra.local.http_events import http_api_event
@@ -40,7 +41,7 @@ def test_an_application_becomes_a_lead_at_once(handler: ModuleType, espocrm: Sim
     answer = post(handler, PATH, FORM)
 
     assert answer.status == 201
-    assert answer.body["status"] == "created"
+    assert Delivered.model_validate(answer.body).status == "created"
     assert answer.body["provider"] == "espocrm"
     (lead,) = espocrm.leads()
     assert answer.body["leadId"] == lead["id"]
@@ -189,7 +190,7 @@ def test_bad_input_is_a_4xx_naming_the_problem(
     answer = post(handler, PATH, body)
 
     assert answer.status == status
-    assert answer.body["error"]["code"] == code
+    assert ErrorBody.model_validate(answer.body).error.code == code
     if fields is not None:
         assert sorted(problem["field"] for problem in answer.body["error"]["fields"]) == fields
     assert espocrm.leads() == []

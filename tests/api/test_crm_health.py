@@ -46,7 +46,11 @@ def test_a_crm_lacking_mapped_fields_is_degraded(health: ModuleType, espocrm: Si
 
 @pytest.mark.parametrize(
     ("failure", "status", "reachable"),
-    [(Failure.CONNECTION_REFUSED, "down", False), (Failure.TIMEOUT, "down", False), (Failure.UNAUTHORIZED, "misconfigured", True)],
+    [
+        (Failure.CONNECTION_REFUSED, "down", False),
+        (Failure.TIMEOUT, "down", False),
+        (Failure.UNAUTHORIZED, "misconfigured", True),
+    ],
 )
 def test_an_unhealthy_crm_is_503_without_its_error_text(
     health: ModuleType, espocrm: SimulatedEspoCrm, failure: Failure, status: str, reachable: bool

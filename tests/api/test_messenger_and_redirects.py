@@ -12,7 +12,7 @@ import pytest
 
 from crm_bridge.models import MessengerClickOperation, parse_operation
 from infra.local.http_events import http_api_event
-from tests.api.conftest import Aws, Answer, invoke, post
+from tests.api.conftest import Answer, Aws, invoke, post
 
 CLICK = {
     "channel": "telegram",
@@ -54,7 +54,9 @@ def test_a_click_is_queued_for_the_worker(messenger: ModuleType, aws: Aws) -> No
         ({"lead_id": "../../etc"}, "lead_id"),
     ],
 )
-def test_an_invalid_click_is_refused_by_field(messenger: ModuleType, aws: Aws, change: dict[str, str], field: str) -> None:
+def test_an_invalid_click_is_refused_by_field(
+    messenger: ModuleType, aws: Aws, change: dict[str, str], field: str
+) -> None:
     answer = post(messenger, "/api/v1/messenger-events", {**CLICK, **change})
 
     assert answer.status == 422

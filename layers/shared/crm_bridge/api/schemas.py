@@ -1,0 +1,72 @@
+"""The API's answer bodies as models: documented in the OpenAPI document exactly as they are sent."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from pydantic import BaseModel, Field
+
+from crm_bridge.errors import ErrorKind
+
+
+class Delivered(BaseModel):
+    """201: the CRM has the lead."""
+
+    status: Literal["created", "updated"]
+    leadId: str = Field(description="The lead's id in the CRM")
+    provider: str
+    operationId: str
+
+
+class Queued(BaseModel):
+    """202: kept safely; delivered to the CRM by the worker."""
+
+    status: Literal["queued"]
+    operationId: str
+
+
+class FieldProblem(BaseModel):
+    field: str = Field(description="Dotted path of the field, e.g. attribution.referral_code")
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable, for programs: invalid_request, invalid_json, body_too_large, ...")
+    message: str = Field(description="For people")
+    fields: list[FieldProblem] | None = None
+    operationId: str | None = Field(default=None, description="With 503: retry with the same Idempotency-Key")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded", "down", "misconfigured"]
+    provider: str | None
+    reachable: bool
+    roundTripMs: float | None = None
+    missingFields: list[str] | None = None
+    errorKind: ErrorKind | None = None
+
+
+def answer(description: str, model: type[BaseModel] | None = None) -> OpenAPIResponse:
+    """One entry of a route's ``responses``."""
+    if model is None:
+        return {"description": description}
+    return {"description": description, "content": {"application/json": {"model": model}}}
+
+
+def error(description: str) -> OpenAPIResponse:
+    return answer(description, ErrorBody)
+
+
+COMMON_ERRORS: dict[int, OpenAPIResponse] = {
+    400: error("The body is not JSON (or nested too deeply)"),
+    413: error("The body is too large"),
+    415: error("The body is not application/json"),
+    422: error("Fields missing or invalid, each named"),
+    500: error("Something went wrong on our side"),
+    503: error("Could not be accepted now; retry"),
+}

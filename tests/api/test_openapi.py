@@ -1,0 +1,28 @@
+"""The committed OpenAPI document is generated from the code, and the answers match it."""
+
+from __future__ import annotations
+
+import json
+
+from infra.openapi import DOCUMENT, generate
+
+
+def test_the_committed_openapi_document_is_current() -> None:
+    assert DOCUMENT.read_text(encoding="utf-8") == generate(), "stale: run .venv/bin/python -m infra.openapi"
+
+
+def test_every_route_documents_its_answers() -> None:
+    document = json.loads(DOCUMENT.read_text(encoding="utf-8"))
+    operations = {
+        (method.upper(), path): spec for path, methods in document["paths"].items() for method, spec in methods.items()
+    }
+    assert set(operations) == {
+        ("POST", "/api/v1/applications"),
+        ("POST", "/api/v1/messenger-events"),
+        ("GET", "/go/{channel}"),
+        ("GET", "/api/v1/crm/test"),
+    }
+    applications = operations[("POST", "/api/v1/applications")]["responses"]
+    assert {"201", "202", "400", "413", "415", "422", "503"} <= set(applications)
+    assert applications["422"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/ErrorBody"
+    assert "phone" in document["components"]["schemas"]["Application"]["properties"]
