@@ -11,7 +11,14 @@ from uuid import uuid4
 
 import pytest
 
-from crm_bridge.errors import CrmConfigurationError, CrmError, ErrorKind, PermanentCrmError, RetryableCrmError
+from crm_bridge.errors import (
+    CrmConfigurationError,
+    CrmError,
+    ErrorKind,
+    LeadNotFound,
+    PermanentCrmError,
+    RetryableCrmError,
+)
 from crm_bridge.field_mapping import MappedField
 from crm_bridge.models import Application, MessengerActivity
 from crm_bridge.observability import get_logger
@@ -246,3 +253,9 @@ def test_secrets_and_contacts_stay_out_of_the_logs(crm: Crm, log_output: io.Stri
 
 def _lead_ids(crm: Crm) -> list[object]:
     return [lead.get("id", lead.get("ID")) for lead in crm.sim.leads()]
+
+
+def test_an_activity_for_a_lead_that_does_not_exist_says_so(crm: Crm) -> None:
+    with pytest.raises(LeadNotFound) as exc:
+        crm.provider.log_activity("999999", click())
+    assert exc.value.kind is ErrorKind.PERMANENT

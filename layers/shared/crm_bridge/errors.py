@@ -80,5 +80,9 @@ class PermanentCrmError(CrmError):
     kind = ErrorKind.PERMANENT
 
 
+class LeadNotFound(PermanentCrmError):
+    """The lead an activity was meant for does not exist (deleted, or a stale id from the site)."""
+
+
 class SettingsError(Exception):
     """The deployment's configuration is missing or invalid; the message names each setting."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, assert_never
 
+from crm_bridge.errors import LeadNotFound
 from crm_bridge.models import MessengerClickOperation, Operation, UpsertLeadOperation
 from crm_bridge.providers import CrmProvider, ProviderResult
 
@@ -22,11 +23,15 @@ def deliver(operation: Operation, provider: CrmProvider, sessions: VisitorSessio
         case UpsertLeadOperation(payload=application):
             return provider.upsert_lead(application, operation.operation_id)
         case MessengerClickOperation(payload=activity):
-            known_lead = activity.lead_id or (
-                sessions.lead_for(provider.name, activity.session_id) if sessions else None
-            )
-            if known_lead:
-                return provider.log_activity(known_lead, activity)
+            known_leads = [
+                activity.lead_id,
+                sessions.lead_for(provider.name, activity.session_id) if sessions else None,
+            ]
+            for lead_id in dict.fromkeys(lead for lead in known_leads if lead):
+                try:
+                    return provider.log_activity(lead_id, activity)
+                except LeadNotFound:
+                    continue  # deleted in the CRM, or a stale id from the site: fall back to the session
             result = provider.create_minimal_lead_from_activity(activity, operation.operation_id)
             if sessions is not None:
                 sessions.remember(provider.name, activity.session_id, result.record_id)

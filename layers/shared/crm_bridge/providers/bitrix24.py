@@ -23,7 +23,7 @@ from uuid import UUID
 import httpx
 import phonenumbers
 
-from crm_bridge.errors import CrmConfigurationError, CrmError, PermanentCrmError, RetryableCrmError
+from crm_bridge.errors import CrmConfigurationError, CrmError, LeadNotFound, PermanentCrmError, RetryableCrmError
 from crm_bridge.field_mapping import Bitrix24Mapping, LeadSourceKind
 from crm_bridge.observability import redact
 from crm_bridge.providers.base import CrmProvider, ExistingLead, LeadChanges, WriteOutcome
@@ -105,6 +105,8 @@ class Bitrix24Provider(CrmProvider):
             return RetryableCrmError(
                 "method time budget exhausted", retry_after_seconds=self._time_limit_wait(response, body), **details
             )
+        if code in ("OWNER_NOT_FOUND", "NOT_FOUND") or description == "Not found":
+            return LeadNotFound(reason, **details)
         if code.upper() in _CONFIGURATION_CODES or status in (401, 403):
             self._settings.webhook.refresh()  # the webhook may have been re-issued in its store
             return CrmConfigurationError(reason, **details)

@@ -23,7 +23,7 @@ from uuid import UUID
 
 import httpx
 
-from crm_bridge.errors import CrmConfigurationError, CrmError, PermanentCrmError, RetryableCrmError
+from crm_bridge.errors import CrmConfigurationError, CrmError, LeadNotFound, PermanentCrmError, RetryableCrmError
 from crm_bridge.field_mapping import EspoCrmMapping
 from crm_bridge.observability import redact
 from crm_bridge.providers.base import (
@@ -214,7 +214,21 @@ class EspoCrmProvider(CrmProvider):
 
     def _add_note(self, record_id: str, text: str) -> str:
         note = {"type": "Post", "parentType": "Lead", "parentId": record_id, "post": text}
-        return self._write("POST", "Note", note).record_id
+        try:
+            return self._write("POST", "Note", note).record_id
+        except CrmConfigurationError as error:
+            # A note on a lead that does not exist is refused with 403 "No create access.", the same
+            # answer as a role without stream access: only reading the lead tells the two apart.
+            if error.status == 403 and self._lead_is_missing(record_id):
+                raise LeadNotFound(f"lead {record_id} does not exist", provider=self.name, status=404) from None
+            raise
+
+    def _lead_is_missing(self, record_id: str) -> bool:
+        try:
+            self._read(record_id)
+        except PermanentCrmError as error:
+            return error.status == 404
+        return False
 
     def _missing_mapped_fields(self) -> list[str] | None:
         newest = self._search([], max_size=1, order="DESC")

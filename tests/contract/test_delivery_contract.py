@@ -1,0 +1,70 @@
+"""The one delivery path, over every provider: what an operation becomes in the CRM."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+from crm_bridge.delivery import deliver
+from crm_bridge.models import Application, MessengerActivity, MessengerClickOperation, Origin, UpsertLeadOperation
+from crm_bridge.providers import LeadAction
+from tests.contract.conftest import Crm
+
+
+class MemorySessions:
+    """The visitor-session store's contract, in memory."""
+
+    def __init__(self) -> None:
+        self.leads: dict[tuple[str, str], str] = {}
+
+    def lead_for(self, provider: str, session_id: str) -> str | None:
+        return self.leads.get((provider, session_id))
+
+    def remember(self, provider: str, session_id: str, lead_id: str) -> None:
+        self.leads[(provider, session_id)] = lead_id
+
+
+def click_operation(**activity: object) -> MessengerClickOperation:
+    payload = MessengerActivity.model_validate(
+        {"channel": "telegram", "session_id": "visitor-session-0042", **activity}
+    )
+    return MessengerClickOperation(origin=Origin.MESSENGER_API, payload=payload)
+
+
+def test_an_application_operation_upserts_the_lead(crm: Crm) -> None:
+    application = Application.model_validate({"name": "Ali Veli", "phone": "+90 532 765 43 21"})
+    operation = UpsertLeadOperation(origin=Origin.APPLICATIONS_API, payload=application)
+
+    assert deliver(operation, crm.provider).action is LeadAction.CREATED
+    assert deliver(operation, crm.provider).action is LeadAction.UNCHANGED
+    assert len(crm.sim.leads()) == 1
+
+
+def test_anonymous_clicks_of_one_session_become_one_lead_and_its_activities(crm: Crm) -> None:
+    sessions = MemorySessions()
+
+    first = deliver(click_operation(), crm.provider, sessions)
+    second = deliver(click_operation(channel="whatsapp"), crm.provider, sessions)
+
+    assert first.action is LeadAction.CREATED
+    assert second.record_id == first.record_id
+    assert sessions.lead_for(crm.provider.name, "visitor-session-0042") == first.record_id
+    assert len(crm.sim.leads()) == 1
+    assert any("WhatsApp" in note for note in crm.sim.timeline(first.record_id))
+
+
+def test_a_click_for_a_known_lead_is_an_activity_on_it(crm: Crm) -> None:
+    lead_id = crm.provider.upsert_lead(
+        Application.model_validate({"name": "Ali Veli", "email": "ali@example.com"}), uuid4()
+    ).record_id
+
+    result = deliver(click_operation(lead_id=lead_id), crm.provider, MemorySessions())
+
+    assert result.record_id == lead_id
+    assert len(crm.sim.leads()) == 1
+
+
+def test_a_click_naming_a_lead_that_is_gone_falls_back_to_the_visitor_session(crm: Crm) -> None:
+    result = deliver(click_operation(lead_id="999999"), crm.provider, MemorySessions())
+
+    assert result.action is LeadAction.CREATED
+    assert len(crm.sim.leads()) == 1
