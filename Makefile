@@ -7,8 +7,15 @@ BIN := $(VENV)/bin
 # Python 3.13 (what Lambda runs): pyenv's shim honours .python-version; any python3.13 on PATH works.
 PYTHON313 ?= $(shell command -v python3.13 2>/dev/null)
 STAMP := $(VENV)/.installed
+# SAM CLI and cfn-lint live apart from .venv: SAM pins another pydantic than the layer's.
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed
+# Keep SAM CLI offline: no telemetry, no weekly version check against PyPI, no instance metadata lookups.
+SAM := SAM_CLI_TELEMETRY=0 __SAM_CLI_APP_DIR=$(CURDIR)/$(TOOLS)/sam-app AWS_EC2_METADATA_DISABLED=true \
+	AWS_REGION=$${AWS_REGION:-eu-central-1} PATH="$(CURDIR)/$(BIN):$$PATH" $(TOOLS)/bin/sam
+ENV ?= dev
 
-.PHONY: help venv lint types unit test clean
+.PHONY: help venv run tools lint types validate build system-packages unit test deploy dlq-inspect dlq-redrive clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -26,6 +33,18 @@ $(STAMP): pyproject.toml layers/shared/requirements.txt
 
 venv: $(STAMP) ## create/refresh the virtualenv in .venv
 
+run: $(STAMP) ## the whole system on 127.0.0.1, no AWS, no Docker: API, queue, DLQ, worker, demo (PORT=3000)
+	@$(BIN)/python -m infra.local $(if $(PORT),--port $(PORT))
+
+$(TOOLS_STAMP): requirements-deploy.txt | $(STAMP)
+	@[ -x $(TOOLS)/bin/python ] || "$(PYTHON313)" -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-deploy.txt
+	@mkdir -p $(TOOLS)/sam-app
+	@echo '{"telemetryEnabled": false, "lastVersionCheck": 4102444800}' > $(TOOLS)/sam-app/metadata.json
+	@touch $(TOOLS_STAMP)
+
+tools: $(TOOLS_STAMP) ## create/refresh SAM CLI and cfn-lint in .venv-tools
+
 lint: $(STAMP) ## ruff: style and common bugs
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -33,10 +52,40 @@ lint: $(STAMP) ## ruff: style and common bugs
 types: $(STAMP) ## mypy (strict on the shared layer)
 	$(BIN)/mypy
 
+build: $(STAMP) $(TOOLS_STAMP) ## sam build: the layer with python3.13 arm64 wheels, no Docker needed
+	$(SAM) build
+
+validate: $(STAMP) $(TOOLS_STAMP) ## template checks: cfn-lint, sam validate --lint, then sam build
+	AWS_REGION=$${AWS_REGION:-eu-central-1} $(TOOLS)/bin/cfn-lint template.yaml infra/ecs/espocrm.yaml
+	$(SAM) validate --lint
+	$(MAKE) --no-print-directory build
+
+# Debian packages some tests drive: chromium (the end-to-end browser test; Playwright never downloads
+# a browser) and caddy (`caddy validate` on the EspoCRM Caddyfile). Installed where apt-get can run as
+# root (CI); elsewhere those tests are skipped, saying why.
+SYSTEM_PACKAGES := chromium caddy
+
+system-packages: ## Debian's chromium and caddy for the browser and Caddyfile tests (apt-get, as root)
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing $$missing (apt-get) for the browser and Caddyfile tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else echo "note: $$missing not installed (sudo apt-get install $$missing); their tests will be skipped"; fi
+
 unit: $(STAMP) ## the test suite only
 	$(BIN)/pytest -q
 
-test: lint types unit ## every check: lint, types, the whole test suite
+test: lint types validate system-packages unit ## every check: lint, types, template and build, the whole test suite
 
-clean: ## remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam
+deploy: validate ## sam deploy --config-env ENV (ENV=dev by default, or prod; needs AWS credentials)
+	$(SAM) deploy --config-env $(ENV)
+
+dlq-inspect: $(STAMP) ## DLQ: count, oldest, errors by reason (STACK=<stack> or CRM_DLQ_URL=<url>)
+	$(BIN)/python -m crm_bridge.delivery.dead_letters inspect $(if $(STACK),--stack $(STACK))
+
+dlq-redrive: $(STAMP) ## DLQ -> queue after a fix (STACK=<stack> or CRM_DLQ_URL and CRM_QUEUE_URL)
+	$(BIN)/python -m crm_bridge.delivery.dead_letters redrive $(if $(STACK),--stack $(STACK))
+
+clean: ## remove the virtualenvs, caches and the SAM build
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .aws-sam

@@ -83,12 +83,20 @@ def http_api_event(
 class LambdaContext:
     """The attributes of the Lambda context object that handlers and Powertools read."""
 
-    def __init__(self, function_name: str = "local", timeout_seconds: int = 10) -> None:
+    def __init__(
+        self,
+        function_name: str = "local",
+        timeout_seconds: int = 10,
+        *,
+        memory_limit_in_mb: int = 512,
+        aws_request_id: str | None = None,
+        region: str = "eu-central-1",
+    ) -> None:
         self.function_name = function_name
         self.function_version = "$LATEST"
-        self.invoked_function_arn = f"arn:aws:lambda:eu-central-1:123456789012:function:{function_name}"
-        self.memory_limit_in_mb = 512
-        self.aws_request_id = str(uuid.uuid4())
+        self.invoked_function_arn = f"arn:aws:lambda:{region}:123456789012:function:{function_name}"
+        self.memory_limit_in_mb = memory_limit_in_mb
+        self.aws_request_id = aws_request_id or str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{function_name}"
         self.log_stream_name = "local"
         self._deadline = time.monotonic() + timeout_seconds

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ from crm_bridge.settings import load_settings
 from tests.simulators.base import SimulatedCrm
 from tests.simulators.bitrix24 import SimulatedBitrix24
 from tests.simulators.espocrm import SimulatedEspoCrm
+from tests.simulators.sandbox import SandboxCrm
 
 ESPOCRM_API_KEY = "contract-espo-key-5f1e2d3c4b"
 BITRIX24_TOKEN = "contract0bitrix0token0x9"
@@ -30,8 +32,8 @@ class Crm:
         return attribute
 
 
-@pytest.fixture(params=["espocrm", "bitrix24"])
-def crm(request: pytest.FixtureRequest) -> Iterator[Crm]:
+@pytest.fixture(params=["espocrm", "bitrix24", "sandbox"])
+def crm(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Crm]:
     mapping = load_field_mapping()
     if request.param == "espocrm":
         with SimulatedEspoCrm(api_key=ESPOCRM_API_KEY) as espocrm:
@@ -39,7 +41,12 @@ def crm(request: pytest.FixtureRequest) -> Iterator[Crm]:
                 {"CRM_PROVIDER": "espocrm", "ESPOCRM_URL": espocrm.base_url, "ESPOCRM_API_KEY": ESPOCRM_API_KEY}
             )
             yield Crm(build_provider(settings, mapping), espocrm, (ESPOCRM_API_KEY,))
-    else:
+    elif request.param == "bitrix24":
         with SimulatedBitrix24(token=BITRIX24_TOKEN) as bitrix24:
             settings = load_settings({"CRM_PROVIDER": "bitrix24", "BITRIX24_WEBHOOK_URL": bitrix24.webhook_url})
             yield Crm(build_provider(settings, mapping), bitrix24, (BITRIX24_TOKEN, bitrix24.webhook_url))
+    else:
+        db_path = tmp_path / "sandbox.sqlite3"
+        with SandboxCrm(db_path) as sandbox:
+            settings = load_settings({"CRM_PROVIDER": "sandbox", "SANDBOX_DB_PATH": str(db_path)})
+            yield Crm(build_provider(settings, mapping), sandbox, ())

@@ -34,7 +34,7 @@ def test_espocrm_settings_are_typed() -> None:
 
 
 def test_a_missing_provider_is_named() -> None:
-    with pytest.raises(SettingsError, match="CRM_PROVIDER: Input should be 'espocrm' or 'bitrix24'"):
+    with pytest.raises(SettingsError, match="CRM_PROVIDER: Input should be 'espocrm', 'bitrix24' or 'sandbox'"):
         load_settings({})
 
 

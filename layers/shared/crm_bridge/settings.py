@@ -28,6 +28,8 @@ SECRETS_MANAGER_PREFIX = "secretsmanager:"
 class CrmProviderName(StrEnum):
     ESPOCRM = "espocrm"
     BITRIX24 = "bitrix24"
+    SANDBOX = "sandbox"
+    """Local runs only (``make run``): leads in a SQLite file; the template's CrmProvider refuses it."""
 
 
 class SecretSource:
@@ -101,6 +103,12 @@ class Bitrix24Settings(BaseModel):
     webhook: SecretSource
 
 
+class SandboxSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    db_path: Path
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
@@ -110,6 +118,7 @@ class Settings(BaseModel):
     field_mapping_file: Path | None = None
     espocrm: EspoCrmSettings | None = None
     bitrix24: Bitrix24Settings | None = None
+    sandbox: SandboxSettings | None = None
 
     @model_validator(mode="after")
     def _selected_provider_is_configured(self) -> Settings:
@@ -117,6 +126,8 @@ class Settings(BaseModel):
             raise ValueError("CRM_PROVIDER=espocrm needs ESPOCRM_URL and ESPOCRM_API_KEY (or ESPOCRM_API_KEY_PARAM)")
         if self.crm_provider is CrmProviderName.BITRIX24 and self.bitrix24 is None:
             raise ValueError("CRM_PROVIDER=bitrix24 needs BITRIX24_WEBHOOK_URL (or BITRIX24_WEBHOOK_URL_PARAM)")
+        if self.crm_provider is CrmProviderName.SANDBOX and self.sandbox is None:
+            raise ValueError("CRM_PROVIDER=sandbox needs SANDBOX_DB_PATH")
         return self
 
 
@@ -173,6 +184,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         problems.append(
             "BITRIX24_WEBHOOK_URL or BITRIX24_WEBHOOK_URL_PARAM is not set (required when CRM_PROVIDER=bitrix24)"
         )
+    # The sandbox exists only where someone chose a file for it: a deployed stack never has one.
+    sandbox_db_path = env.get("SANDBOX_DB_PATH") or None
+    if sandbox_db_path:
+        raw["sandbox"] = {"db_path": sandbox_db_path}
+    elif provider == CrmProviderName.SANDBOX:
+        problems.append("SANDBOX_DB_PATH is not set (required when CRM_PROVIDER=sandbox, which is for local runs only)")
     if problems:
         raise SettingsError("invalid configuration: " + "; ".join(problems))
     settings = validate_environment(Settings, raw, _ENV_NAMES)
@@ -187,6 +204,7 @@ _ENV_NAMES = {
     ("default_phone_region",): "DEFAULT_PHONE_REGION",
     ("field_mapping_file",): "CRM_FIELD_MAPPING_FILE",
     ("espocrm", "url"): "ESPOCRM_URL",
+    ("sandbox", "db_path"): "SANDBOX_DB_PATH",
 }
 
 

@@ -7,6 +7,7 @@ the same code talks to SQS in AWS and to moto on a laptop.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,10 @@ if TYPE_CHECKING:
 
 # SQS message attributes allow 256 KiB in all; a reason is a short sentence.
 _MAX_ATTRIBUTE_LENGTH = 256
+MAX_MESSAGE_ATTRIBUTES = 10
+"""SQS refuses a message with more attributes than this."""
+_IDENTITY_ATTRIBUTES = ("operation_id", "kind", "origin")
+_NOT_DEAD_LETTER_ATTRIBUTES = frozenset({"retry_after_seconds"})
 
 
 class QueueUnavailable(Exception):
@@ -46,14 +51,25 @@ def operation_attributes(operation: Operation) -> dict[str, dict[str, str]]:
 
 
 def error_attributes(error: CrmError, attempts: int) -> dict[str, dict[str, str]]:
-    """Why an operation was dead-lettered, as message attributes (what ``make dlq-inspect`` groups by)."""
+    """Why an operation was dead-lettered, as message attributes (what ``make dlq-inspect`` groups by).
+
+    A retry-after hint means nothing once the operation is parked, and leaving it out keeps an
+    operation's attributes plus the error's within SQS's limit of ten."""
     attributes = {
         f"error_{name}": _string_attribute(value)
         for name, value in error.to_dict().items()
-        if value is not None and value != ""
+        if value is not None and value != "" and name not in _NOT_DEAD_LETTER_ATTRIBUTES
     }
     attributes["attempts"] = {"DataType": "Number", "StringValue": str(attempts)}
     return attributes
+
+
+def dead_letter_attributes(
+    identity: Mapping[str, dict[str, str]], error: CrmError, attempts: int
+) -> dict[str, dict[str, str]]:
+    """The operation's identity (id, kind, origin) and the error: at most ten attributes, SQS's limit."""
+    kept = {name: identity[name] for name in _IDENTITY_ATTRIBUTES if name in identity}
+    return kept | error_attributes(error, attempts)
 
 
 class OperationQueue:
@@ -74,22 +90,43 @@ class OperationQueue:
 
     def enqueue(self, operation: Operation, *, delay_seconds: int = 0) -> str:
         """Queue for delivery by the worker; returns the SQS message id."""
-        return self._send(self.queue_url, operation, operation_attributes(operation), delay_seconds)
+        return self._send(self.queue_url, dump_operation(operation), operation_attributes(operation), delay_seconds)
 
     def dead_letter(self, operation: Operation, error: CrmError, *, attempts: int) -> str:
         """Park an operation the CRM refuses, with the reason, for an operator to fix and redrive."""
-        attributes = operation_attributes(operation) | error_attributes(error, attempts)
-        return self._send(self.dead_letter_queue_url, operation, attributes, 0)
+        attributes = dead_letter_attributes(operation_attributes(operation), error, attempts)
+        return self._send(self.dead_letter_queue_url, dump_operation(operation), attributes, 0)
 
-    def _send(self, url: str, operation: Operation, attributes: dict[str, dict[str, str]], delay: int) -> str:
+    def dead_letter_raw(
+        self, body: str, error: CrmError, *, attempts: int, identity: Mapping[str, dict[str, str]] | None = None
+    ) -> str:
+        """Park a message that is not a valid operation, byte for byte, with the reason: an operator
+        can still read what was sent (``identity``: the attributes it arrived with, if any)."""
+        attributes = dead_letter_attributes(identity or {}, error, attempts)
+        return self._send(self.dead_letter_queue_url, body, attributes, 0)
+
+    def postpone(self, receipt_handle: str, seconds: int) -> None:
+        """Keep a received message hidden for ``seconds``: the worker's backoff before the next attempt."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise QueueUnavailable(f"SQS change of visibility failed ({type(exc).__name__})") from None
+
+    def _send(self, url: str, body: str, attributes: dict[str, dict[str, str]], delay: int) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
 
         if not url:
             raise QueueUnavailable("the queue URL is not configured (CRM_QUEUE_URL / CRM_DLQ_URL)")
+        if len(attributes) > MAX_MESSAGE_ATTRIBUTES:  # a programming error: SQS would refuse it in AWS only
+            raise ValueError(f"{len(attributes)} message attributes; SQS allows {MAX_MESSAGE_ATTRIBUTES}")
         try:
             response = self.client.send_message(
                 QueueUrl=url,
-                MessageBody=dump_operation(operation),
+                MessageBody=body,
                 MessageAttributes=attributes,  # type: ignore[arg-type]
                 DelaySeconds=delay,
             )

@@ -142,12 +142,30 @@ class Bitrix24Mapping(ProviderMapping):
         return self
 
 
+SANDBOX_NATIVE_ATTRIBUTES = frozenset(
+    {"id", "first_name", "last_name", "phones", "emails", "description", "status", "source", "created_at"}
+)
+SANDBOX_ATTRIBUTE = re.compile(r"[a-z][a-z0-9_]{0,62}")
+
+
+class SandboxMapping(ProviderMapping):
+    """The local sandbox CRM (``make run``): snake_case attributes beside its native ones."""
+
+    @model_validator(mode="after")
+    def _attribute_names_are_real(self) -> Self:
+        for field, attribute in self.lead_fields.items():
+            if not SANDBOX_ATTRIBUTE.fullmatch(attribute) or attribute in SANDBOX_NATIVE_ATTRIBUTES:
+                raise ValueError(f"lead_fields.{field}: {attribute!r} is not a sandbox custom attribute name")
+        return self
+
+
 class FieldMapping(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     version: Literal[1]
     espocrm: EspoCrmMapping
     bitrix24: Bitrix24Mapping
+    sandbox: SandboxMapping
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from crm_bridge.field_mapping import FieldMapping, load_field_mapping
 from crm_bridge.providers.base import CrmProvider
 from crm_bridge.providers.bitrix24 import Bitrix24Provider
 from crm_bridge.providers.espocrm import EspoCrmProvider
+from crm_bridge.providers.sandbox import SandboxProvider
 from crm_bridge.settings import CrmProviderName, Settings, get_settings
 
 
@@ -26,6 +27,8 @@ def build_provider(
             return Bitrix24Provider(
                 settings.bitrix24, mapping.bitrix24, timeout_seconds=settings.crm_timeout_seconds, transport=transport
             )
+        case CrmProviderName.SANDBOX if settings.sandbox is not None:
+            return SandboxProvider(settings.sandbox, mapping.sandbox, timeout_seconds=settings.crm_timeout_seconds)
     raise AssertionError(f"settings for {settings.crm_provider} were not validated")  # pragma: no cover
 
 

@@ -1,0 +1,660 @@
+"""Make an EspoCRM ready for crm-bridge, idempotently: custom fields, the API role, the API user.
+
+    ESPOCRM_ADMIN_PASSWORD=... python -m infra.espocrm.provision --url https://crm.example.com --env prod
+    python -m infra.espocrm.provision --url https://crm.example.com --dry-run   # read only: the plan
+
+Why a command rather than screenshots: the field mapping (``crm_bridge.field_mapping``, the single
+source of truth) decides which ``c…`` attributes the provider writes, and EspoCRM silently drops
+attributes it does not know (fixtures 38/39); the API user's role must allow exactly what the
+provider does (research §10). Everything is read first and written only where it differs, so a
+second run changes nothing. The admin password comes from ``ESPOCRM_ADMIN_PASSWORD`` or a prompt,
+never from the command line (it would sit in the shell history and the process list).
+
+EspoCRM facts relied on (shared/research/espocrm-api.md §7 and §10, fixtures 31-34, EspoCRM source):
+
+* the field manager is admin-only (an API key gets 403, fixture 33); a field created as
+  ``referralCode`` on Lead is the attribute ``cReferralCode`` (31, 34); creating it again is a 409
+  (32); reading one that does not exist is a 500 "Can't read field defs Lead.cX." (FieldManager::read);
+* a Role carries per-scope levels in ``data`` plus ``assignmentPermission``;
+* an API user is ``type: api`` with ``authMethod`` ApiKey or Hmac; the server generates the key
+  (and the HMAC secret) and shows it to admins in its answer; ``POST UserSecurity/apiKey/generate``
+  issues a new one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+import httpx
+
+from crm_bridge.errors import SettingsError
+from crm_bridge.field_mapping import (
+    ENUM_DOMAINS,
+    ESPOCRM_NATIVE_ATTRIBUTES,
+    EspoCrmMapping,
+    MappedField,
+    load_field_mapping,
+)
+
+ENTITY = "Lead"
+DEFAULT_ROLE_NAME = "crm-bridge API"
+DEFAULT_API_USER = "crm-bridge"
+PASSWORD_VARIABLE = "ESPOCRM_ADMIN_PASSWORD"  # noqa: S105 - the variable's name, not a password
+TIMEOUT_SECONDS = 60.0  # creating a field rebuilds EspoCRM's schema and caches
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+# What the provider does with leads (research §10): create, find (read all, or duplicates assigned
+# to others stay invisible), fill in (edit all), post notes (stream all), and assign them to
+# salespeople (assignment all, else 403 "Assignment failure"). It never deletes.
+LEAD_PERMISSIONS: dict[str, str] = {"create": "yes", "read": "all", "edit": "all", "delete": "no", "stream": "all"}
+ROLE_REQUIRED: dict[str, str] = {"assignmentPermission": "all"}
+# Set when the role is created; later hand edits of these are the admin's business.
+ROLE_DEFAULTS: dict[str, str] = {
+    "userPermission": "no",
+    "portalPermission": "no",
+    "exportPermission": "no",
+    "massUpdatePermission": "no",
+}
+
+_VARCHAR_LENGTHS: dict[MappedField, int] = {
+    MappedField.REFERRAL_CODE: 64,  # the recorded field (fixture 31); codes are 1-64 characters
+    MappedField.PREFERRED_LANGUAGE: 16,  # ISO 639 code, optionally with a region: "pt-br"
+    MappedField.VISITOR_SESSION_ID: 64,
+    MappedField.GCLID: 512,
+    MappedField.FBCLID: 512,
+}
+_DEFAULT_VARCHAR_LENGTH = 255  # what the website may send for free-text values (MediumText)
+_LABEL_WORDS = {"utm": "UTM", "id": "ID", "gclid": "GCLID", "fbclid": "FBCLID"}
+_MISSING_FIELD_REASON = "Can't read field defs"
+
+
+class ProvisioningError(Exception):
+    """Something the operator must fix; printed as one line, without a traceback."""
+
+
+class AuthMethod(StrEnum):
+    API_KEY = "ApiKey"
+    HMAC = "Hmac"
+
+
+class ActionKind(StrEnum):
+    CREATE_FIELD = "create field"
+    UPDATE_FIELD = "update field"
+    CREATE_ROLE = "create role"
+    UPDATE_ROLE = "update role"
+    CREATE_USER = "create user"
+    UPDATE_USER = "update user"
+    NEW_KEY = "new key"
+
+
+NEW_ROLE_ID = "<id of the new role>"
+"""Stands for the id of a role created earlier in the same run (unknown when planning)."""
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One custom Lead field the mapping writes to, as the field manager creates it."""
+
+    attribute: str
+    definition: dict[str, Any]
+
+    @property
+    def type(self) -> str:
+        return str(self.definition["type"])
+
+    @property
+    def options(self) -> list[str]:
+        return list(self.definition.get("options", []))
+
+    def describe(self) -> str:
+        if self.type == "enum":
+            return f"enum: {', '.join(option for option in self.options if option)}"
+        if self.type == "varchar":
+            return f"varchar({self.definition['maxLength']})"
+        return self.type
+
+
+@dataclass(frozen=True)
+class Desired:
+    """The state crm-bridge needs in EspoCRM."""
+
+    fields: list[FieldSpec]
+    role_name: str = DEFAULT_ROLE_NAME
+    api_user: str = DEFAULT_API_USER
+    auth_method: AuthMethod = AuthMethod.API_KEY
+    new_key: bool = False
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    method: str
+    path: str
+    body: dict[str, Any]
+    summary: str
+
+
+@dataclass
+class Plan:
+    lines: list[str] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    api_user: str
+    api_key: str
+    secret_key: str | None
+
+
+# --- what the mapping needs ------------------------------------------------------------------------
+
+
+def field_label(domain_field: MappedField) -> str:
+    """``referral_code`` -> ``Referral Code``, ``utm_id`` -> ``UTM ID`` (what salespeople see)."""
+    return " ".join(_LABEL_WORDS.get(word, word.capitalize()) for word in domain_field.value.split("_"))
+
+
+def _creation_name(attribute: str, custom_prefix: bool) -> str:
+    """The name to send: EspoCRM adds the ``c`` itself, so ``cReferralCode`` is created as ``referralCode``."""
+    if not custom_prefix:
+        return attribute
+    return attribute[1].lower() + attribute[2:]
+
+
+def _definition(domain_field: MappedField, mapping: EspoCrmMapping) -> dict[str, Any]:
+    label = field_label(domain_field)
+    if domain_field in ENUM_DOMAINS:
+        labels = mapping.enum_values.get(domain_field)
+        options = list(labels.values()) if labels else sorted(ENUM_DOMAINS[domain_field])
+        # The leading "" lets a lead have no value: EnumType::checkValid accepts null only then.
+        return {"type": "enum", "label": label, "options": ["", *options]}
+    if domain_field is MappedField.CONSENT:
+        return {"type": "bool", "label": label}
+    return {"type": "varchar", "maxLength": _VARCHAR_LENGTHS.get(domain_field, _DEFAULT_VARCHAR_LENGTH), "label": label}
+
+
+def field_specs(mapping: EspoCrmMapping) -> list[FieldSpec]:
+    """Every custom field the mapping writes to; native Lead attributes need nothing."""
+    return [
+        FieldSpec(attribute, {"name": _creation_name(attribute, mapping.custom_prefix), **_definition(domain, mapping)})
+        for domain, attribute in mapping.lead_fields.items()
+        if attribute not in ESPOCRM_NATIVE_ATTRIBUTES
+    ]
+
+
+def role_body(name: str) -> dict[str, Any]:
+    return {"name": name, **ROLE_REQUIRED, **ROLE_DEFAULTS, "data": {ENTITY: dict(LEAD_PERMISSIONS)}}
+
+
+# --- the admin API ---------------------------------------------------------------------------------
+
+
+def api_base(site_url: str) -> str:
+    base = site_url.rstrip("/")
+    return base if base.endswith("/api/v1") else f"{base}/api/v1"
+
+
+class EspoAdmin:
+    """A minimal admin client: Basic auth (an API key cannot use the field manager), typed failures."""
+
+    def __init__(self, site_url: str, user: str, password: str, *, timeout: float = TIMEOUT_SECONDS) -> None:
+        self.site_url = site_url
+        self.user = user
+        self._http = httpx.Client(
+            base_url=api_base(site_url) + "/",
+            auth=httpx.BasicAuth(user, password),
+            headers={"Accept": "application/json"},
+            timeout=timeout,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def request(
+        self, method: str, path: str, *, body: dict[str, Any] | None = None, params: dict[str, str] | None = None
+    ) -> httpx.Response:
+        """Send one request; 401/403 and transport failures become ProvisioningError."""
+        try:
+            response = self._http.request(method, path, json=body, params=params)
+        except httpx.TimeoutException:
+            raise ProvisioningError(f"EspoCRM at {self.site_url} did not answer {method} {path} in time") from None
+        except httpx.HTTPError as exc:
+            raise ProvisioningError(f"cannot reach EspoCRM at {self.site_url}: {type(exc).__name__}: {exc}") from None
+        if response.status_code == 401:
+            raise ProvisioningError(
+                f"EspoCRM rejected the credentials of admin user {self.user!r} (HTTP 401): check the user name and "
+                f"{PASSWORD_VARIABLE}; an admin with two-factor authentication cannot log in with a password alone"
+            )
+        if response.status_code == 403:
+            raise ProvisioningError(
+                f"EspoCRM refused {method} {path} for {self.user!r} (HTTP 403): the user must be an administrator "
+                "(an API user or key cannot use the admin API), or this IP is locked out after too many failed "
+                "logins (wait a minute)"
+            )
+        return response
+
+    def read_field(self, attribute: str) -> dict[str, Any] | None:
+        """The field's definition, or None when Lead has no such field."""
+        path = f"Admin/fieldManager/{ENTITY}/{attribute}"
+        response = self.request("GET", path)
+        if response.status_code == 200:
+            return _object(response, path)
+        reason = response.headers.get("X-Status-Reason", "")
+        if response.status_code == 404 or (response.status_code == 500 and reason.startswith(_MISSING_FIELD_REASON)):
+            return None
+        raise _refused(f"GET {path}", response)
+
+    def find(self, entity: str, attribute: str, value: str) -> dict[str, Any] | None:
+        """The one record whose ``attribute`` equals ``value`` (read in full), or None."""
+        search = {"where": [{"type": "equals", "attribute": attribute, "value": value}], "select": ["id"], "maxSize": 2}
+        response = self.request("GET", entity, params={"searchParams": json.dumps(search, separators=(",", ":"))})
+        if response.status_code != 200:
+            raise _refused(f"GET {entity}", response)
+        found = _object(response, entity).get("list")
+        if not isinstance(found, list) or not found:
+            return None
+        if len(found) > 1:
+            raise ProvisioningError(f"more than one {entity} has {attribute} {value!r}; rename or remove the extra one")
+        path = f"{entity}/{found[0]['id']}"
+        record = self.request("GET", path)
+        if record.status_code != 200:
+            raise _refused(f"GET {path}", record)
+        return _object(record, path)
+
+
+def _object(response: httpx.Response, what: str) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise ProvisioningError(f"EspoCRM answered {what} with something that is not a JSON object")
+    return body
+
+
+def _refused(what: str, response: httpx.Response) -> ProvisioningError:
+    reason = response.headers.get("X-Status-Reason", "")[:200]
+    return ProvisioningError(
+        f"EspoCRM answered {what} with HTTP {response.status_code}{': ' + reason if reason else ''}"
+    )
+
+
+# --- planning: read everything, decide the writes --------------------------------------------------
+
+
+def plan(admin: EspoAdmin, desired: Desired) -> Plan:
+    """Compare EspoCRM with what crm-bridge needs. Only reads."""
+    result = Plan()
+    for spec in desired.fields:
+        _plan_field(admin, spec, result)
+    role = admin.find("Role", "name", desired.role_name)
+    role_id = _plan_role(role, desired.role_name, result)
+    user = admin.find("User", "userName", desired.api_user)
+    _plan_user(user, role_id, desired, result)
+    return result
+
+
+def _plan_field(admin: EspoAdmin, spec: FieldSpec, result: Plan) -> None:
+    existing = admin.read_field(spec.attribute)
+    if existing is None:
+        result.actions.append(
+            Action(
+                ActionKind.CREATE_FIELD,
+                "POST",
+                f"Admin/fieldManager/{ENTITY}",
+                spec.definition,
+                f"create field {spec.attribute} ({spec.describe()})",
+            )
+        )
+        return
+    if existing.get("type") != spec.type:
+        result.problems.append(
+            f"field {spec.attribute} is a {existing.get('type')} field, the mapping needs {spec.describe()}: change "
+            f"the mapping, or delete the field in Administration > Entity Manager > {ENTITY} and run this again"
+        )
+        return
+    current = [str(option) for option in existing.get("options") or []]
+    missing = [option for option in spec.options if option and option not in current]
+    if missing:
+        result.actions.append(
+            Action(
+                ActionKind.UPDATE_FIELD,
+                "PUT",
+                f"Admin/fieldManager/{ENTITY}/{spec.attribute}",
+                {"options": [*current, *missing]},
+                f"add option(s) {', '.join(missing)} to field {spec.attribute}",
+            )
+        )
+        return
+    result.lines.append(f"field {spec.attribute} ({spec.describe()}) exists")
+
+
+def _plan_role(role: dict[str, Any] | None, name: str, result: Plan) -> str:
+    grants = ", ".join(f"{action} {level}" for action, level in LEAD_PERMISSIONS.items())
+    if role is None:
+        result.actions.append(
+            Action(
+                ActionKind.CREATE_ROLE,
+                "POST",
+                "Role",
+                role_body(name),
+                f"create role {name!r} ({ENTITY}: {grants}; assignment all)",
+            )
+        )
+        return NEW_ROLE_ID
+    role_id = str(role["id"])
+    data = _mapping_at(role, "data")
+    lead = _mapping_at(data, ENTITY)
+    lead_ok = all(lead.get(action) == level for action, level in LEAD_PERMISSIONS.items())
+    required_ok = all(role.get(key) == value for key, value in ROLE_REQUIRED.items())
+    if lead_ok and required_ok:
+        result.lines.append(f"role {name!r} exists and allows what crm-bridge does")
+    else:
+        result.actions.append(
+            Action(
+                ActionKind.UPDATE_ROLE,
+                "PUT",
+                f"Role/{role_id}",
+                {"data": {**data, ENTITY: {**lead, **LEAD_PERMISSIONS}}, **ROLE_REQUIRED},
+                f"set role {name!r} to {ENTITY}: {grants}; assignment all",
+            )
+        )
+    return role_id
+
+
+def _mapping_at(record: dict[str, Any], key: str) -> dict[str, Any]:
+    value = record.get(key)
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _plan_user(user: dict[str, Any] | None, role_id: str, desired: Desired, result: Plan) -> None:
+    name = desired.api_user
+    if user is None:
+        body = {
+            "userName": name,
+            "type": "api",
+            "authMethod": desired.auth_method.value,
+            "isActive": True,
+            "rolesIds": [role_id],
+        }
+        result.actions.append(
+            Action(
+                ActionKind.CREATE_USER,
+                "POST",
+                "User",
+                body,
+                f"create API user {name!r} ({desired.auth_method.value}, role {desired.role_name!r})",
+            )
+        )
+        return
+    if user.get("type") != "api":
+        result.problems.append(
+            f"user {name!r} exists but is a {user.get('type')!r} user, not an API user: pick another --api-user"
+        )
+        return
+    user_id = str(user["id"])
+    changes: dict[str, Any] = {}
+    roles = [str(role) for role in user.get("rolesIds") or []]
+    if role_id not in roles:
+        changes["rolesIds"] = [*roles, role_id]
+    if user.get("isActive") is not True:
+        changes["isActive"] = True
+    current_method = str(user.get("authMethod") or AuthMethod.API_KEY.value)
+    if current_method != desired.auth_method.value:
+        if not desired.new_key:
+            result.problems.append(
+                f"API user {name!r} authenticates with {current_method}, not {desired.auth_method.value}: run with "
+                f"--auth-method {current_method.lower()}, or add --new-key to switch it (which issues new credentials)"
+            )
+            return
+        changes["authMethod"] = desired.auth_method.value
+    if changes:
+        result.actions.append(
+            Action(
+                ActionKind.UPDATE_USER,
+                "PUT",
+                f"User/{user_id}",
+                changes,
+                f"update API user {name!r}: {', '.join(sorted(changes))}",
+            )
+        )
+    else:
+        result.lines.append(f"API user {name!r} exists ({current_method}, role {desired.role_name!r})")
+    if desired.new_key:
+        result.actions.append(
+            Action(
+                ActionKind.NEW_KEY,
+                "POST",
+                "UserSecurity/apiKey/generate",
+                {"id": user_id},
+                f"issue a new key for API user {name!r} (the old one stops working)",
+            )
+        )
+
+
+# --- applying -------------------------------------------------------------------------------------
+
+
+def apply(
+    admin: EspoAdmin, actions: Sequence[Action], *, on_done: Callable[[Action, str], None], api_user: str
+) -> list[Credentials]:
+    """Execute the planned writes in order; credentials EspoCRM returns are handed back at once."""
+    role_id: str | None = None
+    issued: list[Credentials] = []
+    for action in actions:
+        body = _with_role_id(action.body, role_id)
+        response = admin.request(action.method, action.path, body=body)
+        if action.kind is ActionKind.CREATE_FIELD and response.status_code == 409:
+            on_done(action, "already there (created meanwhile)")  # fixture 32: a repeat create is fine
+            continue
+        if response.status_code != 200:
+            raise _refused(f"{action.method} {action.path} ({action.summary})", response)
+        if action.kind is ActionKind.CREATE_ROLE:
+            role_id = str(_object(response, action.path)["id"])
+        if action.kind in (ActionKind.CREATE_USER, ActionKind.NEW_KEY):
+            issued.append(_credentials(_object(response, action.path), api_user))
+        on_done(action, "done")
+    return issued
+
+
+def _with_role_id(body: dict[str, Any], role_id: str | None) -> dict[str, Any]:
+    roles = body.get("rolesIds")
+    if role_id is None or not isinstance(roles, list) or NEW_ROLE_ID not in roles:
+        return body
+    return {**body, "rolesIds": [role_id if role == NEW_ROLE_ID else role for role in roles]}
+
+
+def _credentials(user: dict[str, Any], api_user: str) -> Credentials:
+    api_key = user.get("apiKey")
+    if not isinstance(api_key, str) or not api_key:
+        raise ProvisioningError(
+            f"EspoCRM did not return the API key of {api_user!r}; read it in Administration > API Users"
+        )
+    secret = user.get("secretKey")
+    return Credentials(api_user, api_key, secret if isinstance(secret, str) and secret else None)
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Storage:
+    """Where the deployed stack reads the credentials (template parameters EspoCrmApiKeyName / ...HmacSecretName)."""
+
+    api_key_parameter: str
+    hmac_secret_parameter: str
+    region: str | None = None
+    store_in_ssm: bool = False
+
+
+def print_credentials(credentials: Credentials, storage: Storage, out: TextIO) -> None:
+    """Print the credentials once, each with the command that stores it (or store them directly)."""
+    secrets = [("API key", credentials.api_key, storage.api_key_parameter)]
+    if credentials.secret_key is not None:
+        secrets.append(("HMAC secret", credentials.secret_key, storage.hmac_secret_parameter))
+    if storage.store_in_ssm:
+        try:
+            _put_parameters([(name, value) for _, value, name in secrets], storage.region)
+        except Exception as exc:  # any AWS failure: fall back to printing, the key must not be lost
+            out.write(f"\nCould not store the credentials in SSM ({type(exc).__name__}); store them by hand:\n")
+        else:
+            for label, _, name in secrets:
+                out.write(f"\nStored the {label} of {credentials.api_user!r} in SSM as {name} (SecureString).\n")
+            return
+    region = f" --region {shlex.quote(storage.region)}" if storage.region else ""
+    out.write(
+        f"\nCredentials of API user {credentials.api_user!r}, printed only this once. Store them now; prefix the\n"
+        "commands with a space to keep them out of your shell history:\n"
+    )
+    for label, value, name in secrets:
+        out.write(f"\n  {label}: {value}\n")
+        out.write(
+            f"   aws ssm put-parameter --name {shlex.quote(name)} --type SecureString --overwrite{region}"
+            f" --value {shlex.quote(value)}\n"
+        )
+
+
+def _put_parameters(parameters: list[tuple[str, str]], region: str | None) -> None:
+    import boto3
+
+    ssm = boto3.client("ssm", region_name=region) if region else boto3.client("ssm")
+    for name, value in parameters:
+        ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.espocrm.provision",
+        description="Create the custom fields, API role and API user crm-bridge needs in EspoCRM (idempotent).",
+        epilog=f"The admin password is read from {PASSWORD_VARIABLE} or prompted for; it is never an argument.",
+    )
+    parser.add_argument("--url", default=os.environ.get("ESPOCRM_URL"), help="EspoCRM site URL (or ESPOCRM_URL)")
+    parser.add_argument("--admin-user", default=os.environ.get("ESPOCRM_ADMIN_USER", "admin"), help="admin user name")
+    parser.add_argument("--env", default="prod", help="crm-bridge environment, names the SSM parameters (prod)")
+    parser.add_argument("--auth-method", choices=["apikey", "hmac"], default="apikey", help="API user auth method")
+    parser.add_argument("--api-user", default=DEFAULT_API_USER, help=f"API user name ({DEFAULT_API_USER})")
+    parser.add_argument("--role-name", default=DEFAULT_ROLE_NAME, help=f"role name ({DEFAULT_ROLE_NAME!r})")
+    parser.add_argument(
+        "--mapping-file",
+        type=Path,
+        default=Path(os.environ["CRM_FIELD_MAPPING_FILE"]) if os.environ.get("CRM_FIELD_MAPPING_FILE") else None,
+        help="field mapping override, as deployed (or CRM_FIELD_MAPPING_FILE)",
+    )
+    parser.add_argument("--api-key-parameter", help="SSM name for the key (/crm-bridge/<env>/espocrm-api-key)")
+    parser.add_argument(
+        "--hmac-secret-parameter", help="SSM name for the secret (/crm-bridge/<env>/espocrm-hmac-secret)"
+    )
+    parser.add_argument("--region", help="AWS region for the SSM parameters")
+    parser.add_argument("--store-in-ssm", action="store_true", help="store the credentials in SSM instead of printing")
+    parser.add_argument("--new-key", action="store_true", help="issue a new key for an existing API user (rotation)")
+    parser.add_argument("--dry-run", action="store_true", help="show the plan; write nothing")
+    return parser
+
+
+def _password(stdin: TextIO) -> str:
+    password = os.environ.get(PASSWORD_VARIABLE)
+    if password:
+        return password
+    if not stdin.isatty():
+        raise ProvisioningError(f"set {PASSWORD_VARIABLE} (no terminal to prompt for the admin password)")
+    password = getpass.getpass("EspoCRM admin password: ")
+    if not password:
+        raise ProvisioningError("no admin password given")
+    return password
+
+
+def _check_url(url: str | None) -> str:
+    if not url:
+        raise ProvisioningError("give the EspoCRM site with --url (or ESPOCRM_URL)")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ProvisioningError(f"--url must be an http(s) URL such as https://crm.example.com, not {url!r}")
+    if parts.scheme == "http" and parts.hostname not in LOCAL_HOSTS:
+        raise ProvisioningError("--url must use https: the admin password would cross the network in clear text")
+    return url
+
+
+def run(argv: Sequence[str] | None, out: TextIO, stdin: TextIO) -> int:
+    """The command without process concerns: 0 when EspoCRM is ready, 1 when something needs a human."""
+    args = _parser().parse_args(argv)
+    url = _check_url(args.url)
+    try:
+        mapping = load_field_mapping(args.mapping_file).espocrm
+    except SettingsError as exc:
+        raise ProvisioningError(str(exc)) from None
+    desired = Desired(
+        fields=field_specs(mapping),
+        role_name=args.role_name,
+        api_user=args.api_user,
+        auth_method=AuthMethod.HMAC if args.auth_method == "hmac" else AuthMethod.API_KEY,
+        new_key=args.new_key,
+    )
+    storage = Storage(
+        api_key_parameter=args.api_key_parameter or f"/crm-bridge/{args.env}/espocrm-api-key",
+        hmac_secret_parameter=args.hmac_secret_parameter or f"/crm-bridge/{args.env}/espocrm-hmac-secret",
+        region=args.region,
+        store_in_ssm=args.store_in_ssm,
+    )
+    admin = EspoAdmin(url, args.admin_user, _password(stdin))
+    try:
+        return _provision(admin, desired, storage, dry_run=args.dry_run, out=out)
+    finally:
+        admin.close()
+
+
+def _provision(admin: EspoAdmin, desired: Desired, storage: Storage, *, dry_run: bool, out: TextIO) -> int:
+    out.write(f"EspoCRM {admin.site_url} (admin {admin.user!r}): {len(desired.fields)} mapped custom fields on ")
+    out.write(f"{ENTITY}, role {desired.role_name!r}, API user {desired.api_user!r}\n")
+    result = plan(admin, desired)
+    for line in result.lines:
+        out.write(f"  = {line}\n")
+    for action in result.actions:
+        out.write(f"  + {action.summary}\n")
+    for problem in result.problems:
+        out.write(f"  ! {problem}\n")
+    if dry_run:
+        out.write(f"Dry run: {len(result.actions)} change(s) planned, nothing written.\n")
+    elif not result.actions:
+        out.write("Nothing to change.\n")
+    else:
+        out.write(f"Applying {len(result.actions)} change(s):\n")
+
+        def report(action: Action, outcome: str) -> None:
+            out.write(f"  {action.summary}: {outcome}\n")
+
+        issued = apply(admin, result.actions, on_done=report, api_user=desired.api_user)
+        for credentials in issued:
+            print_credentials(credentials, storage, out)
+    if result.problems:
+        out.write(f"{len(result.problems)} problem(s) above need a human; EspoCRM is not fully ready.\n")
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return run(argv, sys.stdout, sys.stdin)
+    except ProvisioningError as exc:
+        sys.stdout.flush()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""API Gateway (HTTP API, payload 2.0) on loopback: the template's routes, the real handlers.
+
+A request becomes the event API Gateway would send (:func:`infra.local.http_events.http_api_event`:
+cookies split out, query parameters joined, base64 for binary bodies, request context), goes to
+the function of the matching route, and the function's answer is returned as API Gateway returns
+it: status, headers, one ``Set-Cookie`` per cookie, the body decoded from base64 when flagged.
+Requests no route serves may be answered by the runner's own pages (demo, Swagger UI), which are
+not part of the API.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from infra.local.console import Console
+from infra.local.functions import Invocation
+from infra.local.http_events import http_api_event
+from infra.local.template import Route
+
+MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+    @classmethod
+    def json(cls, status: int, data: Any, headers: list[tuple[str, str]] | None = None) -> Reply:
+        return cls(status, [("Content-Type", "application/json"), *(headers or [])], json.dumps(data).encode())
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    query: str
+    headers: Mapping[str, str]
+    body: bytes | None
+
+
+LocalPages = Callable[[Request], Reply | None]
+
+
+def function_reply(invocation: Invocation, request_id: str) -> Reply:
+    """The HTTP answer API Gateway makes of a Lambda result (payload format 2.0)."""
+    extra = [("apigw-requestid", request_id)]
+    if not invocation.ok:
+        error = invocation.payload or {}
+        if error.get("errorType") == "Sandbox.Timedout":
+            return Reply.json(503, {"message": "Service Unavailable"}, extra)
+        return Reply.json(500, {"message": "Internal Server Error"}, extra)
+    result = invocation.payload
+    if not (isinstance(result, dict) and "statusCode" in result):
+        # API Gateway's inference for a result that is not a response object: 200 with it as JSON.
+        return Reply.json(200, result, extra)
+    headers = [(str(name), str(value)) for name, value in (result.get("headers") or {}).items()]
+    headers += [("Set-Cookie", str(cookie)) for cookie in result.get("cookies") or []]
+    body = result.get("body") or ""
+    data = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode()
+    return Reply(int(result["statusCode"]), headers + extra, data)
+
+
+class Gateway:
+    def __init__(
+        self,
+        routes: list[Route],
+        invoke: Callable[[str, dict[str, Any]], Invocation],
+        console: Console,
+        *,
+        port: int,
+        pages: LocalPages | None = None,
+    ) -> None:
+        self.routes = routes
+        self._invoke = invoke
+        self._console = console
+        self._pages = pages
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="gateway", daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():  # shutdown() waits for serve_forever(), so only once it runs
+            self._server.shutdown()
+            self._thread.join(5)
+        self._server.server_close()
+
+    def handle(self, request: Request) -> Reply:
+        for route in self.routes:
+            parameters = route.match(request.method, request.path)
+            if parameters is not None:
+                return self._call(route, request, parameters)
+        reply = self._pages(request) if self._pages is not None else None
+        return reply or Reply.json(404, {"message": "Not Found"})
+
+    def _call(self, route: Route, request: Request, parameters: dict[str, str]) -> Reply:
+        self._console.received(request.method, request.path)
+        started = time.perf_counter()
+        event = http_api_event(
+            request.method,
+            request.path,
+            route_key=route.route_key,
+            path_parameters={name: unquote(value) for name, value in parameters.items()},
+            query=request.query,
+            headers=request.headers,
+            body=request.body,
+        )
+        reply = function_reply(self._invoke(route.function, event), event["requestContext"]["requestId"])
+        lowered = {name.lower(): value for name, value in reply.headers}
+        duration = (time.perf_counter() - started) * 1000
+        self._console.answered(request.method, request.path, reply.status, lowered, reply.body, duration)
+        return reply
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            server_version = "crm-bridge-local"
+
+            def _serve(self) -> None:
+                target = urlsplit(self.path)
+                if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                    self._send(Reply.json(411, {"message": "Length Required"}))
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_BODY_BYTES:
+                    self._send(Reply.json(413, {"message": "Request Entity Too Large"}))
+                    self.close_connection = True
+                    return
+                body = self.rfile.read(length) if length else None
+                request = Request(self.command, target.path or "/", target.query, _joined_headers(self), body)
+                try:
+                    reply = gateway.handle(request)
+                except Exception as exc:  # a bug of the runner: say so rather than hang the client
+                    gateway._console.line("api", f"runner error: {type(exc).__name__}: {exc}", level="ERROR")
+                    reply = Reply.json(500, {"message": "Internal Server Error"})
+                self._send(reply)
+
+            def _send(self, reply: Reply) -> None:
+                self.send_response(reply.status)
+                for name, value in reply.headers:
+                    if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(reply.body)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Silent: the console reports requests itself, without their query strings."""
+
+        return Handler
+
+
+def _joined_headers(handler: BaseHTTPRequestHandler) -> dict[str, str]:
+    """Headers by lower-case name; repeated ones joined as API Gateway joins them."""
+    joined: dict[str, str] = {}
+    for name, value in handler.headers.items():
+        key = name.lower()
+        separator = "; " if key == "cookie" else ","
+        joined[key] = f"{joined[key]}{separator}{value}" if key in joined else value
+    return joined

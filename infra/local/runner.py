@@ -1,0 +1,244 @@
+"""``make run``: the whole of crm-bridge on loopback, from template.yaml, without AWS or Docker.
+
+Starts moto's server and creates the template's queues, tables and keys in it; starts every
+template function in a process of its own with the environment the template declares; serves the
+HttpApi routes on 127.0.0.1 with the demo page and Swagger UI beside them; feeds the queue to the
+worker as Lambda's event source mapping does. Ctrl-C (or SIGTERM) stops all of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from crm_bridge.providers.sandbox import SandboxStore
+from infra.local.aws import REGION, LocalAws, provision, queue_depths, store_secret
+from infra.local.config import (
+    DEFAULT_PORT,
+    ConfigError,
+    CrmChoice,
+    Placement,
+    choose_crm,
+    function_settings,
+    known_settings,
+    load_config,
+    local_secret_name,
+    place_settings,
+)
+from infra.local.console import Console
+from infra.local.functions import Invocation, LocalFunction, lambda_environment
+from infra.local.gateway import Gateway
+from infra.local.pages import LocalPages
+from infra.local.poller import BatchOutcome, QueuePoller
+from infra.local.template import Resolver, Template, TemplateError, load_template, parameter_values
+
+ROOT = Path(__file__).parents[2]
+STACK_NAME = "crm-bridge-local"
+STATE_FILE = "runner.env"
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m infra.local", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, help=f"gateway port on 127.0.0.1 (LOCAL_PORT; default {DEFAULT_PORT})")
+    parser.add_argument("--env-file", type=Path, default=ROOT / ".env", help="settings (default: .env)")
+    parser.add_argument("--data-dir", type=Path, default=ROOT / ".local", help="sandbox file and run state")
+    parser.add_argument("--template", type=Path, default=ROOT / "template.yaml")
+    parser.add_argument("--watch-stdin", action="store_true", help="also stop when stdin closes (for supervisors)")
+    return parser.parse_args(argv)
+
+
+class Runner:
+    def __init__(self, arguments: argparse.Namespace, console: Console) -> None:
+        self.arguments = arguments
+        self.console = console
+        self.data_dir: Path = arguments.data_dir.resolve()
+        self.aws = LocalAws()
+        self.functions: dict[str, LocalFunction] = {}
+        self.pollers: list[QueuePoller] = []
+        self.gateway: Gateway | None = None
+        self.queue_url = ""
+        self.dead_letter_url = ""
+        self._dead_letters = 0
+        self._dead_letter_lock = threading.Lock()
+
+    def start(self) -> None:
+        started = time.perf_counter()
+        template = load_template(self.arguments.template)
+        config = load_config(self.arguments.env_file, known_settings(template))
+        crm = choose_crm(config, self.data_dir)
+        placement = place_settings(config, template)
+        parameters = parameter_values(template, placement.parameters)
+        port = self.arguments.port if self.arguments.port is not None else config.port
+
+        sandbox = SandboxStore(Path(crm.settings["SANDBOX_DB_PATH"])) if crm.is_sandbox else None
+        pages = LocalPages(ROOT / "docs" / "openapi.json", lambda: self._status(crm.describe(), sandbox), sandbox)
+        try:  # the port first: if it is taken, nothing else needs starting
+            self.gateway = Gateway(template.routes(), self._invoke, self.console, port=port, pages=pages)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on 127.0.0.1:{port} ({exc.strerror}): try make run PORT=<another>"
+            ) from None
+
+        self.console.banner("crm-bridge", "local run (make run): everything on 127.0.0.1, nothing in AWS")
+        self.console.banner("CRM", crm.describe())
+        for name in sorted(placement.ignored):
+            self.console.banner("ignored", f"{name}: no function in {self.arguments.template.name} reads it")
+        for name in sorted(placement.wired):
+            self.console.banner("ignored", f"{name}: {self.arguments.template.name} sets it to its own resource")
+
+        resolver = Resolver(template, parameters, region=REGION, stack_name=STACK_NAME)
+        self._start_aws(template, resolver, crm)
+        self._start_functions(template, resolver, placement, crm)
+        self._start_pollers(template, resolver)
+        self.gateway.start()
+        self._write_state()
+        for route in template.routes():
+            self.console.banner("route", f"{route.route_key:<32} -> {route.function}")
+        self.console.banner("demo", f"{self.gateway.url}/   (Swagger UI: {self.gateway.url}/docs)")
+        self.console.banner(
+            "DLQ", f"set -a; . {self._state_path()}; make dlq-inspect   (in another terminal, while this runs)"
+        )
+        self.console.banner("ready", f"in {time.perf_counter() - started:.1f} s; Ctrl-C stops everything")
+
+    def _start_aws(self, template: Template, resolver: Resolver, crm: CrmChoice) -> None:
+        """moto, the template's resources in it, and the CRM's secrets where the functions read them."""
+        self.aws.start()
+        created = provision(self.aws, resolver)
+        for name, value in crm.secrets.items():
+            store_secret(self.aws, local_secret_name(name), value)
+            self.console.banner("secret", f"{name} kept in the local SSM as {local_secret_name(name)}")
+        main_queue, dead_letter_queue = template.main_and_dead_letter_queues()
+        self.queue_url = resolver.resources[main_queue].ref
+        self.dead_letter_url = resolver.resources[dead_letter_queue].ref
+        self.console.banner("AWS", f"moto on {self.aws.endpoint}, from {self.arguments.template.name}:")
+        for item in created:
+            self.console.banner("", f"{item.resource_type:<22} {item.logical_id:<22} {item.name}")
+
+    def _start_functions(self, template: Template, resolver: Resolver, placement: Placement, crm: CrmChoice) -> None:
+        """Every function's process, started together; each cold start is over when this returns."""
+        for spec in template.functions().values():
+            declared = function_settings(spec, resolver.environment(spec), placement, crm)
+            environment = lambda_environment(spec, declared | self.aws.environment(), REGION)
+            self.functions[spec.logical_id] = LocalFunction(spec, environment, self.console.function_output)
+        with ThreadPoolExecutor(max_workers=len(self.functions) or 1) as pool:
+            loaded = dict(zip(self.functions, pool.map(LocalFunction.start, self.functions.values()), strict=True))
+        for name, ok in loaded.items():
+            if not ok:
+                error = self.functions[name].init_error or {}
+                self.console.line(name, f"init failed: {error.get('errorMessage')}", level="ERROR")
+
+    def _start_pollers(self, template: Template, resolver: Resolver) -> None:
+        sqs = self.aws.client("sqs")
+        for source in template.queue_sources():
+            queue = resolver.resources[source.queue]
+            function = self.functions[source.function]
+            poller = QueuePoller(
+                sqs,
+                queue_url=queue.ref,
+                queue_arn=queue.attributes["Arn"],
+                region=REGION,
+                source=source,
+                invoke=function.invoke,
+                on_receive=partial(self.console.batch_received, source.function),
+                on_batch=partial(self._batch, source.function),
+                on_idle=self._watch_dead_letters,
+            )
+            poller.start()
+            self.pollers.append(poller)
+
+    def _invoke(self, function: str, event: dict[str, Any]) -> Invocation:
+        invocation = self.functions[function].invoke(event)
+        if not invocation.ok:
+            error = invocation.payload or {}
+            self.console.line(function, f"{error.get('errorType')}: {error.get('errorMessage')}", level="ERROR")
+        return invocation
+
+    def _batch(self, function: str, outcome: BatchOutcome) -> None:
+        self.console.batch(function, outcome)
+        self._watch_dead_letters()
+
+    def _watch_dead_letters(self) -> None:
+        with self._dead_letter_lock:
+            depth = queue_depths(self.aws, self.dead_letter_url)
+            current = depth["waiting"] + depth["in_flight"]
+            self.console.dead_letter_depth(self._dead_letters, current)
+            self._dead_letters = current
+
+    def _status(self, crm: str, sandbox: SandboxStore | None) -> dict[str, Any]:
+        return {
+            "crm": crm,
+            "sandbox": sandbox is not None,
+            "queues": {
+                "queue": queue_depths(self.aws, self.queue_url),
+                "dead_letter": queue_depths(self.aws, self.dead_letter_url),
+            },
+        }
+
+    def _state_path(self) -> Path:
+        return self.data_dir / STATE_FILE
+
+    def _write_state(self) -> None:
+        """Where this run's pieces are, as a sourceable file (``make dlq-inspect`` needs only this)."""
+        if self.gateway is None:  # pragma: no cover - start() made it
+            return
+        state = {
+            "LOCAL_API_URL": self.gateway.url,
+            "CRM_QUEUE_URL": self.queue_url,
+            "CRM_DLQ_URL": self.dead_letter_url,
+            **self.aws.environment(),
+        }
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._state_path().write_text("".join(f"{name}={value}\n" for name, value in state.items()), encoding="utf-8")
+
+    def stop(self) -> None:
+        if self.gateway is not None:
+            self.gateway.stop()
+        for poller in self.pollers:
+            poller.stop(wait=False)
+        for poller in self.pollers:
+            poller.stop()
+        with ThreadPoolExecutor(max_workers=len(self.functions) or 1) as pool:
+            list(pool.map(LocalFunction.stop, self.functions.values()))
+        if self.aws.endpoint:
+            self.aws.stop()
+        self._state_path().unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = _arguments(argv)
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):  # a developer's real AWS stays out of this
+        os.environ.pop(name, None)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server would log every AWS call
+    console = Console()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    if arguments.watch_stdin:
+
+        def stop_at_end_of_input() -> None:
+            sys.stdin.read()
+            stop.set()
+
+        threading.Thread(target=stop_at_end_of_input, daemon=True).start()
+    runner = Runner(arguments, console)
+    try:
+        runner.start()
+        while not stop.wait(0.5):
+            pass
+        console.banner("stopping", "gateway, worker, functions, moto")
+    except (ConfigError, TemplateError) as exc:
+        console.banner("error", str(exc))
+        return 2
+    finally:
+        runner.stop()
+    console.banner("stopped", "")
+    return 0

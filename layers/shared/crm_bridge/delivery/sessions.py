@@ -1,0 +1,117 @@
+"""Which lead an anonymous visitor session became, per CRM, in DynamoDB.
+
+A visitor who clicks "Telegram" and later "WhatsApp" is one person: the first click creates a
+minimal lead, later ones become activities on it. The key is ``<provider>#<session id>``, so after a
+switch of CRM the other CRM's lead ids are never reused; entries expire (DynamoDB TTL on
+``expires_at``) once the session cookie is long gone. The session id is a random cookie value,
+not personal data, and the item holds nothing else but the lead id.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from crm_bridge.errors import RetryableCrmError
+from crm_bridge.observability import get_logger
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+DEFAULT_SESSION_TTL_DAYS = 90
+KEY_ATTRIBUTE = "pk"
+TTL_ATTRIBUTE = "expires_at"
+
+
+@cache
+def _dynamodb_client() -> DynamoDBClient:
+    import boto3
+
+    return boto3.client("dynamodb")
+
+
+class DynamoDbVisitorSessions:
+    """:class:`crm_bridge.delivery.VisitorSessions` backed by a DynamoDB table (key ``pk``)."""
+
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        ttl_seconds: int = DEFAULT_SESSION_TTL_DAYS * 86400,
+        client: Any | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.table_name = table_name
+        self.ttl_seconds = ttl_seconds
+        self._client = client
+        self._clock = clock
+
+    @classmethod
+    def from_environment(cls) -> DynamoDbVisitorSessions:
+        days = int(os.environ.get("SESSION_TTL_DAYS") or DEFAULT_SESSION_TTL_DAYS)
+        return cls(os.environ.get("SESSIONS_TABLE", ""), ttl_seconds=days * 86400)
+
+    @property
+    def client(self) -> DynamoDBClient:
+        return self._client or _dynamodb_client()
+
+    @staticmethod
+    def key(provider: str, session_id: str) -> str:
+        return f"{provider}#{session_id}"
+
+    def lead_for(self, provider: str, session_id: str) -> str | None:
+        """The session's lead in this CRM. A store failure is retryable: guessing "no lead" would
+        create a second one."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            item = self.client.get_item(
+                TableName=self.table_name,
+                Key={KEY_ATTRIBUTE: {"S": self.key(provider, session_id)}},
+                ConsistentRead=True,
+            ).get("Item")
+        except (BotoCoreError, ClientError) as exc:
+            raise RetryableCrmError(
+                f"visitor session store unavailable ({type(exc).__name__})", provider=provider, code="sessions_store"
+            ) from None
+        if not item or float(item.get(TTL_ATTRIBUTE, {}).get("N", "0")) < self._clock():
+            return None  # TTL deletes lazily: an expired item may still be there
+        return item["lead_id"]["S"]
+
+    def remember(self, provider: str, session_id: str, lead_id: str) -> None:
+        """Record the session's lead unless one is recorded already (a concurrent first click wins).
+
+        Never raises: the lead exists in the CRM by now, and failing the delivery would create it
+        again on retry; without the entry the next click finds the lead by its session attribute
+        or, at worst, makes a second minimal lead.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        now = self._clock()
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item={
+                    KEY_ATTRIBUTE: {"S": self.key(provider, session_id)},
+                    "lead_id": {"S": lead_id},
+                    TTL_ATTRIBUTE: {"N": str(int(now + self.ttl_seconds))},
+                },
+                ConditionExpression=f"attribute_not_exists({KEY_ATTRIBUTE}) OR {TTL_ATTRIBUTE} < :now",
+                ExpressionAttributeValues={":now": {"N": str(int(now))}},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return
+            self._forget_failed(provider, exc)
+        except BotoCoreError as exc:
+            self._forget_failed(provider, exc)
+
+    @staticmethod
+    def _forget_failed(provider: str, exc: Exception) -> None:
+        get_logger().warning(
+            "could not remember the visitor session's lead",
+            extra={"provider": provider, "error_type": type(exc).__name__},
+        )

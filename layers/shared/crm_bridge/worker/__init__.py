@@ -1,0 +1,51 @@
+"""The retry worker behind the SQS queue: same delivery path as the API, backoff, DLQ, exactly once."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+from crm_bridge.delivery import OperationQueue, deliver
+from crm_bridge.delivery.once import OnceOnlyDelivery
+from crm_bridge.delivery.sessions import DynamoDbVisitorSessions
+from crm_bridge.models import Operation
+from crm_bridge.providers import ProviderResult, get_provider
+from crm_bridge.worker.processor import Outcome, RetryLater, Worker
+from crm_bridge.worker.settings import WorkerSettings, get_worker_settings, load_worker_settings
+
+__all__ = [
+    "Outcome",
+    "RetryLater",
+    "Worker",
+    "WorkerSettings",
+    "build_worker",
+    "get_worker",
+    "load_worker_settings",
+]
+
+
+def build_worker(settings: WorkerSettings, *, sqs_client: Any | None = None) -> Worker:
+    """A worker wired to AWS as configured. The CRM provider is looked up per operation, so a
+    CRM whose settings are broken is a retryable configuration error, not a dead worker."""
+    sessions = DynamoDbVisitorSessions(settings.sessions_table, ttl_seconds=settings.session_ttl_days * 86400)
+
+    def deliver_now(operation: Operation) -> ProviderResult:
+        return deliver(operation, get_provider(), sessions)
+
+    return Worker(
+        queue=OperationQueue(settings.queue_url, settings.dead_letter_queue_url, client=sqs_client),
+        schedule=settings.retry,
+        delivery=OnceOnlyDelivery(
+            deliver_now,
+            DynamoDBPersistenceLayer(table_name=settings.idempotency_table),
+            expires_after_seconds=settings.idempotency_expiry_seconds,
+        ),
+    )
+
+
+@cache
+def get_worker() -> Worker:
+    """The container's worker; raises SettingsError naming what is missing or invalid."""
+    return build_worker(get_worker_settings())

@@ -1,0 +1,174 @@
+"""End-to-end: ``python -m infra.local`` (what ``make run`` starts) as a subprocess, over real HTTP.
+
+Each runner gets free loopback ports, its own data directory and ``.env``, and a minimal process
+environment (nothing of the developer's AWS or CRM settings). It is stopped with SIGINT, as Ctrl-C
+stops it, and must then exit cleanly; ``--watch-stdin`` makes it stop by itself should the tests
+die first. Waiting is bounded polling, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+
+ROOT = Path(__file__).parents[2]
+START_TIMEOUT_SECONDS = 45.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for[T](probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
+    """Poll until ``probe`` returns something truthy; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class LocalRun:
+    process: subprocess.Popen[bytes]
+    url: str
+    state: dict[str, str]
+    data_dir: Path
+    console_file: Path
+
+    @property
+    def console(self) -> str:
+        return self.console_file.read_text(encoding="utf-8", errors="replace")
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=15, follow_redirects=False)
+
+    def aws(self, service: str) -> Any:
+        return boto3.client(  # type: ignore[call-overload]
+            service,
+            endpoint_url=self.state["AWS_ENDPOINT_URL"],
+            region_name=self.state["AWS_DEFAULT_REGION"],
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+            aws_session_token="local",
+        )
+
+    def dead_letters(self, wait_for_at_least: int = 1, timeout: float = 20) -> list[dict[str, Any]]:
+        """The DLQ's messages, once there are at least ``wait_for_at_least`` (read with a short visibility)."""
+        sqs = self.aws("sqs")
+        found: dict[str, dict[str, Any]] = {}
+
+        def probe() -> bool:
+            for message in sqs.receive_message(
+                QueueUrl=self.state["CRM_DLQ_URL"],
+                MaxNumberOfMessages=10,
+                MessageAttributeNames=["All"],
+                VisibilityTimeout=1,
+                WaitTimeSeconds=0,
+            ).get("Messages", []):
+                found[message["MessageId"]] = message
+            return len(found) >= wait_for_at_least
+
+        wait_for(probe, timeout, f"{wait_for_at_least} message(s) in the dead-letter queue")
+        return list(found.values())
+
+    def status(self) -> dict[str, Any]:
+        with self.client() as client:
+            return dict(client.get("/_local/status").json())
+
+    def queue_is_empty(self) -> bool:
+        queue = self.status()["queues"]["queue"]
+        return bool(queue["waiting"] + queue["in_flight"] + queue["delayed"] == 0)
+
+    def stop(self) -> int:
+        """Ctrl-C, as a person stops ``make run``; the exit code (0 when it stopped cleanly)."""
+        try:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGINT)
+                try:
+                    return self.process.wait(20)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait(5)
+                    return -9
+            return self.process.returncode
+        finally:
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+
+
+def start_runner(tmp: Path, settings: dict[str, str]) -> LocalRun:
+    data_dir = tmp / "data"
+    env_file = tmp / "local.env"
+    env_file.write_text("".join(f"{name}={value}\n" for name, value in settings.items()), encoding="utf-8")
+    port = free_port()
+    console_file = tmp / "console.txt"
+    environment = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "TMPDIR") if name in os.environ}
+    with console_file.open("wb") as console:
+        process = subprocess.Popen(  # noqa: S603 - our own runner, fixed arguments
+            [
+                sys.executable,
+                "-m",
+                "infra.local",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+                "--env-file",
+                str(env_file),
+                "--watch-stdin",
+            ],
+            cwd=ROOT,
+            env=environment,
+            stdin=subprocess.PIPE,
+            stdout=console,
+            stderr=subprocess.STDOUT,
+        )
+    state_file = data_dir / "runner.env"
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"the runner exited ({process.returncode}):\n{console_file.read_text()}")
+        return state_file.is_file() and "ready" in console_file.read_text(encoding="utf-8", errors="replace")
+
+    wait_for(ready, START_TIMEOUT_SECONDS, "the runner to start")
+    state = dict(line.split("=", 1) for line in state_file.read_text(encoding="utf-8").splitlines() if "=" in line)
+    return LocalRun(process, state["LOCAL_API_URL"], state, data_dir, console_file)
+
+
+@pytest.fixture(scope="module")
+def sandbox_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRun]:
+    """One runner with no CRM configured: the sandbox, as on a fresh clone."""
+    run = start_runner(tmp_path_factory.mktemp("sandbox-run"), {})
+    yield run
+    assert run.stop() == 0, f"the runner did not stop cleanly:\n{run.console}"
+
+
+def sandbox_leads(run: LocalRun) -> list[dict[str, Any]]:
+    from crm_bridge.providers.sandbox import SandboxStore
+
+    return SandboxStore(run.data_dir / "sandbox.sqlite3").leads()
+
+
+def json_body(response: httpx.Response) -> dict[str, Any]:
+    data = json.loads(response.content)
+    assert isinstance(data, dict)
+    return data

@@ -1,0 +1,119 @@
+"""A real headless browser on the demo page: the form, the Telegram button, the partner redirect.
+
+Debian's ``chromium`` driven by Playwright (``executable_path``: Playwright downloads nothing).
+Nothing leaves loopback: the browser resolves no host name but 127.0.0.1 (``--host-resolver-rules``)
+and the test's route aborts any other request it sees, so the 302 to Telegram is observed and the
+navigation it starts fails on this machine.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.e2e.conftest import LocalRun, sandbox_leads, wait_for
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+]
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium; make test installs it)"
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+def test_the_demo_page_submits_an_application_and_sends_the_visitor_to_telegram(
+    sandbox_run: LocalRun, browser: object
+) -> None:
+    from playwright.sync_api import Browser, Route
+
+    assert isinstance(browser, Browser)
+    loopback = urlsplit(sandbox_run.url).netloc
+    requested: list[str] = []
+    failed: list[str] = []
+
+    def only_loopback(route: Route) -> None:
+        if urlsplit(route.request.url).netloc == loopback:
+            route.continue_()
+        else:
+            route.abort("blockedbyclient")
+
+    context = browser.new_context()
+    context.route("**/*", only_loopback)
+    context.on("request", lambda request: requested.append(request.url))
+    context.on("requestfailed", lambda request: failed.append(request.url))
+    page = context.new_page()
+    try:
+        page.goto(f"{sandbox_run.url}/?ref=PARTNER-42&utm_source=partner-site")
+        assert "PARTNER-42" in page.inner_text("#attribution")
+        page.fill("#name", "Deniz Aydın")
+        page.fill("#phone", "+90 535 222 33 44")
+        page.fill("#email", "deniz.aydin@example.com")
+        page.click("#submit")
+        page.wait_for_function("document.querySelector('#application-result').textContent.includes('lead')")
+        result = page.inner_text("#application-result")
+
+        with page.expect_response(lambda response: "/go/telegram" in response.url) as redirect:
+            page.click("#go-telegram")
+        answer = redirect.value
+        for _ in range(50):  # the navigation to Telegram that the 302 starts, failing here
+            if any(urlsplit(url).hostname == "t.me" for url in failed):
+                break
+            page.wait_for_timeout(100)
+        location = answer.header_value("location") or ""
+        set_cookies = answer.header_values("set-cookie")
+        cookies = {cookie["name"]: cookie["value"] for cookie in context.cookies(sandbox_run.url)}
+    finally:
+        context.close()
+
+    assert "In the CRM (sandbox)" in result
+    lead_id = result.split("lead ")[1].split(",")[0]
+    lead = next(lead for lead in sandbox_leads(sandbox_run) if lead["id"] == lead_id)
+    assert (lead["phones"], lead["referral_code"], lead["utm_source"]) == (
+        ["+905352223344"],
+        "PARTNER-42",
+        "partner-site",
+    )
+
+    assert answer.status == 302
+    target = urlsplit(location)
+    assert (target.scheme, target.hostname, target.path) == ("https", "t.me", "/crm_bridge_demo_bot")
+    assert parse_qs(target.query) == {"start": ["PARTNER-42"]}
+    assert any(cookie.startswith("ref=PARTNER-42;") for cookie in set_cookies)
+    assert cookies.get("ref") == "PARTNER-42", "the browser kept the ref cookie"
+    assert "visitor_session" in cookies
+    off_machine = [url for url in requested if urlsplit(url).netloc != loopback]
+    assert [urlsplit(url).hostname for url in off_machine] == ["t.me"], off_machine
+    assert set(off_machine) <= set(failed), "the redirect was observed, not followed"
+
+    # The click was reported to the API before the redirect: the worker logs it on the applicant's lead.
+    wait_for(
+        lambda: any("Telegram" in note for note in _notes(sandbox_run, lead_id)), 20, "the click on the lead's timeline"
+    )
+
+
+def _notes(run: LocalRun, lead_id: str) -> list[str]:
+    from crm_bridge.providers.sandbox import SandboxStore
+
+    return SandboxStore(run.data_dir / "sandbox.sqlite3").notes(lead_id)
