@@ -21,6 +21,7 @@ from crm_bridge.api.responses import error_response, json_response
 from crm_bridge.api.schemas import COMMON_ERRORS, Delivered, Queued, answer, error
 from crm_bridge.api.settings import get_api_settings
 from crm_bridge.delivery import OperationQueue, deliver_or_queue
+from crm_bridge.delivery.sessions import DynamoDbVisitorSessions
 from crm_bridge.models import Application, Origin, UpsertLeadOperation
 from crm_bridge.observability import get_logger
 from crm_bridge.observability.metrics import get_metrics
@@ -30,6 +31,7 @@ settings = get_api_settings()
 app = make_resolver(settings)
 queue = OperationQueue(settings.queue_url, settings.dead_letter_queue_url)
 submissions = IdempotentSubmissions(settings.idempotency_table)
+sessions = DynamoDbVisitorSessions.from_environment() if settings.sessions_table else None
 logger = get_logger()
 metrics = get_metrics()
 
@@ -65,7 +67,9 @@ def post_application(
         )
         budget_seconds = settings.sync_budget_ms / 1000
         return submission_answer(
-            deliver_or_queue(operation, provider=get_provider, queue=queue, budget_seconds=budget_seconds)
+            deliver_or_queue(
+                operation, provider=get_provider, queue=queue, budget_seconds=budget_seconds, sessions=sessions
+            )
         )
 
     try:

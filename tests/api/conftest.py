@@ -71,11 +71,18 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
             AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
+        boto3.client("dynamodb").create_table(
+            TableName="crm-visitor-sessions",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
         kms_key_id = boto3.client("kms").create_key(Description="crm-bridge recovery")["KeyMetadata"]["KeyId"]
         environment = {
             "CRM_QUEUE_URL": queue_url,
             "CRM_DLQ_URL": dlq_url,
             "IDEMPOTENCY_TABLE": "crm-idempotency",
+            "SESSIONS_TABLE": "crm-visitor-sessions",
             "RECOVERY_KMS_KEY_ID": kms_key_id,
             "SITE_ORIGINS": "https://agency.example",
             "REDIRECT_TELEGRAM_URL": "https://t.me/agency_bot",

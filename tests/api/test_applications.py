@@ -13,6 +13,7 @@ import pytest
 
 from crm_bridge.api.schemas import Delivered, ErrorBody
 from crm_bridge.delivery import recovery
+from crm_bridge.delivery.sessions import DynamoDbVisitorSessions
 from crm_bridge.models import UpsertLeadOperation, parse_operation
 from infra.local.http_events import http_api_event
 from tests.api.conftest import ESPOCRM_KEY, Aws, invoke, post
@@ -49,6 +50,15 @@ def test_an_application_becomes_a_lead_at_once(handler: ModuleType, espocrm: Sim
     assert lead["emailAddress"] == "ayse.yilmaz@example.com"
     assert lead["cReferralCode"] == "PARTNER-42"
     assert aws.queued() == []
+
+
+def test_the_applicants_visitor_session_now_points_at_their_lead(
+    handler: ModuleType, espocrm: SimulatedEspoCrm
+) -> None:
+    answer = post(handler, PATH, {**FORM, "session_id": "visitor-session-0001"})
+
+    sessions = DynamoDbVisitorSessions("crm-visitor-sessions")
+    assert sessions.lead_for("espocrm", "visitor-session-0001") == answer.body["leadId"]
 
 
 def test_a_repeat_application_updates_the_same_lead(handler: ModuleType, espocrm: SimulatedEspoCrm) -> None:

@@ -124,7 +124,7 @@ def test_the_code_comes_from_the_cookie_when_the_link_has_none(redirect: ModuleT
 
     assert answer.headers["location"] == "https://t.me/agency_bot?start=PARTNER-7"
     assert answer.cookies == [], "neither cookie needs setting again"
-    assert parse_operation(aws.queued()[0]["Body"]).payload.session_id == "known-session-01"  # type: ignore[union-attr]
+    assert parse_operation(aws.queued()[0]["Body"]).payload.session_id == "known-session-01"
 
 
 def test_an_invalid_code_is_ignored_not_refused(redirect: ModuleType, aws: Aws) -> None:

@@ -19,8 +19,9 @@ class MemorySessions:
     def lead_for(self, provider: str, session_id: str) -> str | None:
         return self.leads.get((provider, session_id))
 
-    def remember(self, provider: str, session_id: str, lead_id: str) -> None:
-        self.leads[(provider, session_id)] = lead_id
+    def remember(self, provider: str, session_id: str, lead_id: str, *, replace: bool = False) -> None:
+        if replace or (provider, session_id) not in self.leads:
+            self.leads[(provider, session_id)] = lead_id
 
 
 def click_operation(**activity: object) -> MessengerClickOperation:
@@ -68,3 +69,20 @@ def test_a_click_naming_a_lead_that_is_gone_falls_back_to_the_visitor_session(cr
 
     assert result.action is LeadAction.CREATED
     assert len(crm.sim.leads()) == 1
+
+
+def test_after_applying_a_visitors_clicks_land_on_their_lead(crm: Crm) -> None:
+    """The anonymous lead of an earlier click stays as it was; the applicant's lead takes the session."""
+    sessions = MemorySessions()
+    anonymous = deliver(click_operation(), crm.provider, sessions).record_id
+    application = Application.model_validate(
+        {"name": "Ali Veli", "email": "ali@example.com", "session_id": "visitor-session-0042"}
+    )
+    applicant = deliver(
+        UpsertLeadOperation(origin=Origin.APPLICATIONS_API, payload=application), crm.provider, sessions
+    )
+
+    later = deliver(click_operation(channel="instagram"), crm.provider, sessions)
+
+    assert later.record_id == applicant.record_id != anonymous
+    assert any("Instagram" in note for note in crm.sim.timeline(applicant.record_id))

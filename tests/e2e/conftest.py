@@ -71,8 +71,14 @@ class LocalRun:
             aws_session_token="local",
         )
 
-    def dead_letters(self, wait_for_at_least: int = 1, timeout: float = 20) -> list[dict[str, Any]]:
-        """The DLQ's messages, once there are at least ``wait_for_at_least`` (read with a short visibility)."""
+    def dead_letters(
+        self,
+        wait_for_at_least: int = 1,
+        timeout: float = 20,
+        until: Callable[[list[dict[str, Any]]], bool] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The DLQ's messages, once there are at least ``wait_for_at_least`` and ``until`` holds for them
+        (read with a short visibility)."""
         sqs = self.aws("sqs")
         found: dict[str, dict[str, Any]] = {}
 
@@ -85,7 +91,8 @@ class LocalRun:
                 WaitTimeSeconds=0,
             ).get("Messages", []):
                 found[message["MessageId"]] = message
-            return len(found) >= wait_for_at_least
+            messages = list(found.values())
+            return len(messages) >= wait_for_at_least and (until is None or until(messages))
 
         wait_for(probe, timeout, f"{wait_for_at_least} message(s) in the dead-letter queue")
         return list(found.values())

@@ -107,7 +107,8 @@ def test_the_demo_page_submits_an_application_and_sends_the_visitor_to_telegram(
     assert [urlsplit(url).hostname for url in off_machine] == ["t.me"], off_machine
     assert set(off_machine) <= set(failed), "the redirect was observed, not followed"
 
-    # The click was reported to the API before the redirect: the worker logs it on the applicant's lead.
+    # /go queued the click with the browser's visitor_session, which the application carried: the worker
+    # logs it on the applicant's lead rather than on a new anonymous one.
     wait_for(
         lambda: any("Telegram" in note for note in _notes(sandbox_run, lead_id)), 20, "the click on the lead's timeline"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from crm_bridge.providers.sandbox import SandboxStore
@@ -81,15 +82,14 @@ def test_poison_ends_in_the_dead_letter_queue(sandbox_run: LocalRun) -> None:
             QueueUrl=sandbox_run.state["CRM_QUEUE_URL"], MessageBody='{"not": "an operation"}'
         )
 
-        parked = sandbox_run.dead_letters(wait_for_at_least=2)
+        parked = sandbox_run.dead_letters(
+            wait_for_at_least=2,
+            until=lambda messages: {"referral_code", "invalid_operation"} <= set(_by_reason(messages)),
+        )
     finally:
         store.accept_attribute("referral_code")
 
-    reasons = {
-        message["MessageAttributes"].get("error_code", {}).get("StringValue")
-        or message["MessageAttributes"]["error_field"]["StringValue"]: message
-        for message in parked
-    }
+    reasons = _by_reason(parked)
     refused_message = reasons["referral_code"]
     assert refused_message["MessageAttributes"]["operation_id"]["StringValue"] == json_body(answer)["operationId"]
     assert refused_message["MessageAttributes"]["error_kind"]["StringValue"] == "permanent"
@@ -127,3 +127,12 @@ def test_the_console_shows_operations_but_no_personal_data(sandbox_run: LocalRun
     assert "delivered to sandbox: lead" in console
     for private in PERSONAL_DATA:
         assert private not in console, private
+
+
+def _by_reason(messages: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Dead letters by their error code, or by the field the CRM refused."""
+    return {
+        message["MessageAttributes"].get("error_code", {}).get("StringValue")
+        or message["MessageAttributes"].get("error_field", {}).get("StringValue", "?"): message
+        for message in messages
+    }

@@ -48,6 +48,7 @@ class ApiSettings(BaseModel):
     site_origins: tuple[str, ...] = ()
     max_body_bytes: int = Field(default=32_768, ge=1024, le=1_048_576)
     idempotency_table: str | None = None
+    sessions_table: str | None = None
     redirects: RedirectTargets | None = None
 
 
@@ -58,6 +59,7 @@ _ENV_NAMES = {
     ("site_origins",): "SITE_ORIGINS",
     ("max_body_bytes",): "MAX_BODY_BYTES",
     ("idempotency_table",): "IDEMPOTENCY_TABLE",
+    ("sessions_table",): "SESSIONS_TABLE",
     ("redirects", "telegram_url"): "REDIRECT_TELEGRAM_URL",
     ("redirects", "whatsapp_number"): "REDIRECT_WHATSAPP_NUMBER",
     ("redirects", "whatsapp_text"): "REDIRECT_WHATSAPP_TEXT",
@@ -75,6 +77,7 @@ def load_api_settings(environ: Mapping[str, str] | None = None) -> ApiSettings:
         "site_origins": tuple(origin.strip() for origin in env.get("SITE_ORIGINS", "").split(",") if origin.strip()),
         "max_body_bytes": env.get("MAX_BODY_BYTES") or 32_768,
         "idempotency_table": env.get("IDEMPOTENCY_TABLE") or None,
+        "sessions_table": env.get("SESSIONS_TABLE") or None,
     }
     if any(env.get(name) for name in ("REDIRECT_TELEGRAM_URL", "REDIRECT_WHATSAPP_NUMBER", "REDIRECT_INSTAGRAM_URL")):
         raw["redirects"] = {

@@ -14,14 +14,19 @@ class VisitorSessions(Protocol):
 
     def lead_for(self, provider: str, session_id: str) -> str | None: ...
 
-    def remember(self, provider: str, session_id: str, lead_id: str) -> None: ...
+    def remember(self, provider: str, session_id: str, lead_id: str, *, replace: bool = False) -> None:
+        """``replace``: the visitor applied, so their real lead supersedes an anonymous one."""
+        ...
 
 
 def deliver(operation: Operation, provider: CrmProvider, sessions: VisitorSessions | None = None) -> ProviderResult:
     """Execute an operation against the CRM. Raises :class:`crm_bridge.errors.CrmError`."""
     match operation:
         case UpsertLeadOperation(payload=application):
-            return provider.upsert_lead(application, operation.operation_id)
+            result = provider.upsert_lead(application, operation.operation_id)
+            if sessions is not None and application.session_id:
+                sessions.remember(provider.name, application.session_id, result.record_id, replace=True)
+            return result
         case MessengerClickOperation(payload=activity):
             known_leads = [
                 activity.lead_id,

@@ -81,8 +81,9 @@ class DynamoDbVisitorSessions:
             return None  # TTL deletes lazily: an expired item may still be there
         return item["lead_id"]["S"]
 
-    def remember(self, provider: str, session_id: str, lead_id: str) -> None:
-        """Record the session's lead unless one is recorded already (a concurrent first click wins).
+    def remember(self, provider: str, session_id: str, lead_id: str, *, replace: bool = False) -> None:
+        """Record the session's lead unless one is recorded already (a concurrent first click wins),
+        or, with ``replace``, in any case (the visitor applied: their real lead supersedes).
 
         Never raises: the lead exists in the CRM by now, and failing the delivery would create it
         again on retry; without the entry the next click finds the lead by its session attribute
@@ -91,17 +92,21 @@ class DynamoDbVisitorSessions:
         from botocore.exceptions import BotoCoreError, ClientError
 
         now = self._clock()
+        item: dict[str, Any] = {
+            KEY_ATTRIBUTE: {"S": self.key(provider, session_id)},
+            "lead_id": {"S": lead_id},
+            TTL_ATTRIBUTE: {"N": str(int(now + self.ttl_seconds))},
+        }
+        condition: dict[str, Any] = (
+            {}
+            if replace
+            else {
+                "ConditionExpression": f"attribute_not_exists({KEY_ATTRIBUTE}) OR {TTL_ATTRIBUTE} < :now",
+                "ExpressionAttributeValues": {":now": {"N": str(int(now))}},
+            }
+        )
         try:
-            self.client.put_item(
-                TableName=self.table_name,
-                Item={
-                    KEY_ATTRIBUTE: {"S": self.key(provider, session_id)},
-                    "lead_id": {"S": lead_id},
-                    TTL_ATTRIBUTE: {"N": str(int(now + self.ttl_seconds))},
-                },
-                ConditionExpression=f"attribute_not_exists({KEY_ATTRIBUTE}) OR {TTL_ATTRIBUTE} < :now",
-                ExpressionAttributeValues={":now": {"N": str(int(now))}},
-            )
+            self.client.put_item(TableName=self.table_name, Item=item, **condition)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 return

@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from crm_bridge.models.attribution import Attribution
+from crm_bridge.models.messenger import SessionId
 from crm_bridge.normalization import Email, LongText, MediumText, Phone, ShortText
 
 
@@ -51,6 +52,9 @@ class Application(BaseModel):
     university: MediumText = Field(default=None, description="University of interest")
     message: LongText = None
     consent: bool = Field(default=False, description="The applicant accepted the privacy notice")
+    session_id: SessionId | None = Field(
+        default=None, description="The visitor_session cookie: later messenger clicks of this visitor land on this lead"
+    )
     attribution: Attribution = Field(default_factory=Attribution)
 
     @model_validator(mode="after")
