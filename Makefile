@@ -15,7 +15,7 @@ SAM := SAM_CLI_TELEMETRY=0 __SAM_CLI_APP_DIR=$(CURDIR)/$(TOOLS)/sam-app AWS_EC2_
 	AWS_REGION=$${AWS_REGION:-eu-central-1} PATH="$(CURDIR)/$(BIN):$$PATH" $(TOOLS)/bin/sam
 ENV ?= dev
 
-.PHONY: help venv run tools lint types validate build system-packages unit test deploy dlq-inspect dlq-redrive clean
+.PHONY: help venv run tools lint types security validate build system-packages unit reliability test bench deploy dlq-inspect dlq-redrive clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -52,8 +52,12 @@ lint: $(STAMP) ## ruff: style and common bugs
 types: $(STAMP) ## mypy (strict on the shared layer)
 	$(BIN)/mypy
 
-build: $(STAMP) $(TOOLS_STAMP) ## sam build: the layer with python3.13 arm64 wheels, no Docker needed
+security: $(STAMP) ## bandit: the static security linter, clean or each exception justified in place
+	$(BIN)/bandit -c pyproject.toml -q -r layers/shared/crm_bridge functions infra
+
+build: $(STAMP) $(TOOLS_STAMP) ## sam build (arm64 wheels, no Docker), then bytecode; SNAPSTART=1: SnapStart for the API
 	$(SAM) build
+	$(BIN)/python -m infra.build_output $(if $(SNAPSTART),--snapstart) .aws-sam/build
 
 validate: $(STAMP) $(TOOLS_STAMP) ## template checks: cfn-lint, sam validate --lint, then sam build
 	AWS_REGION=$${AWS_REGION:-eu-central-1} $(TOOLS)/bin/cfn-lint template.yaml infra/ecs/espocrm.yaml
@@ -76,7 +80,14 @@ system-packages: ## Debian's chromium and caddy for the browser and Caddyfile te
 unit: $(STAMP) ## the test suite only
 	$(BIN)/pytest -q
 
-test: lint types validate system-packages unit ## every check: lint, types, template and build, the whole test suite
+reliability: $(STAMP) ## rerun the fault-injection run and write its figures into docs/reliability.md (FAULT_SEED=...)
+	RELIABILITY_REPORT=docs/reliability.md $(BIN)/pytest -q -s tests/faults/test_fault_injection.py
+
+test: lint types security validate system-packages unit ## every check: lint, types, security, template and build, the whole test suite
+
+# Not part of `make test`: it measures (about 5 minutes; QUICK=1 about 1) and asserts nothing about time.
+bench: build ## cold starts, warm overhead, backlog drain, sizes: one table (docs/performance.md); QUICK=1
+	$(BIN)/python -m bench $(if $(QUICK),--quick)
 
 deploy: validate ## sam deploy --config-env ENV (ENV=dev by default, or prod; needs AWS credentials)
 	$(SAM) deploy --config-env $(ENV)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header
+from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from crm_bridge.api.answers import submission_answer
 from crm_bridge.api.idempotency import Answer, IdempotentSubmissions, operation_id_for
+from crm_bridge.api.keys import IdempotencyKey
 from crm_bridge.api.resolver import make_resolver, resolve
 from crm_bridge.api.responses import error_response, json_response
 from crm_bridge.api.schemas import COMMON_ERRORS, Delivered, Queued, answer, error
@@ -54,9 +55,7 @@ _RESPONSES: dict[int, OpenAPIResponse] = {
 )
 def post_application(
     application: Annotated[Application, Body()],
-    idempotency_key: Annotated[
-        str | None, Header(alias="idempotency-key", min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response[str]:
     def submit() -> Answer:
         operation = UpsertLeadOperation(

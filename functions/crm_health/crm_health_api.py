@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from crm_bridge.api.health import health_answer
 from crm_bridge.api.resolver import make_resolver, resolve
 from crm_bridge.api.responses import json_response
-from crm_bridge.api.schemas import Health, answer, error
+from crm_bridge.api.schemas import INVALID_REQUEST, Health, answer, error
 from crm_bridge.api.settings import get_api_settings
 from crm_bridge.observability import get_logger
 
@@ -28,6 +28,7 @@ logger = get_logger()
     responses={
         200: answer("Healthy", Health),
         503: answer("Unreachable, misconfigured or degraded", Health),
+        422: INVALID_REQUEST,
         500: error("Something went wrong on our side"),
     },
     tags=["operations"],

@@ -10,6 +10,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from crm_bridge.api.answers import submission_answer
+from crm_bridge.api.keys import IdempotencyKey, operation_id_for
 from crm_bridge.api.resolver import make_resolver, resolve
 from crm_bridge.api.responses import json_response
 from crm_bridge.api.schemas import COMMON_ERRORS, Queued, answer
@@ -29,12 +30,16 @@ metrics = get_metrics()
 @app.post(
     "/api/v1/messenger-events",
     summary="Report a click on a messenger button",
-    description="Queues an activity for the visitor's lead (or one minimal lead per anonymous visitor session).",
+    description="Queues an activity for the visitor's lead (or one minimal lead per anonymous visitor session). "
+    "Send an Idempotency-Key to make a retry (after a 503) the same click.",
     responses={202: answer("Queued", Queued), **COMMON_ERRORS},
     tags=["messenger"],
 )
-def post_messenger_event(activity: Annotated[MessengerActivity, Body()]) -> Response[str]:
+def post_messenger_event(
+    activity: Annotated[MessengerActivity, Body()], idempotency_key: IdempotencyKey = None
+) -> Response[str]:
     operation = MessengerClickOperation(
+        operation_id=operation_id_for(idempotency_key),
         origin=Origin.MESSENGER_API,
         correlation_id=app.current_event.request_context.request_id,
         payload=activity,

@@ -26,7 +26,7 @@ from crm_bridge.api.redirects import (
 )
 from crm_bridge.api.resolver import make_resolver, resolve
 from crm_bridge.api.responses import error_response
-from crm_bridge.api.schemas import answer, error
+from crm_bridge.api.schemas import INVALID_REQUEST, error, redirect
 from crm_bridge.api.settings import get_api_settings, require_redirect_targets
 from crm_bridge.delivery import DeliveryUnavailable, OperationQueue, enqueue
 from crm_bridge.models import Channel, MessengerActivity, MessengerClickOperation, Origin
@@ -50,8 +50,9 @@ OptionalTag = Annotated[str | None, Query(description="Carried along when valid,
     description="302 to the configured Telegram, WhatsApp or Instagram link, carrying the partner's referral "
     "code (from ?ref= or the ref cookie); records the click for the CRM.",
     responses={
-        302: answer("Redirect to the messenger (Location header)"),
+        302: redirect("Redirect to the messenger (Location header)"),
         404: error("Unknown channel"),
+        422: INVALID_REQUEST,
         500: error("Something went wrong on our side"),
     },
     tags=["redirects"],

@@ -50,7 +50,7 @@ from crm_bridge.field_mapping import (
 ENTITY = "Lead"
 DEFAULT_ROLE_NAME = "crm-bridge API"
 DEFAULT_API_USER = "crm-bridge"
-PASSWORD_VARIABLE = "ESPOCRM_ADMIN_PASSWORD"  # noqa: S105 - the variable's name, not a password
+PASSWORD_VARIABLE = "ESPOCRM_ADMIN_PASSWORD"  # noqa: S105  # nosec B105  # the variable's name, not a password
 TIMEOUT_SECONDS = 60.0  # creating a field rebuilds EspoCRM's schema and caches
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 

@@ -31,11 +31,7 @@ from infra.local.template import (
 LOOPBACK = "127.0.0.1"
 REGION = "eu-central-1"
 # moto accepts any credentials; these keep a developer's real ones out of every local process.
-CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",
-    "AWS_SESSION_TOKEN": "local",
-}
+CREDENTIALS = dict.fromkeys(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"), "local")
 # SQS attributes that are CloudFormation properties of the same name.
 _QUEUE_ATTRIBUTES = (
     "DelaySeconds",

@@ -69,7 +69,8 @@ _CfnLoader.add_multi_constructor("!", _construct_intrinsic)
 
 def load_template(path: Path) -> Template:
     try:
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+        text = path.read_text(encoding="utf-8")
+        document = yaml.load(text, Loader=_CfnLoader)  # noqa: S506  # nosec B506  # a SafeLoader subclass
     except (OSError, yaml.YAMLError) as exc:
         raise TemplateError(f"cannot read {path.name}: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("Resources"), dict):

@@ -83,8 +83,9 @@ def test_a_repeat_submission_updates_empty_fields_and_adds_a_note(crm: Crm) -> N
     assert any("again" in note and "Law" in note for note in notes), notes
 
 
-def test_an_identical_retry_changes_nothing_but_is_recorded(crm: Crm) -> None:
-    """What a retry after an ambiguous timeout does: no second lead, no overwritten data."""
+def test_an_identical_retry_changes_nothing_and_notes_nothing(crm: Crm) -> None:
+    """What a retry after an ambiguous timeout does: no second lead, no overwritten data, and no
+    "submitted again" note (the lead carries the operation that created it)."""
     operation_id = uuid4()
     first = crm.provider.upsert_lead(application(), operation_id)
     retry = crm.provider.upsert_lead(application(), operation_id)
@@ -92,6 +93,42 @@ def test_an_identical_retry_changes_nothing_but_is_recorded(crm: Crm) -> None:
     assert retry.action is LeadAction.UNCHANGED
     assert retry.record_id == first.record_id
     assert len(crm.sim.leads()) == 1
+    assert crm.sim.timeline(first.record_id) == []
+
+
+def test_a_retried_repeat_submission_notes_it_once(crm: Crm) -> None:
+    lead_id = crm.provider.upsert_lead(application(), uuid4()).record_id
+    repeat = uuid4()
+    crm.provider.upsert_lead(application(program="Law"), repeat)
+    retry = crm.provider.upsert_lead(application(program="Law"), repeat)
+
+    assert retry.action is LeadAction.UNCHANGED
+    assert len([note for note in crm.sim.timeline(lead_id) if "again" in note]) == 1
+
+
+def test_a_retried_activity_is_logged_once(crm: Crm) -> None:
+    lead_id = crm.provider.upsert_lead(application(), uuid4()).record_id
+    operation_id = uuid4()
+    first = crm.provider.log_activity(lead_id, click(lead_id=lead_id), operation_id)
+    retry = crm.provider.log_activity(lead_id, click(lead_id=lead_id), operation_id)
+
+    assert (first.action, retry.action) == (LeadAction.UPDATED, LeadAction.UNCHANGED)
+    assert [str(operation_id) in note for note in crm.sim.timeline(lead_id)] == [True]
+
+
+def test_a_retried_first_click_of_a_session_is_its_lead_and_nothing_more(crm: Crm) -> None:
+    operation_id = uuid4()
+    first = crm.provider.create_minimal_lead_from_activity(click(), operation_id)
+    retry = crm.provider.create_minimal_lead_from_activity(click(), operation_id)
+
+    assert (retry.action, retry.record_id) == (LeadAction.UNCHANGED, first.record_id)
+    assert len(crm.sim.leads()) == 1
+    assert crm.sim.timeline(first.record_id) == [], "the click is the lead's description, not also a note"
+
+
+def test_a_retried_activity_for_a_lead_that_does_not_exist_says_so(crm: Crm) -> None:
+    with pytest.raises(LeadNotFound):
+        crm.provider.log_activity("999999", click(), uuid4())
 
 
 def test_a_match_by_email_gains_the_new_phone_without_duplicating_the_old(crm: Crm) -> None:

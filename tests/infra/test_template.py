@@ -237,21 +237,52 @@ def _role_actions(template: dict[str, Any], function: str) -> dict[str, list[Any
     return granted
 
 
+_READ_WRITE = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+_IDEMPOTENCY = {action: {"IdempotencyTable"} for action in _READ_WRITE}
+LEAST_PRIVILEGE: dict[str, dict[str, set[str]]] = {
+    # Queues now or parks what the CRM refuses; Idempotency-Key answers; the applicant's session; seals.
+    "ApplicationsFunction": _IDEMPOTENCY
+    | {
+        "sqs:SendMessage": {"OperationsQueue", "DeadLetterQueue"},
+        "dynamodb:PutItem": {"IdempotencyTable", "VisitorSessionsTable"},
+        "kms:Encrypt": {"RecoveryKey"},
+        "crm-secrets": {"CrmSecretsReadPolicy"},
+    },
+    "MessengerEventsFunction": {"sqs:SendMessage": {"OperationsQueue"}, "kms:Encrypt": {"RecoveryKey"}},
+    "RedirectFunction": {"sqs:SendMessage": {"OperationsQueue"}, "kms:Encrypt": {"RecoveryKey"}},
+    "CrmHealthFunction": {"crm-secrets": {"CrmSecretsReadPolicy"}},
+    # Lambda's poller needs Receive/Delete/GetQueueAttributes; backoff is ChangeMessageVisibility.
+    "WorkerFunction": _IDEMPOTENCY
+    | {
+        "sqs:ReceiveMessage": {"OperationsQueue"},
+        "sqs:DeleteMessage": {"OperationsQueue"},
+        "sqs:GetQueueAttributes": {"OperationsQueue"},
+        "sqs:ChangeMessageVisibility": {"OperationsQueue"},
+        "sqs:SendMessage": {"DeadLetterQueue"},
+        "dynamodb:GetItem": {"IdempotencyTable", "VisitorSessionsTable"},
+        "dynamodb:PutItem": {"IdempotencyTable", "VisitorSessionsTable"},
+        "crm-secrets": {"CrmSecretsReadPolicy"},
+    },
+}
+"""What each function's code uses, and so all its role may allow: no other function's queue, table,
+key or secret, and no action it never calls."""
+
+
 def test_each_function_gets_only_what_it_uses(template: dict[str, Any]) -> None:
-    queue, dlq = {"Fn::GetAtt": ["OperationsQueue", "Arn"]}, {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
-    key = {"Fn::GetAtt": ["RecoveryKey", "Arn"]}
-    worker = _role_actions(template, "WorkerFunction")
-    assert worker["sqs:ChangeMessageVisibility"] == [queue]
-    assert worker["sqs:SendMessage"] == [dlq]
-    assert "crm-secrets" in worker
-    applications = _role_actions(template, "ApplicationsFunction")
-    assert applications["sqs:SendMessage"] == [queue, dlq]
-    assert applications["kms:Encrypt"] == [key]
-    assert "crm-secrets" in applications
-    for function in ("MessengerEventsFunction", "RedirectFunction"):
-        granted = _role_actions(template, function)
-        assert granted == {"sqs:SendMessage": [queue], "kms:Encrypt": [key]}, function
-    assert _role_actions(template, "CrmHealthFunction") == {"crm-secrets": ["CrmSecretsReadPolicy"]}
+    granted = {
+        function: {
+            action: {resource["Fn::GetAtt"][0] if isinstance(resource, dict) else resource for resource in resources}
+            for action, resources in _role_actions(template, function).items()
+        }
+        for function in functions(template)
+    }
+    assert granted == LEAST_PRIVILEGE
+
+
+def test_no_statement_allows_by_exclusion(template: dict[str, Any]) -> None:
+    for owner, statement in _policies(template):
+        assert statement["Effect"] == "Allow", owner
+        assert not {"NotAction", "NotResource", "NotPrincipal"} & statement.keys(), (owner, statement)
 
 
 def test_crm_secrets_are_readable_by_name_only(template: dict[str, Any]) -> None:

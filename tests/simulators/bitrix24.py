@@ -354,6 +354,7 @@ class SimulatedBitrix24:
             "crm.lead.list": self._lead_list,
             "crm.lead.fields": self._lead_fields,
             "crm.timeline.comment.add": self._timeline_comment_add,
+            "crm.timeline.comment.list": self._timeline_comment_list,
         }
 
         url = httpx.URL(self.portal)
@@ -730,6 +731,38 @@ class SimulatedBitrix24:
         self._next_comment_id += 1
         lead.comments.append((comment_id, comment))
         return comment_id, {}
+
+    def _timeline_comment_list(self, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """crm.timeline.comment.list: the filter must name ENTITY_ID and ENTITY_TYPE; ``select``,
+        ``order`` by ID, 50 per page with ``next``/``total`` (DOCS: crm/timeline/comment/
+        crm_timeline_comment_list). Not documented, assumed: a missing filter field is a legacy
+        error, and an entity without comments (or none at all) answers an empty list."""
+        filters = _resolve_array_param(params, "filter", {})
+        if not isinstance(filters, dict) or not filters.get("ENTITY_ID") or not filters.get("ENTITY_TYPE"):
+            raise _legacy("ENTITY_ID and ENTITY_TYPE are required in the filter.")
+        lead = self._leads.get(_php_intval(filters["ENTITY_ID"]))
+        comments = lead.comments if lead is not None and str(filters["ENTITY_TYPE"]).upper() == "LEAD" else []
+        order = _resolve_array_param(params, "order", {})
+        descending = isinstance(order, dict) and str(order.get("ID", "ASC")).upper() == "DESC"
+        rows = sorted(comments, reverse=descending)
+        select = _resolve_array_param(params, "select", [])
+        wanted = {str(name) for name in (select.values() if isinstance(select, dict) else select or [])}
+        start = max(_php_intval(params.get("start", 0)), 0)
+        page = [
+            {
+                key: value
+                for key, value in {
+                    "ID": str(comment_id),
+                    "ENTITY_ID": str(filters["ENTITY_ID"]),
+                    "ENTITY_TYPE": "lead",
+                    "COMMENT": text,
+                }.items()
+                if not wanted or "*" in wanted or key in wanted
+            }
+            for comment_id, text in rows[start : start + PAGE_SIZE]
+        ]
+        extra: dict[str, Any] = {"next": start + PAGE_SIZE} if start + PAGE_SIZE < len(rows) else {}
+        return page, extra | {"total": len(rows)}
 
     # --- storage ---------------------------------------------------------------------------------------
 

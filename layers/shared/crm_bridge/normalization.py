@@ -10,7 +10,6 @@ import re
 import unicodedata
 from typing import Annotated
 
-import phonenumbers
 from pydantic import AfterValidator, BeforeValidator
 
 from crm_bridge.settings import default_phone_region
@@ -22,14 +21,29 @@ REFERRAL_CODE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 CLICK_ID_PATTERN = re.compile(r"[A-Za-z0-9_\-.~]{1,512}")
 # A deliberately plain check: one @, no spaces, a dotted domain. Deliverability is the CRM's job.
 EMAIL_PATTERN = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s.]{2,63}")
-_CONTROL_EXCEPT_NEWLINES = {chr(c) for c in range(32) if chr(c) not in "\n\t"} | {chr(127)}
-_INVISIBLE_FORMATTING = {"\u200b", "\u200e", "\u200f", "\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\ufeff"}
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+"""Marks, embeddings, overrides and isolates: they reorder what a reader sees ("Trojan Source")."""
+_INVISIBLE_FORMATTING = _BIDI_CONTROLS | {"\u200b", "\ufeff"}
+
+
+def _hidden(char: str) -> bool:
+    """A control character (C0, DEL, C1), a bidi control, a zero-width space or BOM, or a Unicode
+    noncharacter (SQS refuses a message holding U+FFFE or U+FFFF). Joiners stay: emoji need them."""
+    code = ord(char)
+    return (
+        code < 32
+        or 127 <= code < 160
+        or char in _INVISIBLE_FORMATTING
+        or 0xFDD0 <= code <= 0xFDEF
+        or code & 0xFFFE == 0xFFFE
+    )
 
 
 def clean_text(value: str, *, multiline: bool = False) -> str | None:
-    """NFC-normalise, drop control and bidi-override characters, trim; empty becomes None."""
+    """NFC-normalise, drop invisible characters (controls, bidi controls, noncharacters), trim;
+    empty becomes None."""
     text = unicodedata.normalize("NFC", value)
-    text = "".join(ch for ch in text if ch not in _CONTROL_EXCEPT_NEWLINES and ch not in _INVISIBLE_FORMATTING)
+    text = "".join(ch for ch in text if ch in "\n\t" or not _hidden(ch))
     if not multiline:
         text = " ".join(text.split())
     else:
@@ -44,6 +58,8 @@ def normalize_phone(value: str) -> str:
     if len(raw) > MAX_PHONE_INPUT_LENGTH:
         raise ValueError(f"phone number is longer than {MAX_PHONE_INPUT_LENGTH} characters")
     region = default_phone_region()
+    import phonenumbers  # on first use: functions that never see a phone number never load it
+
     try:
         parsed = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:
@@ -63,6 +79,8 @@ def normalize_email(value: str) -> str:
         raise ValueError(f"e-mail address is longer than {MAX_EMAIL_LENGTH} characters")
     if not EMAIL_PATTERN.fullmatch(email):
         raise ValueError("not a valid e-mail address")
+    if any(unicodedata.category(char).startswith("C") for char in email):
+        raise ValueError("the e-mail address holds invisible characters")
     return email
 
 

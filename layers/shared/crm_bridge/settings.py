@@ -15,7 +15,6 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
 
-import phonenumbers
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 
 from crm_bridge.errors import SettingsError
@@ -47,17 +46,17 @@ class SecretSource:
         """The secret's current value (cached for SECRET_CACHE_SECONDS when it comes from AWS)."""
         if self.parameter_name is None:
             return str(self._value)
-        from aws_lambda_powertools.utilities import parameters
+        from crm_bridge.aws import secrets_provider, ssm_provider
 
         force, self._force_fetch = self._force_fetch, False
         if self.parameter_name.startswith(SECRETS_MANAGER_PREFIX):
-            secret = parameters.get_secret(
+            secret = secrets_provider().get(
                 self.parameter_name.removeprefix(SECRETS_MANAGER_PREFIX),
                 max_age=SECRET_CACHE_SECONDS,
                 force_fetch=force,
             )
         else:
-            secret = parameters.get_parameter(
+            secret = ssm_provider().get(
                 self.parameter_name, decrypt=True, max_age=SECRET_CACHE_SECONDS, force_fetch=force
             )
         value = secret.decode() if isinstance(secret, bytes) else str(secret)
@@ -74,6 +73,8 @@ class SecretSource:
 
 
 def _check_region(region: str) -> str:
+    import phonenumbers  # on first use: the redirect and messenger functions never read a phone region
+
     region = region.upper()
     if region not in phonenumbers.SUPPORTED_REGIONS:
         raise ValueError(f"{region!r} is not a phone region (use an ISO 3166 code such as TR, GB, KZ)")

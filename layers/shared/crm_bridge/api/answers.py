@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from crm_bridge.api.idempotency import Answer
+from typing import TYPE_CHECKING
+
 from crm_bridge.delivery import Submission, SubmissionStatus
 from crm_bridge.observability.metrics import count, delivered
 from crm_bridge.providers import LeadAction
+
+if TYPE_CHECKING:  # Powertools idempotency (and boto3 with it) only where submissions use it
+    from crm_bridge.api.idempotency import Answer
 
 
 def submission_answer(submission: Submission) -> Answer:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from crm_bridge.api.idempotency import Answer
+from typing import TYPE_CHECKING
+
 from crm_bridge.errors import SettingsError
 from crm_bridge.observability import get_logger
 from crm_bridge.providers import get_provider
+
+if TYPE_CHECKING:  # Powertools idempotency (and boto3 with it) only where submissions use it
+    from crm_bridge.api.idempotency import Answer
 
 
 def health_answer() -> Answer:

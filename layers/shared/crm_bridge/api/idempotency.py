@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -21,17 +20,16 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from crm_bridge.api.keys import operation_id_for
+from crm_bridge.aws import dynamodb_client
 from crm_bridge.observability import get_logger
 
+__all__ = ["IDEMPOTENCY_EXPIRY_SECONDS", "Answer", "IdempotentSubmissions", "operation_id_for"]
+
 IDEMPOTENCY_EXPIRY_SECONDS = 24 * 3600
-_KEY_NAMESPACE = uuid5(NAMESPACE_URL, "https://crm-bridge/idempotency-key")
 
 Answer = dict[str, Any]
 """What an idempotent submission returns and what is replayed: ``{"status": int, "body": {...}}``."""
-
-
-def operation_id_for(idempotency_key: str | None) -> UUID:
-    return uuid5(_KEY_NAMESPACE, idempotency_key) if idempotency_key else uuid4()
 
 
 class IdempotentSubmissions:
@@ -47,7 +45,7 @@ class IdempotentSubmissions:
         if table_name:
             self._run_once = idempotent_function(
                 data_keyword_argument="request",
-                persistence_store=DynamoDBPersistenceLayer(table_name=table_name),
+                persistence_store=DynamoDBPersistenceLayer(table_name=table_name, boto3_client=dynamodb_client()),
                 config=self._config,
             )(self._call)
 

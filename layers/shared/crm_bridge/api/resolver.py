@@ -8,6 +8,7 @@ answered as JSON with a code.
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -97,7 +98,17 @@ def _refuse_body(event: APIGatewayProxyEventV2, max_bytes: int) -> tuple[int, st
     content_type = (event.headers.get("content-type") or "").split(";")[0].strip().lower()
     if content_type not in _JSON_CONTENT_TYPES:
         return 415, "unsupported_media_type", "send the body as application/json"
+    if event.is_base64_encoded and not _is_utf8(body):  # API Gateway encodes a body that is not text
+        return 400, "invalid_json", "the request body is not valid JSON (it is not UTF-8 text)"
     return None
+
+
+def _is_utf8(encoded: str) -> bool:
+    try:
+        base64.b64decode(encoded).decode()
+    except ValueError:  # binascii.Error and UnicodeDecodeError alike
+        return False
+    return True
 
 
 def _field_name(location: tuple[Any, ...]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse, OpenAPIResponseHeader
 from pydantic import BaseModel, Field
 
 from crm_bridge.errors import ErrorKind
@@ -52,21 +52,31 @@ class Health(BaseModel):
 
 
 def answer(description: str, model: type[BaseModel] | None = None) -> OpenAPIResponse:
-    """One entry of a route's ``responses``."""
+    """One entry of a route's ``responses``; without a model, an answer without a body (Powertools
+    would otherwise document the handler's return type, a string, as a JSON body)."""
     if model is None:
-        return {"description": description}
+        return {"description": description, "content": {}}
     return {"description": description, "content": {"application/json": {"model": model}}}
+
+
+def redirect(description: str) -> OpenAPIResponse:
+    """A 302: no body, and always a ``Location``."""
+    location: OpenAPIResponseHeader = {"description": "Where to go", "schema": {"type": "string", "format": "uri"}}
+    return {"description": description, "content": {}, "headers": {"Location": location}}
 
 
 def error(description: str) -> OpenAPIResponse:
     return answer(description, ErrorBody)
 
 
+INVALID_REQUEST = error("Fields missing or invalid, each named")
+"""Every route's 422 (Powertools' default documents its own HTTPValidationError, which is never sent)."""
+
 COMMON_ERRORS: dict[int, OpenAPIResponse] = {
     400: error("The body is not JSON (or nested too deeply)"),
     413: error("The body is too large"),
     415: error("The body is not application/json"),
-    422: error("Fields missing or invalid, each named"),
+    422: INVALID_REQUEST,
     500: error("Something went wrong on our side"),
     503: error("Could not be accepted now; retry"),
 }

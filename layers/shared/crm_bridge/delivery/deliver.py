@@ -34,7 +34,7 @@ def deliver(operation: Operation, provider: CrmProvider, sessions: VisitorSessio
             ]
             for lead_id in dict.fromkeys(lead for lead in known_leads if lead):
                 try:
-                    return provider.log_activity(lead_id, activity)
+                    return provider.log_activity(lead_id, activity, operation.operation_id)
                 except LeadNotFound:
                     continue  # deleted in the CRM, or a stale id from the site: fall back to the session
             result = provider.create_minimal_lead_from_activity(activity, operation.operation_id)

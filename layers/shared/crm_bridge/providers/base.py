@@ -119,6 +119,8 @@ class CrmProvider(ABC):
                 existing = duplicate.existing
             else:
                 return self._result(created.record_id, LeadAction.CREATED, started, created.ignored_fields)
+        if self._recorded(existing, operation_id):  # an earlier attempt wrote it; its answer was lost
+            return self._result(existing.record_id, LeadAction.UNCHANGED, started)
         patch = self._missing_values(existing, payload)
         action = LeadAction.UNCHANGED
         ignored: tuple[str, ...] = ()
@@ -128,10 +130,14 @@ class CrmProvider(ABC):
         note_id = self._add_note(existing.record_id, repeat_application_note(application, operation_id))
         return self._result(existing.record_id, action, started, ignored, activity_id=note_id)
 
-    def log_activity(self, lead_id: str, activity: MessengerActivity) -> ProviderResult:
-        """Record a messenger click on a known lead's timeline."""
+    def log_activity(
+        self, lead_id: str, activity: MessengerActivity, operation_id: UUID | None = None
+    ) -> ProviderResult:
+        """Record a messenger click on a known lead's timeline, once per ``operation_id``."""
         started = self._clock()
-        note_id = self._add_note(lead_id, activity_note(activity))
+        if operation_id is not None and self._recorded(ExistingLead(lead_id), operation_id):
+            return self._result(lead_id, LeadAction.UNCHANGED, started)
+        note_id = self._add_note(lead_id, activity_note(activity, operation_id))
         return self._result(lead_id, LeadAction.UPDATED, started, activity_id=note_id)
 
     def create_minimal_lead_from_activity(self, activity: MessengerActivity, operation_id: UUID) -> ProviderResult:
@@ -141,9 +147,11 @@ class CrmProvider(ABC):
         session_attribute = self.mapping.attribute(MappedField.VISITOR_SESSION_ID)
         existing = self._find_by_attribute(session_attribute, activity.session_id) if session_attribute else None
         if existing is not None:
-            note_id = self._add_note(existing.record_id, activity_note(activity))
+            if self._recorded(existing, operation_id):  # this very click made the lead, or noted it
+                return self._result(existing.record_id, LeadAction.UNCHANGED, started)
+            note_id = self._add_note(existing.record_id, activity_note(activity, operation_id))
             return self._result(existing.record_id, LeadAction.UPDATED, started, activity_id=note_id)
-        draft = draft_from_activity(activity)
+        draft = draft_from_activity(activity, operation_id)
         created = self._create(self._lead_payload(draft, operation_id), check_duplicates=False)
         return self._result(created.record_id, LeadAction.CREATED, started, created.ignored_fields)
 
@@ -203,6 +211,13 @@ class CrmProvider(ABC):
     @abstractmethod
     def _add_note(self, record_id: str, text: str) -> str:
         """Add a timeline entry to the lead; return its id."""
+
+    @abstractmethod
+    def _recorded(self, lead: ExistingLead, operation_id: UUID) -> bool:
+        """Whether the lead's own text or its timeline carries ``operation_marker(operation_id)``:
+        an earlier attempt of this operation reached the CRM and only its answer was lost (a timeout,
+        a reset, a 5xx after the write, a worker that died before acknowledging). Raises
+        :class:`LeadNotFound` for a lead that does not exist."""
 
     @abstractmethod
     def _missing_mapped_fields(self) -> list[str] | None:

@@ -28,7 +28,7 @@ from crm_bridge.field_mapping import Bitrix24Mapping, LeadSourceKind
 from crm_bridge.observability import redact
 from crm_bridge.providers.base import CrmProvider, ExistingLead, LeadChanges, WriteOutcome
 from crm_bridge.providers.http import error_for_status, make_client, retry_after_header, send
-from crm_bridge.providers.lead_draft import LeadDraft, fill_empty
+from crm_bridge.providers.lead_draft import LeadDraft, fill_empty, operation_marker
 from crm_bridge.settings import Bitrix24Settings
 
 ORIGINATOR_ID = "crm-bridge"
@@ -197,6 +197,22 @@ class Bitrix24Provider(CrmProvider):
     def _add_note(self, record_id: str, text: str) -> str:
         comment = {"fields": {"ENTITY_ID": int(record_id), "ENTITY_TYPE": "lead", "COMMENT": text}}
         return str(self._call("crm.timeline.comment.add", comment))
+
+    def _recorded(self, lead: ExistingLead, operation_id: UUID) -> bool:
+        """Our own lead (``ORIGIN_ID``), or the marker in its comments or newest timeline comments."""
+        marker = operation_marker(operation_id)
+        record = lead.attributes or self._read(lead.record_id)
+        if record.get("ORIGIN_ID") == str(operation_id) or marker in str(record.get("COMMENTS") or ""):
+            return True
+        comments = self._call(
+            "crm.timeline.comment.list",
+            {
+                "filter": {"ENTITY_ID": int(lead.record_id), "ENTITY_TYPE": "lead"},
+                "select": ["ID", "COMMENT"],
+                "order": {"ID": "DESC"},
+            },
+        )
+        return any(isinstance(item, dict) and marker in str(item.get("COMMENT") or "") for item in comments or [])
 
     def _missing_mapped_fields(self) -> list[str] | None:
         fields = self._call("crm.lead.fields", {})

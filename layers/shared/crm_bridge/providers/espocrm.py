@@ -34,11 +34,13 @@ from crm_bridge.providers.base import (
     WriteOutcome,
 )
 from crm_bridge.providers.http import error_for_status, json_body, make_client, send
-from crm_bridge.providers.lead_draft import LeadDraft, fill_empty
+from crm_bridge.providers.lead_draft import LeadDraft, fill_empty, operation_marker
 from crm_bridge.settings import EspoCrmSettings
 
 _NEVER_FILLED = frozenset({"status"})
 _MAX_REASON_LENGTH = 200
+_STREAM_PAGE = 100
+"""Newest stream entries searched for an earlier attempt's note: retries follow within hours."""
 
 
 class EspoCrmProvider(CrmProvider):
@@ -229,6 +231,21 @@ class EspoCrmProvider(CrmProvider):
         except PermanentCrmError as error:
             return error.status == 404
         return False
+
+    def _recorded(self, lead: ExistingLead, operation_id: UUID) -> bool:
+        marker = operation_marker(operation_id)
+        try:
+            attributes = lead.attributes or self._read(lead.record_id)
+        except PermanentCrmError as error:
+            if error.status == 404:
+                raise LeadNotFound(f"lead {lead.record_id} does not exist", provider=self.name, status=404) from None
+            raise
+        if marker in str(attributes.get("description") or ""):
+            return True
+        response = self._request("GET", f"Lead/{lead.record_id}/stream", params={"maxSize": str(_STREAM_PAGE)})
+        stream = json_body(response, self.name)
+        notes = stream.get("list", []) if isinstance(stream, dict) else []
+        return any(isinstance(note, dict) and marker in str(note.get("post") or "") for note in notes)
 
     def _missing_mapped_fields(self) -> list[str] | None:
         newest = self._search([], max_size=1, order="DESC")

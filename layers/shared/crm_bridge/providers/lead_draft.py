@@ -46,6 +46,12 @@ def _attribution_lines(attribution: Attribution) -> list[str]:
     return lines
 
 
+def operation_marker(operation_id: UUID) -> str:
+    """The last line of every text crm-bridge writes to a lead: how a retry whose earlier attempt
+    reached the CRM, but whose answer was lost, recognises that write instead of repeating it."""
+    return f"crm-bridge operation {operation_id}"
+
+
 def application_summary(application: Application, operation_id: UUID) -> str:
     """Everything the applicant told us, readable by a salesperson: nothing is lost even when
     the CRM lacks a custom field for some of it."""
@@ -64,7 +70,7 @@ def application_summary(application: Application, operation_id: UUID) -> str:
     lines.extend(_attribution_lines(application.attribution))
     if application.message:
         lines.append(f"Message:\n{application.message}")
-    lines.append(f"crm-bridge operation {operation_id}")
+    lines.append(operation_marker(operation_id))
     return "\n".join(lines)
 
 
@@ -72,13 +78,15 @@ def repeat_application_note(application: Application, operation_id: UUID) -> str
     return "Submitted the application form again.\n" + application_summary(application, operation_id).split("\n", 1)[1]
 
 
-def activity_note(activity: MessengerActivity) -> str:
+def activity_note(activity: MessengerActivity, operation_id: UUID | None = None) -> str:
     channel = CHANNEL_LABELS[activity.channel]
     lines = [f'Clicked "message us on {channel}" on the website at {activity.occurred_at:%Y-%m-%d %H:%M} UTC.']
     if activity.page:
         lines.append(f"Page: {activity.page}")
     lines.extend(_attribution_lines(activity.attribution))
     lines.append(f"Visitor session: {activity.session_id}")
+    if operation_id is not None:
+        lines.append(operation_marker(operation_id))
     return "\n".join(lines)
 
 
@@ -105,7 +113,7 @@ def draft_from_application(application: Application, operation_id: UUID) -> Lead
     )
 
 
-def draft_from_activity(activity: MessengerActivity) -> LeadDraft:
+def draft_from_activity(activity: MessengerActivity, operation_id: UUID | None = None) -> LeadDraft:
     """A minimal lead for an anonymous visitor: no name, no contact, only where they came from."""
     channel = CHANNEL_LABELS[activity.channel]
     values = _attribution_values(activity.attribution)
@@ -116,7 +124,7 @@ def draft_from_activity(activity: MessengerActivity) -> LeadDraft:
         last_name=f"{channel} visitor {activity.session_id[:8]}",
         phone=None,
         email=None,
-        description=activity_note(activity),
+        description=activity_note(activity, operation_id),
         source=LeadSourceKind.MESSENGER,
         values=values,
     )

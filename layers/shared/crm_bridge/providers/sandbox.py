@@ -30,7 +30,7 @@ from crm_bridge.field_mapping import SANDBOX_NATIVE_ATTRIBUTES, MappedField, San
 from crm_bridge.providers.base import CrmProvider, ExistingLead, LeadChanges, WriteOutcome
 from crm_bridge.providers.budget import remaining_seconds
 from crm_bridge.providers.http import BudgetExhausted
-from crm_bridge.providers.lead_draft import LeadDraft, fill_empty
+from crm_bridge.providers.lead_draft import LeadDraft, fill_empty, operation_marker
 from crm_bridge.settings import SandboxSettings
 
 PROVIDER_NAME = "sandbox"
@@ -184,6 +184,11 @@ class SandboxStore:
             "INSERT INTO notes (lead_id, created_at, text) VALUES (?, ?, ?)", (int(lead_id), _now(), text)
         )
         return str(cursor.lastrowid)
+
+    @staticmethod
+    def has_note_containing(db: sqlite3.Connection, lead_id: str, text: str) -> bool:
+        row = db.execute("SELECT 1 FROM notes WHERE lead_id = ? AND instr(text, ?) > 0", (int(lead_id), text))
+        return row.fetchone() is not None
 
     @staticmethod
     def find_by_contact(db: sqlite3.Connection, *, phone: str | None, email: str | None) -> str | None:
@@ -382,6 +387,16 @@ class SandboxProvider(CrmProvider):
             if self.store.stored_attributes(db, record_id) is None:
                 raise LeadNotFound(f"lead {record_id} does not exist", provider=self.name, status=404)
             return self.store.insert_note(db, record_id, text)
+
+    def _recorded(self, lead: ExistingLead, operation_id: UUID) -> bool:
+        marker = operation_marker(operation_id)
+        with self._request() as db:
+            attributes = self.store.stored_attributes(db, lead.record_id)
+            if attributes is None:
+                raise LeadNotFound(f"lead {lead.record_id} does not exist", provider=self.name, status=404)
+            return marker in str(attributes.get("description") or "") or self.store.has_note_containing(
+                db, lead.record_id, marker
+            )
 
     def _missing_mapped_fields(self) -> list[str] | None:
         with self._request() as db:

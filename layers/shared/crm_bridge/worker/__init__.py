@@ -7,6 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
+from crm_bridge.aws import dynamodb_client
 from crm_bridge.delivery import OperationQueue, deliver
 from crm_bridge.delivery.once import OnceOnlyDelivery
 from crm_bridge.delivery.sessions import DynamoDbVisitorSessions
@@ -39,7 +40,7 @@ def build_worker(settings: WorkerSettings, *, sqs_client: Any | None = None) -> 
         schedule=settings.retry,
         delivery=OnceOnlyDelivery(
             deliver_now,
-            DynamoDBPersistenceLayer(table_name=settings.idempotency_table),
+            DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=dynamodb_client()),
             expires_after_seconds=settings.idempotency_expiry_seconds,
         ),
     )

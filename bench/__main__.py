@@ -1,0 +1,134 @@
+"""``make bench``: cold starts, warm overhead, backlog drain and artifact sizes, in one table.
+
+Every figure is a median over repeated runs with its min and max, and every ratio compares with a
+floor measured in the same run (this machine is noisy; absolute times alone mean little). Reads
+the SAM build in ``.aws-sam/build`` (``make bench`` builds it first). Not part of ``make test``:
+nothing here asserts a time. ``--quick`` takes about a minute; the full run under five.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench.artifact import BUILD, artifact_sizes, build_twin, bundled_runtime_distributions, bytecode_files
+from bench.cold import CASES, ColdCase, ColdStarts
+from bench.drain import drain
+from bench.report import Report, machine, render
+from bench.stack import LoopbackStack, StubCrm
+from bench.warm import measure_warm
+
+SECTIONS = ("cold", "warm", "drain", "size")
+
+
+@dataclass(frozen=True)
+class Config:
+    cold_rounds: int
+    warm_runs: int
+    warm_invocations: dict[str, int]
+    drain_operations: int
+    drain_latency_ms: float
+    bitrix_operations: int
+    sections: tuple[str, ...] = SECTIONS
+    cases: tuple[ColdCase, ...] = field(default=CASES)
+
+
+FULL = Config(
+    cold_rounds=9,
+    warm_runs=3,
+    warm_invocations={
+        "RedirectFunction": 2000,
+        "MessengerEventsFunction": 2000,
+        "ApplicationsFunction": 1500,
+        "CrmHealthFunction": 600,
+        "WorkerFunction": 200,
+    },
+    drain_operations=1000,
+    drain_latency_ms=100.0,
+    bitrix_operations=40,
+)
+QUICK = Config(
+    cold_rounds=3,
+    warm_runs=2,
+    warm_invocations={name: max(50, count // 4) for name, count in FULL.warm_invocations.items()},
+    drain_operations=200,
+    drain_latency_ms=100.0,
+    bitrix_operations=30,
+)
+TINY = Config(
+    cold_rounds=1,
+    warm_runs=1,
+    warm_invocations=dict.fromkeys(FULL.warm_invocations, 5),
+    drain_operations=10,
+    drain_latency_ms=5.0,
+    bitrix_operations=5,
+)
+"""Seconds, not minutes: what the unit test runs so that the benchmark cannot rot."""
+
+
+def _progress(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def run(config: Config, build: Path = BUILD, progress: object = _progress) -> Report:
+    log = progress if callable(progress) else _progress
+    twin = build_twin(build)
+    report = Report(machine())
+    if "cold" in config.sections or "warm" in config.sections:
+        stack = LoopbackStack(StubCrm()).start()
+        try:
+            if "cold" in config.sections:
+                report.cold = ColdStarts(twin, stack).measure(config.cases, config.cold_rounds, log)
+            if "warm" in config.sections:
+                report.warm = measure_warm(
+                    twin, stack, config.warm_invocations, config.warm_runs, log, cases=config.cases
+                )
+        finally:
+            stack.stop()
+    if "drain" in config.sections:
+        log(f"drain: {config.drain_operations} operations, {config.drain_latency_ms:.0f} ms per CRM request")
+        report.drains.append(drain(twin, config.drain_operations, latency_ms=config.drain_latency_ms))
+        if config.bitrix_operations:
+            log(f"drain: {config.bitrix_operations} operations into a Bitrix24-like portal (2 requests/s)")
+            report.drains.append(
+                drain(twin, config.bitrix_operations, provider="bitrix24", latency_ms=config.drain_latency_ms)
+            )
+    if "size" in config.sections:
+        report.sizes = artifact_sizes(build)
+        report.runtime_bundled = bundled_runtime_distributions(build)
+        report.bytecode_files = bytecode_files(build)
+    report.machine["load"] += f" -> {machine()['load']}"
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and a smaller backlog (about a minute)")
+    parser.add_argument("--only", help=f"comma-separated sections among {', '.join(SECTIONS)}")
+    parser.add_argument("--rounds", type=int, help="cold-start rounds (default 9, quick 3)")
+    parser.add_argument("--json", type=Path, help="also write the raw measurements here")
+    parser.add_argument("--build", type=Path, default=BUILD, help="another SAM build to measure (e.g. a before)")
+    arguments = parser.parse_args(argv)
+    config = QUICK if arguments.quick else FULL
+    if arguments.only:
+        unknown = set(arguments.only.split(",")) - set(SECTIONS)
+        if unknown:
+            parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+        config = Config(**{**asdict(config), "sections": tuple(arguments.only.split(",")), "cases": config.cases})
+    if arguments.rounds:
+        config = Config(**{**asdict(config), "cold_rounds": arguments.rounds, "cases": config.cases})
+    started = time.monotonic()
+    report = run(config, arguments.build.resolve())
+    print(render(report))
+    print(f"({time.monotonic() - started:.0f} s)")
+    if arguments.json:
+        arguments.json.write_text(json.dumps(asdict(report), indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

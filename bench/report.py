@@ -1,0 +1,170 @@
+"""The one table ``make bench`` prints, and the machine it ran on."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import sys
+from dataclasses import dataclass, field
+
+from bench.artifact import LAMBDA_UNZIPPED_LIMIT, LAMBDA_ZIPPED_DIRECT_LIMIT, LAYER, ArtifactSize
+from bench.cold import ColdResult
+from bench.drain import DrainResult
+from bench.stats import Spread
+from bench.warm import WarmResult
+
+COLD_TARGETS = {"RedirectFunction": 1.25, "ApplicationsFunction": 1.5, "MessengerEventsFunction": 1.5}
+"""Issue 7: cold start within these multiples of its floor."""
+DRAIN_TARGET = 1.2
+LAYER_TARGET_BYTES = 15_000_000
+MB = 1_000_000
+
+
+@dataclass
+class Report:
+    machine: dict[str, str]
+    cold: list[ColdResult] = field(default_factory=list)
+    warm: list[WarmResult] = field(default_factory=list)
+    drains: list[DrainResult] = field(default_factory=list)
+    sizes: list[ArtifactSize] = field(default_factory=list)
+    runtime_bundled: list[str] = field(default_factory=list)
+    bytecode_files: int = 0
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as file:
+            cpu = next((line.split(":", 1)[1].strip() for line in file if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus": str(os.cpu_count()),
+        "arch": platform.machine(),
+        "cpu": cpu,
+        "python": sys.version.split()[0],
+        "load": load,
+    }
+
+
+def _verdict(value: float, target: float | None, *, below: bool = True) -> str:
+    if target is None:
+        return ""
+    return "met" if (value <= target if below else value < target) else "MISSED"
+
+
+def _spread(spread: Spread, digits: int = 0, unit: str = "") -> str:
+    return spread.format(digits, unit)
+
+
+def rows(report: Report) -> list[tuple[str, str, str, str, str, str]]:
+    """(measure, value, floor, ratio, target, verdict): every value a median (min-max) over runs."""
+    table: list[tuple[str, str, str, str, str, str]] = []
+    for result in report.cold:
+        target = COLD_TARGETS.get(result.case.function)
+        ratio = Spread.of(result.ratios)
+        table.append(
+            (
+                f"cold start {result.case.label}",
+                _spread(result.spread("function"), unit=" ms"),
+                _spread(result.spread("floor"), unit=" ms"),
+                _spread(ratio, 2, "x"),
+                f"<= {target}x" if target else "",
+                _verdict(ratio.median, target),
+            )
+        )
+    for result in report.cold:
+        parts = [
+            " + ".join(f"{part} {result.spread(which, part).median:.0f}" for part in ("startup", "init", "invoke"))
+            + f", cpu {result.spread(which, 'cpu').median:.0f}"
+            for which in ("function", "floor")
+        ]
+        table.append((f"  {result.case.label}: phases (ms)", parts[0], parts[1], "", "", ""))
+    for warm in report.warm:
+        p50, p99 = Spread.of(warm.p50), Spread.of(warm.p99)
+        target = warm.target_ms
+        label = f"warm {warm.case.label}" + (" (batch of 5)" if warm.case.function == "WorkerFunction" else "")
+        table.append((f"{label} p50", _spread(p50, 3, " ms"), "", "", "", ""))
+        table.append(
+            (
+                f"{label} p99",
+                _spread(p99, 3, " ms"),
+                f"{warm.invocations} invocations x {len(warm.p99)}",
+                "",
+                f"< {target:g} ms" if target else "",
+                _verdict(p99.median, target, below=False),
+            )
+        )
+    for drain in report.drains:
+        if drain.provider == "bitrix24":
+            table.append(
+                (
+                    f"drain {drain.operations} ops, Bitrix24 2 req/s",
+                    f"{drain.seconds:.1f} s, {drain.refused} limit errors, {drain.dead_lettered} in DLQ",
+                    f"{drain.floor_seconds:.1f} s",
+                    f"{drain.ratio:.2f}x",
+                    "0 in DLQ",
+                    "met" if drain.dead_lettered == 0 and drain.delivered == drain.operations else "MISSED",
+                )
+            )
+            continue
+        windows = Spread.of(list(drain.window_ratios)) if drain.window_ratios else None
+        overhead = (drain.seconds - drain.floor_seconds) * drain.concurrency / drain.operations * 1000
+        table.append(
+            (
+                f"drain {drain.operations} ops, {drain.latency_ms:.0f} ms CRM, x{drain.concurrency}",
+                f"{drain.seconds:.1f} s ({drain.throughput:.1f} ops/s, +{overhead:.0f} ms/op)",
+                f"{drain.floor_seconds:.1f} s ({drain.crm_requests / drain.operations:.1f} req/op)",
+                f"{drain.ratio:.2f}x" + (f" (tenths {windows.low:.2f}-{windows.high:.2f})" if windows else ""),
+                f"<= {DRAIN_TARGET}x",
+                _verdict(drain.ratio, DRAIN_TARGET),
+            )
+        )
+    layer = next((size for size in report.sizes if size.name == LAYER), None)
+    for size in report.sizes:
+        total = size.unzipped + (layer.unzipped if layer and size is not layer else 0)
+        is_layer = size.name == LAYER
+        table.append(
+            (
+                f"size {size.name}",
+                f"{size.unzipped / MB:.2f} MB unzipped, {size.zipped / MB:.2f} MB zipped",
+                "",
+                "",
+                f"< {LAYER_TARGET_BYTES / MB:.0f} MB" if is_layer else f"with layer {total / MB:.1f} MB of 262 MB",
+                _verdict(size.unzipped, LAYER_TARGET_BYTES, below=False)
+                if is_layer
+                else _verdict(max(total / LAMBDA_UNZIPPED_LIMIT, size.zipped / LAMBDA_ZIPPED_DIRECT_LIMIT), 1.0),
+            )
+        )
+    if report.sizes:
+        bundled = ", ".join(report.runtime_bundled) or "none"
+        table.append(
+            (
+                "runtime's packages in the layer",
+                bundled,
+                f"{report.bytecode_files} .pyc in the build",
+                "",
+                "none",
+                "met" if not report.runtime_bundled else "MISSED",
+            )
+        )
+    return table
+
+
+HEADER = ("measure", "median (min-max)", "floor / detail", "ratio", "target", "")
+
+
+def render(report: Report) -> str:
+    table = [HEADER, *rows(report)]
+    widths = [max(len(row[column]) for row in table) for column in range(len(HEADER))]
+    lines = [
+        "crm-bridge bench, {date}: {cpus} CPUs {arch} ({cpu}), Python {python}, load {load}".format(**report.machine)
+    ]
+    for index, row in enumerate(table):
+        lines.append(" | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        if index == 0:
+            lines.append("-+-".join("-" * width for width in widths))
+    return "\n".join(lines)

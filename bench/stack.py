@@ -1,0 +1,186 @@
+"""The stack on loopback for the benchmark: moto with the template's resources, and a stub CRM.
+
+Reuses the local runner's pieces (``infra.local``): moto's server with the queues, tables and key
+``template.yaml`` declares, each function's environment resolved from the template, and the CRM key
+kept in (local) SSM as a deployed stack keeps it, so a cold start reads it from there. The CRM is
+the recorded-fixture simulator behind a real loopback HTTP server (``tests/e2e/stub_crm.py``), with
+an optional fixed latency per request and, for Bitrix24, the portal's leaky-bucket rate limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from infra.local.aws import REGION, LocalAws, provision, store_secret
+from infra.local.functions import lambda_environment
+from infra.local.template import FunctionSpec, Resolver, Template, load_template, parameter_values
+from tests.e2e.stub_crm import StubEspoCrm
+from tests.simulators.base import Failure
+from tests.simulators.bitrix24 import SimulatedBitrix24
+
+ROOT = Path(__file__).parents[1]
+STACK_NAME = "crm-bridge-bench"
+ESPOCRM_API_KEY = "bench-espocrm-api-key-0001"
+ESPOCRM_KEY_PARAMETER = "/crm-bridge/bench/espocrm-api-key"
+BITRIX24_TOKEN = "benchw3bh00kt0k3n"  # noqa: S105 - the stub portal's, nothing real
+BITRIX24_WEBHOOK_PARAMETER = "/crm-bridge/bench/bitrix24-webhook"
+# Parameters without defaults (what samconfig.toml gives per environment).
+REQUIRED_PARAMETERS = {
+    "SiteOrigins": "https://www.agency.example",
+    "RedirectTelegramUrl": "https://t.me/agency_bot",
+    "RedirectWhatsAppNumber": "905321112233",
+    "RedirectInstagramUrl": "https://www.instagram.com/agency",
+}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class LeakyBucket:
+    """Bitrix24's limit (research §6): a counter that each request raises by one and that drains by
+    ``rate`` per second; a request that would take it past ``capacity`` is refused."""
+
+    def __init__(self, rate: float = 2.0, capacity: int = 50) -> None:
+        self.rate = rate
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """An empty counter, as a portal nobody has called for a while."""
+        with self._lock:
+            self._level = 0.0
+            self._last = time.monotonic()
+
+    def admit(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            self._level = max(0.0, self._level - (now - self._last) * self.rate)
+            self._last = now
+            if self._level + 1 > self.capacity:
+                return False
+            self._level += 1
+            return True
+
+
+class StubCrm(StubEspoCrm):
+    """The EspoCRM (or Bitrix24) simulator on a loopback port, counting requests, with a fixed
+    latency per request and an optional Bitrix24 rate limit."""
+
+    def __init__(
+        self, provider: str = "espocrm", *, latency_seconds: float = 0.0, limit: LeakyBucket | None = None
+    ) -> None:
+        super().__init__(free_port(), ESPOCRM_API_KEY)
+        self.provider = provider
+        self.latency_seconds = latency_seconds
+        self.limit = limit
+        self.requests = 0
+        self.refused = 0
+        self._counter_lock = threading.Lock()
+        if provider == "bitrix24":
+            self.sim = SimulatedBitrix24(portal=self.base_url, token=BITRIX24_TOKEN)  # type: ignore[assignment]
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        handler = super()._handler_class()
+        # The handler writes headers and body separately: with Nagle's algorithm on, the body waits
+        # for the client's delayed ACK (~40 ms a request on Linux), which no real CRM server adds.
+        handler.disable_nagle_algorithm = True
+        return handler
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.base_url}/rest/1/{BITRIX24_TOKEN}/"
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        """The simulator's answer, sent ``latency_seconds`` after the request arrived (the simulator's
+        own work, which grows with the leads it holds, is part of that latency, not added to it)."""
+        arrived = time.monotonic()
+        admitted = self.limit is None or self.limit.admit()
+        with self._counter_lock:
+            self.requests += 1
+            self.refused += not admitted
+        if admitted:
+            response = super().answer(request)
+        else:
+            with self._lock:  # the simulator's own QUERY_LIMIT_EXCEEDED answer
+                self.sim.fail_next(Failure.RATE_LIMITED)
+                response = self.sim.router.handler(request)
+        remaining = self.latency_seconds - (time.monotonic() - arrived)
+        if remaining > 0:
+            time.sleep(remaining)  # outside the simulator's lock: the CRM answers requests in parallel
+        return response
+
+
+@dataclass
+class LoopbackStack:
+    """moto with the template's resources and a started stub CRM; each function's Lambda environment."""
+
+    crm: StubCrm
+    template: Template = field(default_factory=lambda: load_template(ROOT / "template.yaml"))
+    aws: LocalAws = field(default_factory=LocalAws)
+    resolver: Resolver | None = None
+    table_keys: dict[str, str] = field(default_factory=dict)
+
+    def start(self) -> LoopbackStack:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self.crm.start()
+        self.aws.start()
+        overrides = dict(REQUIRED_PARAMETERS)
+        if self.crm.provider == "bitrix24":
+            overrides |= {"CrmProvider": "bitrix24", "Bitrix24WebhookUrlName": BITRIX24_WEBHOOK_PARAMETER}
+            store_secret(self.aws, BITRIX24_WEBHOOK_PARAMETER, self.crm.webhook_url)
+        else:
+            overrides["EspoCrmApiKeyName"] = ESPOCRM_KEY_PARAMETER
+            store_secret(self.aws, ESPOCRM_KEY_PARAMETER, ESPOCRM_API_KEY)
+        # moto keeps its state per process, across servers: each stack names its resources afresh.
+        stack_name = f"{STACK_NAME}-{uuid.uuid4().hex[:6]}"
+        self.resolver = Resolver(
+            self.template, parameter_values(self.template, overrides), region=REGION, stack_name=stack_name
+        )
+        provision(self.aws, self.resolver)
+        dynamodb = self.aws.client("dynamodb")
+        for logical_id in self.template.of_type("AWS::DynamoDB::Table"):
+            name = self.resolver.resources[logical_id].ref
+            schema = dynamodb.describe_table(TableName=name)["Table"]["KeySchema"]
+            self.table_keys[name] = next(key["AttributeName"] for key in schema if key["KeyType"] == "HASH")
+        return self
+
+    def stop(self) -> None:
+        if self.aws.endpoint:
+            httpx.post(f"{self.aws.endpoint}/moto-api/reset", timeout=10)  # free what this stack made
+        self.aws.stop()
+        self.crm.stop()
+
+    @property
+    def functions(self) -> dict[str, FunctionSpec]:
+        return self.template.functions()
+
+    def resource(self, logical_id: str) -> Any:
+        if self.resolver is None:
+            raise RuntimeError("the stack is not started")
+        return self.resolver.resources[logical_id]
+
+    def environment(self, function: str, task_root: Path) -> dict[str, str]:
+        """What Lambda sets for ``function``, from the template, pointing at this stack."""
+        if self.resolver is None:
+            raise RuntimeError("the stack is not started")
+        spec = self.functions[function]
+        declared = self.resolver.environment(spec)
+        if self.crm.provider == "espocrm":
+            # The template only takes https:// sites (the EspoCrmUrl parameter); the stub is plain http.
+            declared["ESPOCRM_URL"] = self.crm.base_url
+        environment = lambda_environment(spec, declared | self.aws.environment(), REGION)
+        return environment | {"LAMBDA_TASK_ROOT": str(task_root), "LANG": "C.UTF-8"}
