@@ -1,4 +1,4 @@
-"""The stub EspoCRM of tests/e2e on its loopback port, made to fail the way a real one fails.
+"""Simulated CRMs that fail the way real ones fail, in phases: down, flapping, healthy.
 
 :class:`FaultyEspoCrm` extends :class:`tests.e2e.stub_crm.StubEspoCrm` (the recorded-fixture
 simulator behind ``http.server``) with a seeded fault plan applied per request, at the socket:
@@ -14,7 +14,10 @@ the queue is decoupled from real time, so a late write would race the retry nond
 
 Its simulator is :class:`IndexedEspoCrm`: the same answers as :class:`SimulatedEspoCrm`, but
 lookups by phone, e-mail, visitor session and name go through an index instead of a scan of every
-lead, so two thousand leads cost milliseconds, not minutes.
+lead, so two thousand leads cost milliseconds, not minutes. Its HTTP handler sets TCP_NODELAY: the
+plain stub writes headers and body apart, and delayed ACKs then cost 40 ms a request.
+
+:class:`FlakyBitrix24` does the same for the Bitrix24 simulator, in process (respx).
 """
 
 from __future__ import annotations
