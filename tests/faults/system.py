@@ -129,13 +129,7 @@ class Poller(EventSourceMapping):
 
     def poll(self) -> Poll:
         sqs = self.aws.sqs
-        messages = sqs.receive_message(
-            QueueUrl=self.aws.queue_url,
-            MaxNumberOfMessages=self.batch_size,
-            WaitTimeSeconds=0,
-            MessageAttributeNames=["All"],
-            MessageSystemAttributeNames=["All"],
-        ).get("Messages", [])
+        messages = self.receive_batch()
         if not messages:
             return Poll([], [])
         self.receives.update(message["MessageId"] for message in messages)

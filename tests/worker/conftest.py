@@ -252,15 +252,20 @@ class EventSourceMapping:
     receives: Counter[str] = field(default_factory=Counter)
     _postponed: list[str] = field(default_factory=list)
 
+    def receive_batch(self) -> list[Any]:
+        """One batch as the event source mapping receives it (attributes and receive counts included)."""
+        return list(
+            self.aws.sqs.receive_message(
+                QueueUrl=self.aws.queue_url,
+                MaxNumberOfMessages=self.batch_size,
+                WaitTimeSeconds=0,
+                MessageAttributeNames=["All"],
+                MessageSystemAttributeNames=["All"],
+            ).get("Messages", [])
+        )
+
     def poll(self) -> Poll:
-        sqs = self.aws.sqs
-        messages = sqs.receive_message(
-            QueueUrl=self.aws.queue_url,
-            MaxNumberOfMessages=self.batch_size,
-            WaitTimeSeconds=0,
-            MessageAttributeNames=["All"],
-            MessageSystemAttributeNames=["All"],
-        ).get("Messages", [])
+        messages = self.receive_batch()
         if not messages:
             return Poll([], [])
         self.receives.update(message["MessageId"] for message in messages)
@@ -270,7 +275,7 @@ class EventSourceMapping:
             if message["MessageId"] in failed:
                 self._postponed.append(message["ReceiptHandle"])
             else:
-                sqs.delete_message(QueueUrl=self.aws.queue_url, ReceiptHandle=message["ReceiptHandle"])
+                self.aws.sqs.delete_message(QueueUrl=self.aws.queue_url, ReceiptHandle=message["ReceiptHandle"])
         return Poll([message["MessageId"] for message in messages], failed)
 
     def event(self, messages: list[dict[str, Any]]) -> dict[str, Any]:

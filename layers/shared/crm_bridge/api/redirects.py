@@ -52,25 +52,22 @@ def lenient_attribution(values: Mapping[str, str | None]) -> Attribution:
 
 
 def ref_cookie(referral_code: str) -> Cookie:
-    return Cookie(
-        name=REF_COOKIE,
-        value=referral_code,
-        path="/",
-        secure=True,
-        http_only=True,
-        same_site=SameSite.LAX_MODE,
-        max_age=REF_COOKIE_MAX_AGE,
-    )
+    return _cookie(REF_COOKIE, referral_code, REF_COOKIE_MAX_AGE, http_only=True)
 
 
 def session_cookie(session_id: str) -> Cookie:
     """Readable by the site's script, which reports messenger clicks with the same session id."""
+    return _cookie(SESSION_COOKIE, session_id, SESSION_COOKIE_MAX_AGE, http_only=False)
+
+
+def _cookie(name: str, value: str, max_age: int, *, http_only: bool) -> Cookie:
+    """Site-wide, HTTPS-only, sent on top-level navigation from other sites (a partner's link)."""
     return Cookie(
-        name=SESSION_COOKIE,
-        value=session_id,
+        name=name,
+        value=value,
         path="/",
         secure=True,
-        http_only=False,
+        http_only=http_only,
         same_site=SameSite.LAX_MODE,
-        max_age=SESSION_COOKIE_MAX_AGE,
+        max_age=max_age,
     )
