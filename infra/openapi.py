@@ -4,8 +4,10 @@
     python -m infra.openapi --check    # exit 1 when the committed document is stale
 
 Each function has its own resolver; Powertools' OpenAPIMerge loads every ``functions/*/*_api.py``
-and merges their schemas. Importing a handler reads its settings, so placeholder values are set for
-the duration (nothing is called).
+that has one and merges their schemas. Importing a handler reads its settings, so placeholder
+values are set for the duration (nothing is called). The redirect answers without a resolver (its
+cold start: docs/performance.md), so its one route is declared here, for the document only, from
+the query parameters the handler reads (``QUERY_TAGS``).
 """
 
 from __future__ import annotations
@@ -14,9 +16,14 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Annotated
 from unittest import mock
 
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.merge import OpenAPIMerge
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from crm_bridge.api.schemas import error, redirect
 
 ROOT = Path(__file__).parents[1]
 DOCUMENT = ROOT / "docs" / "openapi.json"
@@ -30,6 +37,44 @@ _PLACEHOLDER_SETTINGS = {
 }
 
 
+RedirectTag = Annotated[str | None, Query(description="Carried along when valid, dropped otherwise")]
+
+
+def redirect_documentation() -> APIGatewayHttpResolver:
+    """``GET /go/{channel}`` as the redirect function answers it (tests/api/test_openapi.py checks
+    that the handler reads exactly these parameters)."""
+    documented = APIGatewayHttpResolver()
+
+    @documented.get(
+        "/go/<channel>",
+        summary="Redirect to a messenger",
+        description="302 to the configured Telegram, WhatsApp or Instagram link, carrying the partner's referral "
+        "code (from ?ref= or the ref cookie); records the click for the CRM.",
+        responses={
+            302: redirect("Redirect to the messenger (Location header)"),
+            404: error("Unknown channel"),
+            500: error("Something went wrong on our side"),
+        },
+        tags=["redirects"],
+    )
+    def go(
+        channel: str,
+        *,
+        ref: RedirectTag = None,
+        utm_source: RedirectTag = None,
+        utm_medium: RedirectTag = None,
+        utm_campaign: RedirectTag = None,
+        utm_term: RedirectTag = None,
+        utm_content: RedirectTag = None,
+        utm_id: RedirectTag = None,
+        gclid: RedirectTag = None,
+        fbclid: RedirectTag = None,
+    ) -> Response[str]:
+        raise NotImplementedError("documentation only: functions/redirect/redirect_api.py answers this route")
+
+    return documented
+
+
 def generate() -> str:
     merge = OpenAPIMerge(
         title="crm-bridge API",
@@ -38,7 +83,9 @@ def generate() -> str:
     )
     with mock.patch.dict(os.environ, _PLACEHOLDER_SETTINGS):
         for handler in sorted((ROOT / "functions").glob("*/*_api.py")):
-            merge.add_file(handler, resolver_name="app")
+            if "make_resolver(" in handler.read_text(encoding="utf-8"):
+                merge.add_file(handler, resolver_name="app")
+        merge.add_schema(redirect_documentation().get_openapi_schema().model_dump(by_alias=True, exclude_none=True))
         schema = json.loads(merge.get_openapi_json_schema())
     return json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
 

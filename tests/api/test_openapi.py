@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from crm_bridge.api.redirects import QUERY_TAGS
 from infra.openapi import DOCUMENT, generate
 
 
@@ -26,3 +27,14 @@ def test_every_route_documents_its_answers() -> None:
     assert {"201", "202", "400", "413", "415", "422", "503"} <= set(applications)
     assert applications["422"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/ErrorBody"
     assert "phone" in document["components"]["schemas"]["Application"]["properties"]
+
+
+def test_the_redirect_is_documented_with_the_parameters_its_handler_reads() -> None:
+    """The redirect answers without a resolver; its route is declared for the document alone, so
+    the two lists of query parameters must not drift apart."""
+    document = json.loads(DOCUMENT.read_text(encoding="utf-8"))
+    go = document["paths"]["/go/{channel}"]["get"]
+    documented = {parameter["name"] for parameter in go["parameters"] if parameter["in"] == "query"}
+
+    assert documented == set(QUERY_TAGS)
+    assert set(go["responses"]) == {"302", "404", "500"}, "the redirect refuses nothing but an unknown channel"

@@ -1,18 +1,16 @@
 """Normalisation of what visitors type, with the libraries made for it.
 
 Every function raises ``ValueError`` with a message meant for the person who sent the value;
-pydantic turns it into a validation error that names the field.
+the models (``crm_bridge.models.fields``) turn it into a validation error that names the field.
+Plain Python on purpose: the redirect applies the same rules without loading pydantic, whose
+import would double its cold start (docs/performance.md).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Annotated
-
-from pydantic import AfterValidator, BeforeValidator
-
-from crm_bridge.settings import default_phone_region
+from collections.abc import Callable, Mapping
 
 MAX_PHONE_INPUT_LENGTH = 40
 MAX_EMAIL_LENGTH = 254
@@ -21,6 +19,13 @@ REFERRAL_CODE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 CLICK_ID_PATTERN = re.compile(r"[A-Za-z0-9_\-.~]{1,512}")
 # A deliberately plain check: one @, no spaces, a dotted domain. Deliverability is the CRM's job.
 EMAIL_PATTERN = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s.]{2,63}")
+SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{8,64}")
+PAGE_URL_PATTERN = re.compile(r"(https?://|/)[!-~]*")
+"""Visible ASCII, as browsers send a location (anything else percent-encoded): nothing invisible."""
+MAX_PAGE_URL_LENGTH = 2048
+MAX_TAG_INPUT_LENGTH = 4096
+"""Longest attribution tag read at all, before cleaning (the models' ``str_max_length``)."""
+MEDIUM_TEXT_LENGTH = 255
 _BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 """Marks, embeddings, overrides and isolates: they reorder what a reader sees ("Trojan Source")."""
 _INVISIBLE_FORMATTING = _BIDI_CONTROLS | {"\u200b", "\ufeff"}
@@ -57,6 +62,8 @@ def normalize_phone(value: str) -> str:
     raw = value.strip()
     if len(raw) > MAX_PHONE_INPUT_LENGTH:
         raise ValueError(f"phone number is longer than {MAX_PHONE_INPUT_LENGTH} characters")
+    from crm_bridge.settings import default_phone_region
+
     region = default_phone_region()
     import phonenumbers  # on first use: functions that never see a phone number never load it
 
@@ -98,33 +105,53 @@ def normalize_click_id(value: str) -> str:
     return click_id
 
 
-def _bounded(max_length: int, *, multiline: bool = False) -> AfterValidator:
-    def check(value: str | None) -> str | None:
-        if value is None:
-            return None
-        text = clean_text(value, multiline=multiline)
-        if text is not None and len(text) > max_length:
-            raise ValueError(f"must be at most {max_length} characters")
-        return text
-
-    return AfterValidator(check)
+def bounded_text(value: str, max_length: int, *, multiline: bool = False) -> str | None:
+    """Cleaned text (:func:`clean_text`) of at most ``max_length`` characters, or ValueError."""
+    text = clean_text(value, multiline=multiline)
+    if text is not None and len(text) > max_length:
+        raise ValueError(f"must be at most {max_length} characters")
+    return text
 
 
-def _empty_to_none(value: object) -> object:
-    if isinstance(value, str) and not value.strip():
+def medium_text(value: str) -> str | None:
+    return bounded_text(value, MEDIUM_TEXT_LENGTH)
+
+
+ATTRIBUTION_RULES: dict[str, Callable[[str], str | None]] = {
+    "referral_code": normalize_referral_code,
+    "utm_source": medium_text,
+    "utm_medium": medium_text,
+    "utm_campaign": medium_text,
+    "utm_term": medium_text,
+    "utm_content": medium_text,
+    "utm_id": medium_text,
+    "gclid": normalize_click_id,
+    "fbclid": normalize_click_id,
+}
+"""Each attribution tag and its rule, in the order of the ``Attribution`` model's fields (a test
+keeps the two in step)."""
+
+
+def valid_attribution_tags(values: Mapping[str, str | None]) -> dict[str, str]:
+    """Every tag that is valid on its own, normalised; the others are dropped, not refused (a
+    partner's link must work whatever it carries)."""
+    kept: dict[str, str] = {}
+    for name, rule in ATTRIBUTION_RULES.items():
+        value = values.get(name)
+        if not value or not value.strip() or len(value) > MAX_TAG_INPUT_LENGTH:
+            continue
+        try:
+            normalized = rule(value)
+        except ValueError:
+            continue
+        if normalized is not None:
+            kept[name] = normalized
+    return kept
+
+
+def page_location(value: str) -> str | None:
+    """A page's location as the models accept it (trimmed, visible ASCII, bounded), or None."""
+    location = value.strip()
+    if len(location) > MAX_PAGE_URL_LENGTH or not PAGE_URL_PATTERN.fullmatch(location):
         return None
-    return value
-
-
-EmptyIsNone = BeforeValidator(_empty_to_none)
-
-# Annotated string types shared by every model: trimmed, cleaned, bounded; "" means absent.
-ShortText = Annotated[str | None, EmptyIsNone, _bounded(100)]
-MediumText = Annotated[str | None, EmptyIsNone, _bounded(255)]
-LongText = Annotated[str | None, EmptyIsNone, _bounded(4000, multiline=True)]
-Phone = Annotated[str | None, EmptyIsNone, AfterValidator(lambda v: None if v is None else normalize_phone(v))]
-Email = Annotated[str | None, EmptyIsNone, AfterValidator(lambda v: None if v is None else normalize_email(v))]
-ReferralCode = Annotated[
-    str | None, EmptyIsNone, AfterValidator(lambda v: None if v is None else normalize_referral_code(v))
-]
-ClickId = Annotated[str | None, EmptyIsNone, AfterValidator(lambda v: None if v is None else normalize_click_id(v))]
+    return location

@@ -1,31 +1,136 @@
-"""Partner and messenger redirects: where ``/go/{channel}`` leads, and what it remembers.
+"""Partner and messenger redirects: where ``/go/{channel}`` leads, what it remembers, what it queues.
 
 The target host comes only from configuration; the request contributes at most a validated
 referral code, placed in a query parameter. Tags from the query that fail validation are dropped
 rather than refused: the visitor is redirected whatever the link looked like.
+
+Plain Python (with Powertools' cookie type): the redirect is the cold start visitors feel most, and
+pydantic with the event handler would take it to ~1.5x of what sending one SQS message costs
+(docs/performance.md). The rules are the shared ones (``crm_bridge.normalization``), the click is
+the envelope the worker validates (``crm_bridge.envelope``), and the settings are checked at
+start-up like every other function's, each bad variable named.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import secrets
 from collections.abc import Mapping
-from urllib.parse import urlencode
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
-from pydantic import ValidationError
 
-from crm_bridge.api.settings import RedirectTargets
-from crm_bridge.models import Attribution, Channel
+from crm_bridge.envelope import Channel, Origin, QueueMessage, click_message
+from crm_bridge.errors import SettingsError
+from crm_bridge.normalization import SESSION_ID_PATTERN, page_location, valid_attribution_tags
 
 REF_COOKIE = "ref"
 SESSION_COOKIE = "visitor_session"
 REF_COOKIE_MAX_AGE = 30 * 24 * 3600
 SESSION_COOKIE_MAX_AGE = 365 * 24 * 3600
+DEFAULT_WHATSAPP_TEXT = "Hello! I would like to know more about studying abroad."
+DEFAULT_WHATSAPP_REF_SUFFIX = " My code: {ref}"
+
+QUERY_TAGS = {
+    "ref": "referral_code",
+    "utm_source": "utm_source",
+    "utm_medium": "utm_medium",
+    "utm_campaign": "utm_campaign",
+    "utm_term": "utm_term",
+    "utm_content": "utm_content",
+    "utm_id": "utm_id",
+    "gclid": "gclid",
+    "fbclid": "fbclid",
+}
+"""Query parameters a link may carry, and the attribution tag each one fills."""
+
+_WHATSAPP_NUMBER = re.compile(r"[1-9]\d{6,14}")
+_MAX_URL_LENGTH = 2083
+
+
+@dataclass(frozen=True)
+class RedirectTargets:
+    """Where the /go/{channel} links lead. Only configuration decides the host: no open redirect."""
+
+    telegram_url: str
+    """Telegram bot link; the referral code goes in ?start="""
+    whatsapp_number: str
+    """Digits only, with country code"""
+    whatsapp_text: str
+    """Prefilled message"""
+    whatsapp_ref_suffix: str
+    """Appended when there is a referral code; {ref} is the code"""
+    instagram_url: str
+
+
+@dataclass(frozen=True)
+class RedirectSettings:
+    queue_url: str
+    dead_letter_queue_url: str
+    targets: RedirectTargets
+
+
+def _https_url_problem(url: str) -> str | None:
+    if not url:
+        return "is not set"
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname or len(url) > _MAX_URL_LENGTH:
+        return "must be an https:// URL"
+    if any(char.isspace() or not char.isprintable() for char in url):
+        return "must be an https:// URL without spaces or control characters"
+    return None
+
+
+def load_redirect_settings(environ: Mapping[str, str] | None = None) -> RedirectSettings:
+    """The redirect's settings from the environment; SettingsError names every bad variable."""
+    env = os.environ if environ is None else environ
+    names = (
+        "CRM_QUEUE_URL",
+        "CRM_DLQ_URL",
+        "REDIRECT_TELEGRAM_URL",
+        "REDIRECT_WHATSAPP_NUMBER",
+        "REDIRECT_INSTAGRAM_URL",
+    )
+    values = {name: env.get(name, "") for name in names}
+    text = env.get("REDIRECT_WHATSAPP_TEXT") or DEFAULT_WHATSAPP_TEXT
+    suffix = env.get("REDIRECT_WHATSAPP_REF_SUFFIX") or DEFAULT_WHATSAPP_REF_SUFFIX
+    checks = {
+        "CRM_QUEUE_URL": None if values["CRM_QUEUE_URL"] else "is not set",
+        "CRM_DLQ_URL": None if values["CRM_DLQ_URL"] else "is not set",
+        "REDIRECT_TELEGRAM_URL": _https_url_problem(values["REDIRECT_TELEGRAM_URL"]),
+        "REDIRECT_WHATSAPP_NUMBER": None
+        if _WHATSAPP_NUMBER.fullmatch(values["REDIRECT_WHATSAPP_NUMBER"])
+        else "must be the number's 7-15 digits with the country code and nothing else, e.g. 905321112233",
+        "REDIRECT_WHATSAPP_TEXT": None if len(text) <= 500 else "must be at most 500 characters",
+        "REDIRECT_WHATSAPP_REF_SUFFIX": None
+        if len(suffix) <= 100 and "{ref}" in suffix
+        else "must be at most 100 characters and contain {ref}",
+        "REDIRECT_INSTAGRAM_URL": _https_url_problem(values["REDIRECT_INSTAGRAM_URL"]),
+    }
+    problems = [f"{name}: {problem}" for name, problem in checks.items() if problem]
+    if problems:
+        raise SettingsError("invalid configuration: " + "; ".join(problems))
+    return RedirectSettings(
+        queue_url=values["CRM_QUEUE_URL"],
+        dead_letter_queue_url=values["CRM_DLQ_URL"],
+        targets=RedirectTargets(
+            telegram_url=values["REDIRECT_TELEGRAM_URL"],
+            whatsapp_number=values["REDIRECT_WHATSAPP_NUMBER"],
+            whatsapp_text=text,
+            whatsapp_ref_suffix=suffix,
+            instagram_url=values["REDIRECT_INSTAGRAM_URL"],
+        ),
+    )
 
 
 def target_url(channel: Channel, referral_code: str | None, targets: RedirectTargets) -> str:
     match channel:
         case Channel.TELEGRAM:
-            base = str(targets.telegram_url)
+            base = targets.telegram_url
             return f"{base}?{urlencode({'start': referral_code})}" if referral_code else base
         case Channel.WHATSAPP:
             text = targets.whatsapp_text
@@ -33,22 +138,7 @@ def target_url(channel: Channel, referral_code: str | None, targets: RedirectTar
                 text += targets.whatsapp_ref_suffix.replace("{ref}", referral_code)
             return f"https://wa.me/{targets.whatsapp_number}?{urlencode({'text': text})}"
         case Channel.INSTAGRAM:
-            return str(targets.instagram_url)
-
-
-def lenient_attribution(values: Mapping[str, str | None]) -> Attribution:
-    """Every tag that validates on its own; the others are dropped."""
-    kept: dict[str, str] = {}
-    for name in Attribution.model_fields:
-        value = values.get(name)
-        if not value:
-            continue
-        try:
-            Attribution.model_validate({name: value})
-        except ValidationError:
-            continue
-        kept[name] = value
-    return Attribution.model_validate(kept)
+            return targets.instagram_url
 
 
 def ref_cookie(referral_code: str) -> Cookie:
@@ -71,3 +161,69 @@ def _cookie(name: str, value: str, max_age: int, *, http_only: bool) -> Cookie:
         same_site=SameSite.LAX_MODE,
         max_age=max_age,
     )
+
+
+@dataclass(frozen=True)
+class RedirectRequest:
+    """What a ``GET /go/{channel}`` event (API Gateway HTTP API, payload 2.0) carries for us."""
+
+    channel: str
+    query: Mapping[str, str]
+    cookies: Mapping[str, str]
+    referer: str
+    request_id: str | None
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any]) -> RedirectRequest:
+        cookies: dict[str, str] = {}
+        for cookie in event.get("cookies") or []:
+            name, _, value = cookie.strip().partition("=")
+            cookies.setdefault(name, value)
+        headers = event.get("headers") or {}
+        return cls(
+            channel=(event.get("pathParameters") or {}).get("channel", ""),
+            query=event.get("queryStringParameters") or {},
+            cookies=cookies,
+            referer=headers.get("referer") or "",
+            request_id=(event.get("requestContext") or {}).get("requestId"),
+        )
+
+    def referring_page(self) -> str | None:
+        """The page the link was on, without its query (which may carry personal data)."""
+        path = urlsplit(self.referer).path if self.referer.startswith(("http://", "https://")) else ""
+        return page_location(path) if path else None
+
+
+@dataclass(frozen=True)
+class Redirect:
+    location: str
+    cookies: list[Cookie]
+    click: QueueMessage
+    """The click, for the worker to note on the visitor's lead."""
+
+
+def plan_redirect(request: RedirectRequest, targets: RedirectTargets) -> Redirect | None:
+    """Where the visitor goes, the cookies to set, the click to queue; None for an unknown channel."""
+    if request.channel not in Channel.__members__.values():
+        return None
+    channel = Channel(request.channel)
+    from_query = valid_attribution_tags({"referral_code": request.query.get("ref")}).get("referral_code")
+    from_cookie = valid_attribution_tags({"referral_code": request.cookies.get(REF_COOKIE)}).get("referral_code")
+    referral_code = from_query or from_cookie
+    tags = {QUERY_TAGS[name]: value for name, value in request.query.items() if name in QUERY_TAGS}
+    attribution = valid_attribution_tags(tags | {"referral_code": referral_code})
+    session_id = request.cookies.get(SESSION_COOKIE, "")
+    new_session = not SESSION_ID_PATTERN.fullmatch(session_id)
+    if new_session:
+        session_id = secrets.token_urlsafe(16)
+    click = click_message(
+        channel=channel,
+        session_id=session_id,
+        attribution=attribution,
+        page=request.referring_page(),
+        occurred_at=datetime.now(UTC),
+        origin=Origin.REDIRECT,
+        correlation_id=request.request_id,
+    )
+    cookies = ([ref_cookie(from_query)] if from_query else []) + ([session_cookie(session_id)] if new_session else [])
+    return Redirect(target_url(channel, referral_code, targets), cookies, click)

@@ -135,7 +135,7 @@ def _unavailable(error: DeliveryUnavailable) -> Response[str]:
         503,
         "temporarily_unavailable",
         "we could not accept this right now; please try again in a moment",
-        operationId=str(error.operation.operation_id),
+        operationId=error.operation_id,
     )
 
 

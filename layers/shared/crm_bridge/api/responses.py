@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.shared.cookies import Cookie
 
-RETRY_AFTER_SECONDS = 30
+from crm_bridge.api.problems import error_document, error_headers, json_text
 
 
 def json_response(
@@ -18,16 +17,15 @@ def json_response(
     return Response(
         status_code=status,
         content_type="application/json",
-        body=json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        body=json_text(body),
         headers=headers,
         cookies=cookies,
     )
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> Response[str]:
-    """``{"error": {"code", "message", ...}}``: a stable code for programs, a sentence for people."""
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status in (429, 503) else None
-    return json_response(status, {"error": {"code": code, "message": message, **extra}}, headers=headers)
+    """``{"error": {"code", "message", ...}}`` (:mod:`crm_bridge.api.problems`) as a resolver's answer."""
+    return json_response(status, error_document(code, message, **extra), headers=error_headers(status))
 
 
 def status_name(status: int) -> str:

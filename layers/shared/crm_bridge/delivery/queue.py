@@ -1,7 +1,8 @@
 """The operation queue (SQS) and its dead-letter queue: where work waits when the CRM cannot take it.
 
 boto3 finds its endpoint through the standard settings (``AWS_ENDPOINT_URL_SQS`` locally), so
-the same code talks to SQS in AWS and to moto on a laptop.
+the same code talks to SQS in AWS and to moto on a laptop. Operations travel as
+:class:`~crm_bridge.envelope.QueueMessage`; nothing here loads pydantic, so the redirect can use it.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from collections.abc import Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from crm_bridge.envelope import QueueMessage, string_attribute
 from crm_bridge.errors import CrmError
-from crm_bridge.models import Operation, dump_operation
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-# SQS message attributes allow 256 KiB in all; a reason is a short sentence.
-_MAX_ATTRIBUTE_LENGTH = 256
+    from crm_bridge.models import Operation
+
 MAX_MESSAGE_ATTRIBUTES = 10
 """SQS refuses a message with more attributes than this."""
 _IDENTITY_ATTRIBUTES = ("operation_id", "kind", "origin")
@@ -36,18 +37,9 @@ def _sqs_client() -> SQSClient:
     return boto3.client("sqs")
 
 
-def _string_attribute(value: object) -> dict[str, str]:
-    return {"DataType": "String", "StringValue": str(value)[:_MAX_ATTRIBUTE_LENGTH]}
-
-
 def operation_attributes(operation: Operation) -> dict[str, dict[str, str]]:
     """What an operator can filter on without opening the body (which holds personal data)."""
-    return {
-        "operation_id": _string_attribute(operation.operation_id),
-        "kind": _string_attribute(operation.kind),
-        "origin": _string_attribute(operation.origin),
-        "schema_version": {"DataType": "Number", "StringValue": str(operation.schema_version)},
-    }
+    return operation.message().attributes()
 
 
 def error_attributes(error: CrmError, attempts: int) -> dict[str, dict[str, str]]:
@@ -56,7 +48,7 @@ def error_attributes(error: CrmError, attempts: int) -> dict[str, dict[str, str]
     A retry-after hint means nothing once the operation is parked, and leaving it out keeps an
     operation's attributes plus the error's within SQS's limit of ten."""
     attributes = {
-        f"error_{name}": _string_attribute(value)
+        f"error_{name}": string_attribute(value)
         for name, value in error.to_dict().items()
         if value is not None and value != "" and name not in _NOT_DEAD_LETTER_ATTRIBUTES
     }
@@ -90,12 +82,17 @@ class OperationQueue:
 
     def enqueue(self, operation: Operation, *, delay_seconds: int = 0) -> str:
         """Queue for delivery by the worker; returns the SQS message id."""
-        return self._send(self.queue_url, dump_operation(operation), operation_attributes(operation), delay_seconds)
+        return self.send(operation.message(), delay_seconds=delay_seconds)
+
+    def send(self, message: QueueMessage, *, delay_seconds: int = 0) -> str:
+        """Queue an operation already in its wire form (the redirect's clicks)."""
+        return self._send(self.queue_url, message.body, message.attributes(), delay_seconds)
 
     def dead_letter(self, operation: Operation, error: CrmError, *, attempts: int) -> str:
         """Park an operation the CRM refuses, with the reason, for an operator to fix and redrive."""
-        attributes = dead_letter_attributes(operation_attributes(operation), error, attempts)
-        return self._send(self.dead_letter_queue_url, dump_operation(operation), attributes, 0)
+        message = operation.message()
+        attributes = dead_letter_attributes(message.attributes(), error, attempts)
+        return self._send(self.dead_letter_queue_url, message.body, attributes, 0)
 
     def dead_letter_raw(
         self, body: str, error: CrmError, *, attempts: int, identity: Mapping[str, dict[str, str]] | None = None

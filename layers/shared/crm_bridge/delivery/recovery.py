@@ -5,6 +5,7 @@ encrypted with KMS (``RECOVERY_KMS_KEY_ID``) in chunks of at most 4 KiB, the mos
 directly. ``python -m crm_bridge.delivery.recovery`` reads such log lines back, decrypts them
 and puts the operations on the queue. Without a key (or with KMS down too) only the operation's
 identity is logged and the client's retry is the way back: the API answered 503.
+Nothing here loads pydantic until an operation is read back, so the redirect can use it.
 """
 
 from __future__ import annotations
@@ -14,14 +15,18 @@ import json
 import os
 import sys
 import zlib
+from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from crm_bridge.models import Operation, dump_operation, parse_operation
+from crm_bridge.delivery.queue import QueueUnavailable
+from crm_bridge.envelope import QueueMessage
 from crm_bridge.observability import get_logger
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
+
+    from crm_bridge.models import Operation
 
 KMS_PLAINTEXT_LIMIT = 4096
 RECOVERY_LOG_MESSAGE = "operation neither delivered nor queued; sealed for recovery"
@@ -34,11 +39,28 @@ def _kms_client() -> KMSClient:
     return boto3.client("kms")
 
 
-def seal(operation: Operation, key_id: str, client: Any | None = None) -> dict[str, Any]:
-    """The operation encrypted under ``key_id``, in URL-safe base64 (no ``+`` for the log scrubber to
-    mistake for a phone number)."""
+class DeliveryUnavailable(Exception):
+    """Neither the CRM nor the queue accepted the operation; it was sealed into the log."""
+
+    def __init__(self, operation_id: str, recoverable_from_log: bool) -> None:
+        super().__init__(f"operation {operation_id} could not be delivered or queued")
+        self.operation_id = operation_id
+        self.recoverable_from_log = recoverable_from_log
+
+
+def queue_or_seal(message: QueueMessage, send: Callable[[], object]) -> None:
+    """Run ``send``; if the queue fails, seal the operation into the log and raise DeliveryUnavailable."""
+    try:
+        send()
+    except QueueUnavailable as exc:
+        raise DeliveryUnavailable(message.operation_id, log_for_recovery(message, str(exc))) from None
+
+
+def seal(body: str, key_id: str, client: Any | None = None) -> dict[str, Any]:
+    """An operation's JSON encrypted under ``key_id``, in URL-safe base64 (no ``+`` for the log
+    scrubber to mistake for a phone number)."""
     kms = client or _kms_client()
-    data = zlib.compress(dump_operation(operation).encode())
+    data = zlib.compress(body.encode())
     chunks = [
         base64.urlsafe_b64encode(
             kms.encrypt(KeyId=key_id, Plaintext=data[start : start + KMS_PLAINTEXT_LIMIT])["CiphertextBlob"]
@@ -49,6 +71,8 @@ def seal(operation: Operation, key_id: str, client: Any | None = None) -> dict[s
 
 
 def unseal(sealed: dict[str, Any], client: Any | None = None) -> Operation:
+    from crm_bridge.models import parse_operation
+
     kms = client or _kms_client()
     data = b"".join(
         kms.decrypt(CiphertextBlob=base64.urlsafe_b64decode(chunk), KeyId=sealed["key_id"])["Plaintext"]
@@ -57,22 +81,16 @@ def unseal(sealed: dict[str, Any], client: Any | None = None) -> Operation:
     return parse_operation(zlib.decompress(data))
 
 
-def log_for_recovery(operation: Operation, reason: str) -> bool:
+def log_for_recovery(message: QueueMessage, reason: str) -> bool:
     """Log the operation sealed; True when the log line alone is enough to recover it."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    identity = {
-        "operation_id": str(operation.operation_id),
-        "kind": operation.kind.value,
-        "origin": operation.origin.value,
-        "created_at": operation.created_at.isoformat(),
-        "reason": reason,
-    }
+    identity = message.identity() | {"reason": reason}
     key_id = os.environ.get("RECOVERY_KMS_KEY_ID")
     sealed: dict[str, Any] | None = None
     if key_id:
         try:
-            sealed = seal(operation, key_id)
+            sealed = seal(message.body, key_id)
         except (BotoCoreError, ClientError) as exc:
             identity["seal_error"] = type(exc).__name__
     get_logger().error(RECOVERY_LOG_MESSAGE, extra={"recovery": identity, "sealed_operation": sealed})

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
 
-from crm_bridge.delivery.deliver import VisitorSessions, deliver
-from crm_bridge.delivery.queue import OperationQueue, QueueUnavailable
-from crm_bridge.delivery.recovery import log_for_recovery
+from crm_bridge.delivery.execute import VisitorSessions, deliver
+from crm_bridge.delivery.queue import OperationQueue
+from crm_bridge.delivery.recovery import queue_or_seal
 from crm_bridge.errors import CrmConfigurationError, CrmError, PermanentCrmError, SettingsError
 from crm_bridge.models import Operation
 from crm_bridge.observability import get_logger
@@ -39,26 +39,10 @@ class Submission:
     error: CrmError | None = None
 
 
-class DeliveryUnavailable(Exception):
-    """Neither the CRM nor the queue accepted the operation; it was sealed into the log."""
-
-    def __init__(self, operation: Operation, recoverable_from_log: bool) -> None:
-        super().__init__(f"operation {operation.operation_id} could not be delivered or queued")
-        self.operation = operation
-        self.recoverable_from_log = recoverable_from_log
-
-
-def queue_or_seal(operation: Operation, queue: OperationQueue, send: Callable[[], str]) -> None:
-    """Run ``send``; if the queue fails, seal the operation into the log and raise DeliveryUnavailable."""
-    try:
-        send()
-    except QueueUnavailable as exc:
-        raise DeliveryUnavailable(operation, log_for_recovery(operation, str(exc))) from None
-
-
 def enqueue(operation: Operation, queue: OperationQueue) -> Submission:
     """Queue only (messenger events, redirects): the worker does the CRM work."""
-    queue_or_seal(operation, queue, partial(queue.enqueue, operation))
+    message = operation.message()
+    queue_or_seal(message, partial(queue.send, message))
     return Submission(SubmissionStatus.QUEUED, operation)
 
 
@@ -78,7 +62,7 @@ def deliver_or_queue(
             result = deliver(operation, provider(), sessions)
     except PermanentCrmError as error:
         log.warning("CRM refused the operation; dead-lettered", extra={"error": error.to_dict()})
-        queue_or_seal(operation, queue, partial(queue.dead_letter, operation, error, attempts=1))
+        queue_or_seal(operation.message(), partial(queue.dead_letter, operation, error, attempts=1))
         return Submission(SubmissionStatus.DEAD_LETTERED, operation, error=error)
     except SettingsError as exc:
         settings_error = CrmConfigurationError(str(exc), provider="settings")
@@ -91,5 +75,6 @@ def deliver_or_queue(
 
 
 def _queued(operation: Operation, queue: OperationQueue, error: CrmError) -> Submission:
-    queue_or_seal(operation, queue, partial(queue.enqueue, operation))
+    message = operation.message()
+    queue_or_seal(message, partial(queue.send, message))
     return Submission(SubmissionStatus.QUEUED, operation, error=error)

@@ -1,14 +1,12 @@
 """Domain models: what the website sends, and the operations made of it."""
 
+from crm_bridge.envelope import SCHEMA_VERSION, Channel, OperationKind, Origin
 from crm_bridge.models.application import Application, PersonName, UserType
 from crm_bridge.models.attribution import Attribution
-from crm_bridge.models.messenger import Channel, MessengerActivity
+from crm_bridge.models.messenger import MessengerActivity
 from crm_bridge.models.operation import (
-    SCHEMA_VERSION,
     MessengerClickOperation,
     Operation,
-    OperationKind,
-    Origin,
     UpsertLeadOperation,
     dump_operation,
     parse_operation,

@@ -8,8 +8,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from crm_bridge.models.attribution import Attribution
+from crm_bridge.models.fields import Email, LongText, MediumText, Phone, ShortText
 from crm_bridge.models.messenger import SessionId
-from crm_bridge.normalization import Email, LongText, MediumText, Phone, ShortText
 
 
 class UserType(StrEnum):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from crm_bridge.normalization import ClickId, MediumText, ReferralCode
+from crm_bridge.models.fields import ClickId, MediumText, ReferralCode
+from crm_bridge.normalization import MAX_TAG_INPUT_LENGTH
 
 
 class Attribution(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", str_max_length=4096)
+    model_config = ConfigDict(frozen=True, extra="forbid", str_max_length=MAX_TAG_INPUT_LENGTH)
 
     referral_code: ReferralCode = None
     utm_source: MediumText = None

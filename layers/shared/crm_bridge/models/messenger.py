@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
+from crm_bridge.envelope import Channel
 from crm_bridge.models.attribution import Attribution
+from crm_bridge.normalization import MAX_PAGE_URL_LENGTH, PAGE_URL_PATTERN, SESSION_ID_PATTERN
 
-SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{8,64}")
 SessionId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=f"^{SESSION_ID_PATTERN.pattern}$")]
 LeadId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-PageUrl = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2048, pattern=r"^(https?://|/)[!-~]*$")]
-"""Visible ASCII, as browsers send a location (anything else percent-encoded): nothing invisible."""
+PageUrl = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=MAX_PAGE_URL_LENGTH, pattern=f"^{PAGE_URL_PATTERN.pattern}$"),
+]
 
 
 def _date_time_text(value: object) -> object:
@@ -27,12 +28,6 @@ def _date_time_text(value: object) -> object:
 
 
 OccurredAt = Annotated[AwareDatetime, BeforeValidator(_date_time_text)]
-
-
-class Channel(StrEnum):
-    TELEGRAM = "telegram"
-    WHATSAPP = "whatsapp"
-    INSTAGRAM = "instagram"
 
 
 class MessengerActivity(BaseModel):

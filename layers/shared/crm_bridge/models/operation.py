@@ -7,29 +7,14 @@ the dead-letter queue shows to an operator. It round-trips through JSON unchange
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID, uuid4
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
+from crm_bridge.envelope import MAX_CORRELATION_ID_LENGTH, SCHEMA_VERSION, OperationKind, Origin, QueueMessage
 from crm_bridge.models.application import Application
 from crm_bridge.models.messenger import MessengerActivity
-
-SCHEMA_VERSION: Literal[1] = 1
-
-
-class OperationKind(StrEnum):
-    UPSERT_LEAD = "lead.upsert"
-    MESSENGER_CLICK = "messenger.click"
-
-
-class Origin(StrEnum):
-    """Which entry point created the operation."""
-
-    APPLICATIONS_API = "api.applications"
-    MESSENGER_API = "api.messenger-events"
-    REDIRECT = "redirect"
 
 
 class _OperationBase(BaseModel):
@@ -39,7 +24,16 @@ class _OperationBase(BaseModel):
     operation_id: UUID = Field(default_factory=uuid4)
     created_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
     origin: Origin
-    correlation_id: str | None = Field(default=None, max_length=128, description="The API request id")
+    correlation_id: str | None = Field(
+        default=None, max_length=MAX_CORRELATION_ID_LENGTH, description="The API request id"
+    )
+
+    def message(self) -> QueueMessage:
+        """This operation as it is sent to a queue."""
+        kind: OperationKind = getattr(self, "kind")  # noqa: B009 - declared by each subclass
+        return QueueMessage(
+            str(self.operation_id), kind.value, self.origin.value, self.created_at, self.model_dump_json()
+        )
 
 
 class UpsertLeadOperation(_OperationBase):
