@@ -5,9 +5,10 @@
 
 Each function has its own resolver; Powertools' OpenAPIMerge loads every ``functions/*/*_api.py``
 that has one and merges their schemas. Importing a handler reads its settings, so placeholder
-values are set for the duration (nothing is called). The redirect answers without a resolver (its
-cold start: docs/performance.md), so its one route is declared here, for the document only, from
-the query parameters the handler reads (``QUERY_TAGS``).
+values are set for the duration (nothing is called). The redirect and messenger events answer
+without a resolver (their cold starts: docs/performance.md), so their routes are declared here, for
+the document only, with the models and parameters their handlers read (tests/api/test_openapi.py
+checks the two agree).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from unittest import mock
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.merge import OpenAPIMerge
-from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
-from crm_bridge.api.schemas import error, redirect
+from crm_bridge.api.schemas import COMMON_ERRORS, IdempotencyKey, Queued, answer, error, redirect
+from crm_bridge.models import MessengerActivity
 
 ROOT = Path(__file__).parents[1]
 DOCUMENT = ROOT / "docs" / "openapi.json"
@@ -75,6 +77,26 @@ def redirect_documentation() -> APIGatewayHttpResolver:
     return documented
 
 
+def messenger_events_documentation() -> APIGatewayHttpResolver:
+    """``POST /api/v1/messenger-events`` as functions/messenger_events answers it."""
+    documented = APIGatewayHttpResolver(enable_validation=True)
+
+    @documented.post(
+        "/api/v1/messenger-events",
+        summary="Report a click on a messenger button",
+        description="Queues an activity for the visitor's lead (or one minimal lead per anonymous visitor session). "
+        "Send an Idempotency-Key to make a retry (after a 503) the same click.",
+        responses={202: answer("Queued", Queued), **COMMON_ERRORS},
+        tags=["messenger"],
+    )
+    def post_messenger_event(
+        activity: Annotated[MessengerActivity, Body()], idempotency_key: IdempotencyKey = None
+    ) -> Response[str]:
+        raise NotImplementedError("documentation only: functions/messenger_events answers this route")
+
+    return documented
+
+
 def generate() -> str:
     merge = OpenAPIMerge(
         title="crm-bridge API",
@@ -85,7 +107,8 @@ def generate() -> str:
         for handler in sorted((ROOT / "functions").glob("*/*_api.py")):
             if "make_resolver(" in handler.read_text(encoding="utf-8"):
                 merge.add_file(handler, resolver_name="app")
-        merge.add_schema(redirect_documentation().get_openapi_schema().model_dump(by_alias=True, exclude_none=True))
+        for documented in (redirect_documentation(), messenger_events_documentation()):
+            merge.add_schema(documented.get_openapi_schema().model_dump(by_alias=True, exclude_none=True))
         schema = json.loads(merge.get_openapi_json_schema())
     return json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
 

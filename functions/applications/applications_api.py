@@ -16,10 +16,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from crm_bridge.api.answers import submission_answer
 from crm_bridge.api.idempotency import Answer, IdempotentSubmissions, operation_id_for
-from crm_bridge.api.keys import IdempotencyKey
 from crm_bridge.api.resolver import make_resolver, resolve
 from crm_bridge.api.responses import error_response, json_response
-from crm_bridge.api.schemas import COMMON_ERRORS, Delivered, Queued, answer, error
+from crm_bridge.api.schemas import COMMON_ERRORS, Delivered, IdempotencyKey, Queued, answer, error
 from crm_bridge.api.settings import get_api_settings
 from crm_bridge.delivery import OperationQueue, deliver_or_queue
 from crm_bridge.delivery.sessions import DynamoDbVisitorSessions

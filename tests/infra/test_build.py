@@ -63,7 +63,7 @@ def test_the_layer_bundles_the_pinned_versions_and_the_crm_bridge_package() -> N
             (pin,) = requirement.specifier
             assert bundled.get(canonicalize_name(requirement.name)) == pin.version, requirement.name
     assert "boto3" not in bundled  # the runtime's own
-    for module in ("crm_bridge/__init__.py", "crm_bridge/worker/processor.py", "crm_bridge/delivery/deliver.py"):
+    for module in ("crm_bridge/__init__.py", "crm_bridge/worker/processor.py", "crm_bridge/delivery/execute.py"):
         assert (LAYER / module).is_file(), module
     assert (LAYER / "crm_bridge/field_mapping/default_mapping.json").is_file()
 

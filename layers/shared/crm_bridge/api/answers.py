@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from crm_bridge.delivery import Submission, SubmissionStatus
+from crm_bridge.delivery.submission import Submission, SubmissionStatus
 from crm_bridge.observability.metrics import count, delivered
-from crm_bridge.providers import LeadAction
 
 if TYPE_CHECKING:  # Powertools idempotency (and boto3 with it) only where submissions use it
     from crm_bridge.api.idempotency import Answer
@@ -21,6 +20,8 @@ def submission_answer(submission: Submission) -> Answer:
     operation_id = str(submission.operation.operation_id)
     result = submission.result
     if submission.status is SubmissionStatus.DELIVERED and result is not None:
+        from crm_bridge.providers import LeadAction  # only a function that delivers has the providers loaded
+
         delivered(result.provider, result.action, result.elapsed_ms)
         status = "created" if result.action is LeadAction.CREATED else "updated"
         body = {"status": status, "leadId": result.record_id, "provider": result.provider, "operationId": operation_id}

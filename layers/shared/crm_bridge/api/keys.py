@@ -8,17 +8,9 @@ need the operation id do not load a store they never use.
 
 from __future__ import annotations
 
-from typing import Annotated
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
-from aws_lambda_powertools.event_handler.openapi.params import Header
-
 _KEY_NAMESPACE = uuid5(NAMESPACE_URL, "https://crm-bridge/idempotency-key")
-
-IdempotencyKey = Annotated[
-    str | None, Header(alias="idempotency-key", min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
-]
-"""The optional request header, as the API functions declare it."""
 
 
 def operation_id_for(idempotency_key: str | None) -> UUID:

@@ -19,11 +19,11 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 
+from crm_bridge.api.http import HttpProblem, HttpRequest
 from crm_bridge.envelope import Channel, Origin, QueueMessage, click_message
 from crm_bridge.errors import SettingsError
 from crm_bridge.normalization import SESSION_ID_PATTERN, page_location, valid_attribution_tags
@@ -163,35 +163,10 @@ def _cookie(name: str, value: str, max_age: int, *, http_only: bool) -> Cookie:
     )
 
 
-@dataclass(frozen=True)
-class RedirectRequest:
-    """What a ``GET /go/{channel}`` event (API Gateway HTTP API, payload 2.0) carries for us."""
-
-    channel: str
-    query: Mapping[str, str]
-    cookies: Mapping[str, str]
-    referer: str
-    request_id: str | None
-
-    @classmethod
-    def from_event(cls, event: Mapping[str, Any]) -> RedirectRequest:
-        cookies: dict[str, str] = {}
-        for cookie in event.get("cookies") or []:
-            name, _, value = cookie.strip().partition("=")
-            cookies.setdefault(name, value)
-        headers = event.get("headers") or {}
-        return cls(
-            channel=(event.get("pathParameters") or {}).get("channel", ""),
-            query=event.get("queryStringParameters") or {},
-            cookies=cookies,
-            referer=headers.get("referer") or "",
-            request_id=(event.get("requestContext") or {}).get("requestId"),
-        )
-
-    def referring_page(self) -> str | None:
-        """The page the link was on, without its query (which may carry personal data)."""
-        path = urlsplit(self.referer).path if self.referer.startswith(("http://", "https://")) else ""
-        return page_location(path) if path else None
+def referring_page(referer: str) -> str | None:
+    """The page the link was on, without its query (which may carry personal data)."""
+    path = urlsplit(referer).path if referer.startswith(("http://", "https://")) else ""
+    return page_location(path) if path else None
 
 
 @dataclass(frozen=True)
@@ -202,11 +177,12 @@ class Redirect:
     """The click, for the worker to note on the visitor's lead."""
 
 
-def plan_redirect(request: RedirectRequest, targets: RedirectTargets) -> Redirect | None:
-    """Where the visitor goes, the cookies to set, the click to queue; None for an unknown channel."""
-    if request.channel not in Channel.__members__.values():
-        return None
-    channel = Channel(request.channel)
+def plan_redirect(request: HttpRequest, targets: RedirectTargets) -> Redirect:
+    """Where the visitor goes, the cookies to set, the click to queue; 404 for an unknown channel."""
+    channel_name = request.path_parameters.get("channel", "")
+    if channel_name not in Channel.__members__.values():
+        raise HttpProblem(404, "not_found", "unknown channel; use telegram, whatsapp or instagram")
+    channel = Channel(channel_name)
     from_query = valid_attribution_tags({"referral_code": request.query.get("ref")}).get("referral_code")
     from_cookie = valid_attribution_tags({"referral_code": request.cookies.get(REF_COOKIE)}).get("referral_code")
     referral_code = from_query or from_cookie
@@ -220,7 +196,7 @@ def plan_redirect(request: RedirectRequest, targets: RedirectTargets) -> Redirec
         channel=channel,
         session_id=session_id,
         attribution=attribution,
-        page=request.referring_page(),
+        page=referring_page(request.headers.get("referer") or ""),
         occurred_at=datetime.now(UTC),
         origin=Origin.REDIRECT,
         correlation_id=request.request_id,

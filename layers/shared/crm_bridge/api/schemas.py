@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
+from aws_lambda_powertools.event_handler.openapi.params import Header
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse, OpenAPIResponseHeader
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from crm_bridge.api.http import IDEMPOTENCY_KEY_HEADER, IDEMPOTENCY_KEY_PATTERN
 from crm_bridge.errors import ErrorKind
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias=IDEMPOTENCY_KEY_HEADER, min_length=1, max_length=128, pattern=f"^{IDEMPOTENCY_KEY_PATTERN.pattern}$"),
+]
+"""The optional request header, as the routes declare it (``HttpRequest.idempotency_key`` reads it
+the same way where there is no resolver)."""
 
-class Delivered(BaseModel):
+
+class _Documented(BaseModel):
+    """Built only when the OpenAPI document is generated, not in a function's cold start."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class Delivered(_Documented):
     """201: the CRM has the lead."""
 
     status: Literal["created", "updated"]
@@ -19,30 +34,30 @@ class Delivered(BaseModel):
     operationId: str
 
 
-class Queued(BaseModel):
+class Queued(_Documented):
     """202: kept safely; delivered to the CRM by the worker."""
 
     status: Literal["queued"]
     operationId: str
 
 
-class FieldProblem(BaseModel):
+class FieldProblem(_Documented):
     field: str = Field(description="Dotted path of the field, e.g. attribution.referral_code")
     message: str
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(_Documented):
     code: str = Field(description="Stable, for programs: invalid_request, invalid_json, body_too_large, ...")
     message: str = Field(description="For people")
     fields: list[FieldProblem] | None = None
     operationId: str | None = Field(default=None, description="With 503: retry with the same Idempotency-Key")
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(_Documented):
     error: ErrorDetail
 
 
-class Health(BaseModel):
+class Health(_Documented):
     status: Literal["ok", "degraded", "down", "misconfigured"]
     provider: str | None
     reachable: bool

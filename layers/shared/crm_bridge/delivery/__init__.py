@@ -12,7 +12,8 @@ if TYPE_CHECKING:
     from crm_bridge.delivery.execute import VisitorSessions, deliver
     from crm_bridge.delivery.queue import OperationQueue, QueueUnavailable
     from crm_bridge.delivery.recovery import DeliveryUnavailable
-    from crm_bridge.delivery.submit import Submission, SubmissionStatus, deliver_or_queue, enqueue
+    from crm_bridge.delivery.submission import Submission, SubmissionStatus, enqueue
+    from crm_bridge.delivery.submit import deliver_or_queue
 
 _MODULES = {
     "VisitorSessions": "execute",
@@ -20,10 +21,10 @@ _MODULES = {
     "OperationQueue": "queue",
     "QueueUnavailable": "queue",
     "DeliveryUnavailable": "recovery",
-    "Submission": "submit",
-    "SubmissionStatus": "submit",
+    "Submission": "submission",
+    "SubmissionStatus": "submission",
     "deliver_or_queue": "submit",
-    "enqueue": "submit",
+    "enqueue": "submission",
 }
 
 __all__ = [

@@ -11,39 +11,17 @@ Outcomes, in order of preference:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import StrEnum
 from functools import partial
 
 from crm_bridge.delivery.execute import VisitorSessions, deliver
 from crm_bridge.delivery.queue import OperationQueue
 from crm_bridge.delivery.recovery import queue_or_seal
+from crm_bridge.delivery.submission import Submission, SubmissionStatus, enqueue
 from crm_bridge.errors import CrmConfigurationError, CrmError, PermanentCrmError, SettingsError
 from crm_bridge.models import Operation
 from crm_bridge.observability import get_logger
-from crm_bridge.providers import CrmProvider, ProviderResult
+from crm_bridge.providers import CrmProvider
 from crm_bridge.providers.budget import time_budget
-
-
-class SubmissionStatus(StrEnum):
-    DELIVERED = "delivered"
-    QUEUED = "queued"
-    DEAD_LETTERED = "dead_lettered"
-
-
-@dataclass(frozen=True)
-class Submission:
-    status: SubmissionStatus
-    operation: Operation
-    result: ProviderResult | None = None
-    error: CrmError | None = None
-
-
-def enqueue(operation: Operation, queue: OperationQueue) -> Submission:
-    """Queue only (messenger events, redirects): the worker does the CRM work."""
-    message = operation.message()
-    queue_or_seal(message, partial(queue.send, message))
-    return Submission(SubmissionStatus.QUEUED, operation)
 
 
 def deliver_or_queue(
@@ -75,6 +53,4 @@ def deliver_or_queue(
 
 
 def _queued(operation: Operation, queue: OperationQueue, error: CrmError) -> Submission:
-    message = operation.message()
-    queue_or_seal(message, partial(queue.send, message))
-    return Submission(SubmissionStatus.QUEUED, operation, error=error)
+    return enqueue(operation, queue, error)

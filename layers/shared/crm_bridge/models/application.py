@@ -26,7 +26,7 @@ LanguageCode = Annotated[
 class PersonName(BaseModel):
     """First and last name as a CRM wants them, whatever the form asked for."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     first_name: str | None
     last_name: str | None
@@ -39,7 +39,7 @@ class PersonName(BaseModel):
 class Application(BaseModel):
     """What the application form sends. At least a name and one way to reach the person."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", str_max_length=20_000)
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid", str_max_length=20_000)
 
     name: ShortText = Field(default=None, description="Full name, when the form has a single name field")
     first_name: ShortText = None

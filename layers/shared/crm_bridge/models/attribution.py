@@ -9,7 +9,7 @@ from crm_bridge.normalization import MAX_TAG_INPUT_LENGTH
 
 
 class Attribution(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", str_max_length=MAX_TAG_INPUT_LENGTH)
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid", str_max_length=MAX_TAG_INPUT_LENGTH)
 
     referral_code: ReferralCode = None
     utm_source: MediumText = None

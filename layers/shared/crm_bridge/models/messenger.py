@@ -31,7 +31,7 @@ OccurredAt = Annotated[AwareDatetime, BeforeValidator(_date_time_text)]
 
 
 class MessengerActivity(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     channel: Channel
     session_id: SessionId = Field(description="The visitor's session id (cookie), 8-64 URL-safe characters")

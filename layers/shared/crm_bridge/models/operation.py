@@ -7,6 +7,7 @@ the dead-letter queue shows to an operator. It round-trips through JSON unchange
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import cache
 from typing import Annotated, Literal
 from uuid import UUID, uuid4
 
@@ -18,7 +19,7 @@ from crm_bridge.models.messenger import MessengerActivity
 
 
 class _OperationBase(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     schema_version: Literal[1] = SCHEMA_VERSION
     operation_id: UUID = Field(default_factory=uuid4)
@@ -47,12 +48,17 @@ class MessengerClickOperation(_OperationBase):
 
 
 Operation = Annotated[UpsertLeadOperation | MessengerClickOperation, Field(discriminator="kind")]
-_operation_adapter: TypeAdapter[Operation] = TypeAdapter(Operation)
+
+
+@cache
+def _operation_adapter() -> TypeAdapter[Operation]:
+    """Built on first use: the API functions write operations but never read one back."""
+    return TypeAdapter(Operation)
 
 
 def parse_operation(data: str | bytes) -> Operation:
     """Read an operation from its JSON form (an SQS message body)."""
-    return _operation_adapter.validate_json(data)
+    return _operation_adapter().validate_json(data)
 
 
 def dump_operation(operation: Operation) -> str:

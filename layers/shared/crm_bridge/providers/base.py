@@ -40,7 +40,7 @@ class LeadAction(StrEnum):
 class ProviderResult(BaseModel):
     """What a CRM write did. Carries ids only: safe to log and to return to the website."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     provider: str
     record_id: str
@@ -54,7 +54,7 @@ class ProviderResult(BaseModel):
 class ConnectionReport(BaseModel):
     """The health check's view of a CRM: reachable, how fast, and which mapped fields it lacks."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     provider: str
     reachable: bool
@@ -68,7 +68,7 @@ class ConnectionReport(BaseModel):
 class LeadChanges(BaseModel):
     """Fields to set on a known lead, in domain terms; what is None is left alone."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     values: dict[MappedField, str | bool] = {}
     phone: str | None = None

@@ -1,0 +1,41 @@
+"""What became of an operation the API took, and the queue-only path (messenger events).
+
+Apart from ``crm_bridge.delivery.submit`` so that a function that only queues does not import the
+CRM providers it never calls (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import partial
+from typing import TYPE_CHECKING
+
+from crm_bridge.delivery.queue import OperationQueue
+from crm_bridge.delivery.recovery import queue_or_seal
+from crm_bridge.errors import CrmError
+
+if TYPE_CHECKING:
+    from crm_bridge.models import Operation
+    from crm_bridge.providers import ProviderResult
+
+
+class SubmissionStatus(StrEnum):
+    DELIVERED = "delivered"
+    QUEUED = "queued"
+    DEAD_LETTERED = "dead_lettered"
+
+
+@dataclass(frozen=True)
+class Submission:
+    status: SubmissionStatus
+    operation: Operation
+    result: ProviderResult | None = None
+    error: CrmError | None = None
+
+
+def enqueue(operation: Operation, queue: OperationQueue, error: CrmError | None = None) -> Submission:
+    """Queue for the worker (``error``: why the CRM did not take it now, if it was tried)."""
+    message = operation.message()
+    queue_or_seal(message, partial(queue.send, message))
+    return Submission(SubmissionStatus.QUEUED, operation, error=error)
