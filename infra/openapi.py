@@ -5,10 +5,11 @@
 
 Each function has its own resolver; Powertools' OpenAPIMerge loads every ``functions/*/*_api.py``
 that has one and merges their schemas. Importing a handler reads its settings, so placeholder
-values are set for the duration (nothing is called). The redirect and messenger events answer
-without a resolver (their cold starts: docs/performance.md), so their routes are declared here, for
-the document only, with the models and parameters their handlers read (tests/api/test_openapi.py
-checks the two agree).
+values are set for the duration (nothing is called). The functions on a visitor's path
+(applications, messenger events, the redirect) answer without a resolver (their cold starts:
+docs/performance.md), so their routes are declared here, for the document only, with the models
+and parameters their handlers read (tests/api/test_openapi.py checks the redirect's, which has no
+model).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.merge import OpenAPIMerge
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
-from crm_bridge.api.schemas import COMMON_ERRORS, IdempotencyKey, Queued, answer, error, redirect
-from crm_bridge.models import MessengerActivity
+from crm_bridge.api.schemas import COMMON_ERRORS, Delivered, IdempotencyKey, Queued, answer, error, redirect
+from crm_bridge.models import Application, MessengerActivity
 
 ROOT = Path(__file__).parents[1]
 DOCUMENT = ROOT / "docs" / "openapi.json"
@@ -97,6 +98,32 @@ def messenger_events_documentation() -> APIGatewayHttpResolver:
     return documented
 
 
+def applications_documentation() -> APIGatewayHttpResolver:
+    """``POST /api/v1/applications`` as functions/applications answers it."""
+    documented = APIGatewayHttpResolver(enable_validation=True)
+
+    @documented.post(
+        "/api/v1/applications",
+        summary="Submit an application form",
+        description="Creates or updates the applicant's lead in the CRM within a time budget, "
+        "otherwise queues it for delivery. Send an Idempotency-Key to make retries safe.",
+        responses={
+            201: answer("In the CRM", Delivered),
+            202: answer("Kept safely and delivered later", Queued),
+            409: error("The same Idempotency-Key is being processed right now"),
+            **COMMON_ERRORS,
+            503: error("Could not be accepted now; retry with the same Idempotency-Key"),
+        },
+        tags=["applications"],
+    )
+    def post_application(
+        application: Annotated[Application, Body()], idempotency_key: IdempotencyKey = None
+    ) -> Response[str]:
+        raise NotImplementedError("documentation only: functions/applications answers this route")
+
+    return documented
+
+
 def generate() -> str:
     merge = OpenAPIMerge(
         title="crm-bridge API",
@@ -107,7 +134,7 @@ def generate() -> str:
         for handler in sorted((ROOT / "functions").glob("*/*_api.py")):
             if "make_resolver(" in handler.read_text(encoding="utf-8"):
                 merge.add_file(handler, resolver_name="app")
-        for documented in (redirect_documentation(), messenger_events_documentation()):
+        for documented in (applications_documentation(), redirect_documentation(), messenger_events_documentation()):
             merge.add_schema(documented.get_openapi_schema().model_dump(by_alias=True, exclude_none=True))
         schema = json.loads(merge.get_openapi_json_schema())
     return json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True) + "\n"

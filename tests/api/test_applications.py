@@ -218,20 +218,6 @@ def test_a_base64_encoded_body_is_read(handler: ModuleType, espocrm: SimulatedEs
     assert post(handler, PATH, FORM, force_base64=True).status == 201
 
 
-def test_cors_allows_only_the_site(handler: ModuleType) -> None:
-    def preflight(origin: str) -> dict[str, str]:
-        event = http_api_event(
-            "OPTIONS",
-            PATH,
-            route_key=f"OPTIONS {PATH}",
-            headers={"origin": origin, "access-control-request-method": "POST"},
-        )
-        return invoke(handler, event).headers
-
-    assert preflight("https://agency.example")["access-control-allow-origin"] == "https://agency.example"
-    assert "access-control-allow-origin" not in preflight("https://evil.example")
-
-
 def test_no_secret_or_personal_data_is_logged(
     handler: ModuleType, espocrm: SimulatedEspoCrm, log_output: io.StringIO
 ) -> None:
