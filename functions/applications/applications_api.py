@@ -15,13 +15,13 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyValidationError,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
 
 from crm_bridge.api.answers import submission_answer
 from crm_bridge.api.endpoint import serve
-from crm_bridge.api.http import HttpProblem, HttpRequest, answer, invalid_fields
+from crm_bridge.api.http import HttpProblem, HttpRequest, answer
 from crm_bridge.api.idempotency import Answer, IdempotentSubmissions, operation_id_for
 from crm_bridge.api.settings import get_api_settings
+from crm_bridge.api.validation import validated_body
 from crm_bridge.delivery.queue import OperationQueue
 from crm_bridge.delivery.sessions import DynamoDbVisitorSessions
 from crm_bridge.delivery.submit import deliver_or_queue
@@ -39,12 +39,8 @@ metrics = get_metrics()
 
 
 def post_application(request: HttpRequest) -> dict[str, Any]:
-    body = request.json_body(settings.max_body_bytes)
+    application = validated_body(request, Application, settings.max_body_bytes)
     idempotency_key = request.idempotency_key()
-    try:
-        application = Application.model_validate(body)
-    except ValidationError as error:
-        raise invalid_fields(error.errors(include_input=False)) from None
 
     def submit() -> Answer:
         operation = UpsertLeadOperation(

@@ -11,13 +11,13 @@ from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
 
 from crm_bridge.api.answers import submission_answer
 from crm_bridge.api.endpoint import serve
-from crm_bridge.api.http import HttpRequest, answer, invalid_fields
+from crm_bridge.api.http import HttpRequest, answer
 from crm_bridge.api.keys import operation_id_for
 from crm_bridge.api.settings import get_api_settings
+from crm_bridge.api.validation import validated_body
 from crm_bridge.delivery.queue import OperationQueue
 from crm_bridge.delivery.submission import enqueue
 from crm_bridge.models import MessengerActivity, MessengerClickOperation, Origin
@@ -31,12 +31,8 @@ metrics = get_metrics()
 
 
 def post_messenger_event(request: HttpRequest) -> dict[str, Any]:
-    body = request.json_body(settings.max_body_bytes)
+    activity = validated_body(request, MessengerActivity, settings.max_body_bytes)
     idempotency_key = request.idempotency_key()
-    try:
-        activity = MessengerActivity.model_validate(body)
-    except ValidationError as error:
-        raise invalid_fields(error.errors(include_input=False)) from None
     operation = MessengerClickOperation(
         operation_id=operation_id_for(idempotency_key),
         origin=Origin.MESSENGER_API,
