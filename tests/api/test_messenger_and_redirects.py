@@ -64,6 +64,22 @@ def test_an_invalid_click_is_refused_by_field(
     assert aws.queued() == []
 
 
+@pytest.mark.parametrize("key", ["", "two words", "x" * 129, "ключ"])
+def test_a_malformed_idempotency_key_is_refused_by_name(messenger: ModuleType, aws: Aws, key: str) -> None:
+    answer = post(messenger, "/api/v1/messenger-events", CLICK, headers={"Idempotency-Key": key})
+
+    assert answer.status == 422
+    assert [problem["field"] for problem in answer.body["error"]["fields"]] == ["header.idempotency-key"]
+    assert aws.queued() == []
+
+
+def test_the_same_idempotency_key_is_the_same_click(messenger: ModuleType, aws: Aws) -> None:
+    first = post(messenger, "/api/v1/messenger-events", CLICK, headers={"Idempotency-Key": "click-7d2f9c"})
+    retry = post(messenger, "/api/v1/messenger-events", CLICK, headers={"Idempotency-Key": "click-7d2f9c"})
+
+    assert first.body["operationId"] == retry.body["operationId"], "the worker delivers it once"
+
+
 def test_a_click_that_cannot_be_queued_is_a_503(messenger: ModuleType, aws: Aws) -> None:
     boto3.client("sqs").delete_queue(QueueUrl=aws.queue_url)
 
