@@ -14,7 +14,7 @@ import base64
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from crm_bridge.api.problems import error_document, error_headers, json_text
@@ -117,14 +117,12 @@ class HttpRequest:
     body: str
     base64_encoded: bool
     request_id: str | None
-    raw_cookies: Sequence[str] = field(default=(), repr=False)
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any]) -> HttpRequest:
         context = event.get("requestContext") or {}
-        raw_cookies = event.get("cookies") or []
         cookies: dict[str, str] = {}
-        for cookie in raw_cookies:
+        for cookie in event.get("cookies") or []:
             name, _, value = cookie.strip().partition("=")
             cookies.setdefault(name, value)
         return cls(
@@ -136,7 +134,6 @@ class HttpRequest:
             body=event.get("body") or "",
             base64_encoded=bool(event.get("isBase64Encoded")),
             request_id=context.get("requestId"),
-            raw_cookies=raw_cookies,
         )
 
     def refusal(self, max_body_bytes: int) -> HttpProblem | None:

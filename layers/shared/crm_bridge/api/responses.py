@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
@@ -26,7 +25,3 @@ def json_response(
 def error_response(status: int, code: str, message: str, **extra: Any) -> Response[str]:
     """``{"error": {"code", "message", ...}}`` (:mod:`crm_bridge.api.problems`) as a resolver's answer."""
     return json_response(status, error_document(code, message, **extra), headers=error_headers(status))
-
-
-def status_name(status: int) -> str:
-    return HTTPStatus(status).phrase
