@@ -73,6 +73,11 @@ def unavailable(operation_id: str) -> HttpProblem:
 INTERNAL_ERROR = HttpProblem(500, "internal_error", "something went wrong on our side")
 
 
+def invalid_json() -> HttpProblem:
+    """400 (a new instance each time: a raised exception keeps its traceback)."""
+    return HttpProblem(400, "invalid_json", "the request body is not valid JSON")
+
+
 def json_loads(body: str) -> Any:
     """json.loads that refuses absurd nesting instead of exhausting the stack."""
     depth = deepest = 0
@@ -162,7 +167,7 @@ class HttpRequest:
         try:
             return json_loads(text)
         except (ValueError, RecursionError):
-            raise HttpProblem(400, "invalid_json", "the request body is not valid JSON") from None
+            raise invalid_json() from None
 
     def idempotency_key(self) -> str | None:
         """The optional ``Idempotency-Key`` header, or 422 when it is malformed."""

@@ -17,7 +17,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from crm_bridge.api.endpoint import delivery_unavailable, internal_error
-from crm_bridge.api.http import HttpProblem, HttpRequest, invalid_fields, json_loads, problem_answer
+from crm_bridge.api.http import HttpProblem, HttpRequest, invalid_fields, invalid_json, json_loads, problem_answer
 from crm_bridge.api.responses import error_response
 from crm_bridge.api.settings import ApiSettings
 from crm_bridge.delivery import DeliveryUnavailable
@@ -60,7 +60,7 @@ def _problem_response(problem: HttpProblem) -> Response[str]:
 def _invalid_request(error: RequestValidationError) -> Response[str]:
     problems = error.errors()
     if any(problem.get("type") == "json_invalid" for problem in problems):
-        return error_response(400, "invalid_json", "the request body is not valid JSON")
+        return _problem_response(invalid_json())
     return _problem_response(invalid_fields(problems))
 
 
