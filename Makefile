@@ -15,7 +15,7 @@ SAM := SAM_CLI_TELEMETRY=0 __SAM_CLI_APP_DIR=$(CURDIR)/$(TOOLS)/sam-app AWS_EC2_
 	AWS_REGION=$${AWS_REGION:-eu-central-1} PATH="$(CURDIR)/$(BIN):$$PATH" $(TOOLS)/bin/sam
 ENV ?= dev
 
-.PHONY: help venv run tools lint types security validate build system-packages unit reliability test bench deploy dlq-inspect dlq-redrive clean
+.PHONY: help venv run tools lint types security validate build system-packages espocrm unit reliability test bench deploy dlq-inspect dlq-redrive clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -65,17 +65,28 @@ validate: $(STAMP) $(TOOLS_STAMP) ## template checks: cfn-lint, sam validate --l
 	$(MAKE) --no-print-directory build
 
 # Debian packages some tests drive: chromium (the end-to-end browser test; Playwright never downloads
-# a browser) and caddy (`caddy validate` on the EspoCRM Caddyfile). Installed where apt-get can run as
-# root (CI); elsewhere those tests are skipped, saying why.
+# a browser), caddy (`caddy validate` on the EspoCRM Caddyfile), and PHP 8.2 + MariaDB for the real
+# EspoCRM 8.4.2 the contract, end-to-end and fault tests run against (infra/espocrm/local.py: it is
+# installed once per machine from shared/espocrm's tarball into ~/.cache/crm-bridge). Installed where
+# apt-get can run as root (CI); elsewhere those tests are skipped, saying why.
 SYSTEM_PACKAGES := chromium caddy
+ESPOCRM_PACKAGES := php8.2-cli php8.2-mysql php8.2-mbstring php8.2-zip php8.2-gd php8.2-intl php8.2-xml \
+	php8.2-curl php8.2-bcmath mariadb-server
+ESPOCRM_TARBALL ?= $(CURDIR)/../shared/espocrm/espocrm-8.4.2.tar.gz
 
-system-packages: ## Debian's chromium and caddy for the browser and Caddyfile tests (apt-get, as root)
+system-packages: ## Debian's chromium, caddy, PHP and MariaDB for the browser, Caddyfile and real-EspoCRM tests (root)
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -f "$(ESPOCRM_TARBALL)" ]; then \
+		missing="$$missing $$(for p in $(ESPOCRM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done)"; fi; \
+	missing=$$(echo $$missing); \
 	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing $$missing (apt-get) for the browser and Caddyfile tests"; \
+		echo "installing $$missing (apt-get) for the browser, Caddyfile and real-EspoCRM tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else echo "note: $$missing not installed (sudo apt-get install $$missing); their tests will be skipped"; fi
+
+espocrm: $(STAMP) ## a real EspoCRM 8.4.2 on 127.0.0.1, provisioned, for make run against the real CRM (Ctrl-C stops it)
+	@ESPOCRM_TARBALL=$(ESPOCRM_TARBALL) $(BIN)/python -m infra.espocrm.local
 
 unit: $(STAMP) ## the test suite only
 	$(BIN)/pytest -q

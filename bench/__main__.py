@@ -1,4 +1,5 @@
-"""``make bench``: cold starts, warm overhead, backlog drain and artifact sizes, in one table.
+"""``make bench``: cold starts, warm overhead, an application against a real EspoCRM, backlog drain and
+artifact sizes, in one table.
 
 Every figure is a median over repeated runs with its min and max, and every ratio compares with a
 floor measured in the same run (this machine is noisy; absolute times alone mean little). Reads
@@ -18,11 +19,13 @@ from pathlib import Path
 from bench.artifact import BUILD, artifact_sizes, build_twin, bundled_runtime_distributions, bytecode_files
 from bench.cold import CASES, ColdCase, ColdStarts
 from bench.drain import drain
+from bench.real_espocrm import measure_real_espocrm
 from bench.report import Report, machine, render
 from bench.stack import LoopbackStack, StubCrm
 from bench.warm import measure_warm
+from infra.espocrm.local import EspoCrmUnavailable
 
-SECTIONS = ("cold", "warm", "drain", "size")
+SECTIONS = ("cold", "warm", "espocrm", "drain", "size")
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,8 @@ class Config:
     drain_operations: int
     drain_latency_ms: float
     bitrix_operations: int
+    espocrm_applicants: int
+    """New applicants through the handler against the real EspoCRM, and as many through its floor."""
     sections: tuple[str, ...] = SECTIONS
     cases: tuple[ColdCase, ...] = field(default=CASES)
 
@@ -50,6 +55,7 @@ FULL = Config(
     drain_operations=1000,
     drain_latency_ms=100.0,
     bitrix_operations=40,
+    espocrm_applicants=200,
 )
 QUICK = Config(
     cold_rounds=3,
@@ -58,6 +64,7 @@ QUICK = Config(
     drain_operations=200,
     drain_latency_ms=100.0,
     bitrix_operations=30,
+    espocrm_applicants=40,
 )
 TINY = Config(
     cold_rounds=1,
@@ -66,6 +73,7 @@ TINY = Config(
     drain_operations=10,
     drain_latency_ms=5.0,
     bitrix_operations=5,
+    espocrm_applicants=3,
 )
 """Seconds, not minutes: what the unit test runs so that the benchmark cannot rot."""
 
@@ -78,7 +86,7 @@ def run(config: Config, build: Path = BUILD, progress: object = _progress) -> Re
     log = progress if callable(progress) else _progress
     twin = build_twin(build)
     report = Report(machine())
-    if "cold" in config.sections or "warm" in config.sections:
+    if {"cold", "warm", "espocrm"} & set(config.sections):
         stack = LoopbackStack(StubCrm()).start()
         try:
             if "cold" in config.sections:
@@ -87,6 +95,12 @@ def run(config: Config, build: Path = BUILD, progress: object = _progress) -> Re
                 report.warm = measure_warm(
                     twin, stack, config.warm_invocations, config.warm_runs, log, cases=config.cases
                 )
+            if "espocrm" in config.sections:
+                try:
+                    report.espocrm = measure_real_espocrm(twin, stack, config.espocrm_applicants, log)
+                except EspoCrmUnavailable as exc:
+                    report.espocrm_skipped = str(exc)
+                    log(f"espocrm: skipped, a real EspoCRM cannot run here: {exc}")
         finally:
             stack.stop()
     if "drain" in config.sections:
@@ -110,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rounds and a smaller backlog (about a minute)")
     parser.add_argument("--only", help=f"comma-separated sections among {', '.join(SECTIONS)}")
     parser.add_argument("--rounds", type=int, help="cold-start rounds (default 9, quick 3)")
+    parser.add_argument(
+        "--applicants", type=int, help="new applicants against the real EspoCRM, each side (default 200, quick 40)"
+    )
     parser.add_argument("--json", type=Path, help="also write the raw measurements here")
     parser.add_argument("--build", type=Path, default=BUILD, help="another SAM build to measure (e.g. a before)")
     arguments = parser.parse_args(argv)
@@ -121,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         config = Config(**{**asdict(config), "sections": tuple(arguments.only.split(",")), "cases": config.cases})
     if arguments.rounds:
         config = Config(**{**asdict(config), "cold_rounds": arguments.rounds, "cases": config.cases})
+    if arguments.applicants:
+        config = Config(**{**asdict(config), "espocrm_applicants": arguments.applicants, "cases": config.cases})
     started = time.monotonic()
     report = run(config, arguments.build.resolve())
     print(render(report))

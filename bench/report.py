@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from bench.artifact import LAMBDA_UNZIPPED_LIMIT, LAMBDA_ZIPPED_DIRECT_LIMIT, LAYER, ArtifactSize
 from bench.cold import ColdResult
 from bench.drain import DrainResult
+from bench.real_espocrm import TARGET as ESPOCRM_TARGET
+from bench.real_espocrm import RealCrmResult
 from bench.stats import Spread
 from bench.warm import WarmResult
 
@@ -26,6 +28,9 @@ class Report:
     machine: dict[str, str]
     cold: list[ColdResult] = field(default_factory=list)
     warm: list[WarmResult] = field(default_factory=list)
+    espocrm: RealCrmResult | None = None
+    espocrm_skipped: str | None = None
+    """Why the real-EspoCRM figure could not run here (then it is skipped, not failed)."""
     drains: list[DrainResult] = field(default_factory=list)
     sizes: list[ArtifactSize] = field(default_factory=list)
     runtime_bundled: list[str] = field(default_factory=list)
@@ -98,6 +103,7 @@ def rows(report: Report) -> list[tuple[str, str, str, str, str, str]]:
                 _verdict(p99.median, target, below=False),
             )
         )
+    table.extend(_espocrm_rows(report))
     for drain in report.drains:
         if drain.provider == "bitrix24":
             table.append(
@@ -152,6 +158,51 @@ def rows(report: Report) -> list[tuple[str, str, str, str, str, str]]:
             )
         )
     return table
+
+
+ESPOCRM_LABEL = "application vs real EspoCRM"
+
+
+def _espocrm_rows(report: Report) -> list[tuple[str, str, str, str, str, str]]:
+    """The application's synchronous path against EspoCRM, its floor, and what the rest is made of."""
+    target = f"<= {ESPOCRM_TARGET}x"
+    if report.espocrm is None:
+        if report.espocrm_skipped is None:
+            return []
+        return [(ESPOCRM_LABEL, f"skipped: {report.espocrm_skipped}", "", "", target, "")]
+    result = report.espocrm
+    ratio = Spread.of(result.ratios)
+
+    def median(name: str) -> float:
+        return result.spread(name).median
+
+    rows = [
+        (
+            ESPOCRM_LABEL,
+            result.spread("path_ms").format(1, " ms"),
+            f"{result.spread('floor_ms').format(1, ' ms')}: search {median('search_ms'):.1f} + create "
+            f"{median('create_ms'):.1f}",
+            ratio.format(2, "x"),
+            target,
+            _verdict(ratio.median, ESPOCRM_TARGET),
+        ),
+        (
+            "  path - floor (ms)",
+            f"{Spread.of(result.rest_ms).median:.1f}: DynamoDB {median('aws'):.1f} waited of {median('aws_calls'):.1f}"
+            f" ({result.per_iteration(result.aws_operations):g} calls x {result.aws_latency_ms:g} ms)"
+            f" + CRM requests {Spread.of(result.crm_delta_ms).median:+.1f}"
+            f" ({result.per_iteration(result.path_requests):g}: search {median('path_search_ms'):.1f}, "
+            f"create {median('path_create_ms'):.1f}) + provider {median('provider'):.1f}"
+            f" + validation {median('validation'):.1f} + handler {median('handler'):.1f}",
+            f"{result.iterations} new applicants each, interleaved",
+            "",
+            "",
+            "",
+        ),
+    ]
+    if result.differences:
+        rows.append(("  floor vs provider requests", "; ".join(result.differences), "", "", "the same", "MISSED"))
+    return rows
 
 
 HEADER = ("measure", "median (min-max)", "floor / detail", "ratio", "target", "")

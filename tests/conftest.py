@@ -16,6 +16,8 @@ from crm_bridge import settings as settings_module
 from crm_bridge.observability import get_logger
 from crm_bridge.providers import factory
 
+pytest_plugins = ["tests.real_crm.fixtures"]
+
 _CONFIG_VARIABLES = (
     "CRM_PROVIDER",
     "CRM_TIMEOUT_SECONDS",

@@ -45,6 +45,7 @@ _FIELDS: dict[str, Callable[[Any], str]] = {
     "retry_in": lambda value: f"retry in {value} s",
     "error": _error_text,
     "ignored_fields": lambda value: "ignored " + ", ".join(map(str, value)),
+    "dropped_fields": lambda value: "refused by the CRM, kept in the description: " + ", ".join(map(str, value)),
     "why": str,
 }
 

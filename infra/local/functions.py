@@ -6,6 +6,10 @@ to start), and then serves one invocation at a time. Its stdout and stderr (Powe
 lines, EMF metrics, tracebacks) come back to the runner line by line. An invocation that outlives
 the function's Timeout is ended as Lambda ends it: the process is killed and the next invocation
 starts a fresh one.
+
+What the runner adds to the layer reaches a process the same way: the modules in ``preload`` are
+imported in it before its handler (the sandbox provider, :mod:`infra.local.sandbox`, registers itself
+with the layer's factory so), and nothing of the runner is imported otherwise.
 """
 
 from __future__ import annotations
@@ -67,9 +71,18 @@ def lambda_environment(spec: FunctionSpec, declared: Mapping[str, str], region: 
 
 
 class LocalFunction:
-    def __init__(self, spec: FunctionSpec, environment: Mapping[str, str], on_output: OutputSink) -> None:
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        environment: Mapping[str, str],
+        on_output: OutputSink,
+        *,
+        preload: tuple[str, ...] = (),
+    ) -> None:
         self.spec = spec
         self.environment = dict(environment)
+        self.preload = preload
+        """Modules imported in the process before the handler, at every cold start."""
         self._on_output = on_output
         self._context = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
@@ -92,7 +105,7 @@ class LocalFunction:
         output_read, output_write = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=_host,
-            args=(self.spec, self.environment, child_end, output_write),
+            args=(self.spec, self.environment, self.preload, child_end, output_write),
             name=f"lambda:{self.name}",
             daemon=True,
         )
@@ -213,8 +226,14 @@ def _error(exc: BaseException) -> dict[str, Any]:
     return {"errorType": type(exc).__name__, "errorMessage": str(exc)}
 
 
-def _host(spec: FunctionSpec, environment: dict[str, str], connection: Connection, output: Connection) -> None:
-    """The function process: load the handler, then answer invocations until told to stop."""
+def _host(
+    spec: FunctionSpec,
+    environment: dict[str, str],
+    preload: tuple[str, ...],
+    connection: Connection,
+    output: Connection,
+) -> None:
+    """The function process: load ``preload``, then the handler, then answer invocations until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle; it stops us
     # Powertools warns on each invocation that publishes no metric (a 4xx): noise on a console.
     warnings.filterwarnings("ignore", message="No application metrics to publish")
@@ -226,6 +245,8 @@ def _host(spec: FunctionSpec, environment: dict[str, str], connection: Connectio
     sys.path.insert(0, str(spec.code_dir))
     os.chdir(spec.code_dir)
     try:
+        for module in preload:
+            importlib.import_module(module)
         handler = getattr(importlib.import_module(spec.module), spec.function_name)
     except Exception as exc:
         print(f"[ERROR] init failed: {type(exc).__name__}: {exc}", file=sys.stderr)

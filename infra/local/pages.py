@@ -17,8 +17,8 @@ from typing import Any
 from aws_lambda_powertools.event_handler.openapi import swagger_ui
 from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
 
-from crm_bridge.providers.sandbox import SandboxFault, SandboxStore
 from infra.local.gateway import Reply, Request
+from infra.local.sandbox import SandboxFault, SandboxStore
 
 DEMO_DIR = Path(__file__).parent / "demo"
 SWAGGER_ASSETS = Path(swagger_ui.__file__).parent

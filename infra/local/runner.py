@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from crm_bridge.providers.sandbox import SandboxStore
+from crm_bridge.settings import CrmProviderName
 from infra.local.aws import REGION, LocalAws, provision, queue_depths, store_secret
 from infra.local.config import (
     DEFAULT_PORT,
@@ -39,6 +39,7 @@ from infra.local.functions import Invocation, LocalFunction, lambda_environment
 from infra.local.gateway import Gateway
 from infra.local.pages import LocalPages
 from infra.local.poller import BatchOutcome, QueuePoller
+from infra.local.sandbox import SandboxStore
 from infra.local.template import Resolver, Template, TemplateError, load_template, parameter_values
 
 ROOT = Path(__file__).parents[2]
@@ -128,7 +129,11 @@ class Runner:
         for spec in template.functions().values():
             declared = function_settings(spec, resolver.environment(spec), placement, crm)
             environment = lambda_environment(spec, declared | self.aws.environment(), REGION)
-            self.functions[spec.logical_id] = LocalFunction(spec, environment, self.console.function_output)
+            # The sandbox is not in the layer: a function that may build it gets it registered first.
+            preload = (SandboxStore.__module__,) if declared.get("CRM_PROVIDER") == CrmProviderName.SANDBOX else ()
+            self.functions[spec.logical_id] = LocalFunction(
+                spec, environment, self.console.function_output, preload=preload
+            )
         with ThreadPoolExecutor(max_workers=len(self.functions) or 1) as pool:
             loaded = dict(zip(self.functions, pool.map(LocalFunction.start, self.functions.values()), strict=True))
         for name, ok in loaded.items():

@@ -13,12 +13,10 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from crm_bridge.api import settings as api_settings
-from crm_bridge.delivery import queue as queue_module
-from crm_bridge.delivery import recovery
 from infra.local.http_events import LambdaContext, http_api_event
+from tests.aws_setup import IDEMPOTENCY_TABLE, template_aws
 from tests.simulators.espocrm import SimulatedEspoCrm
 
 FUNCTIONS = Path(__file__).parents[2] / "functions"
@@ -55,35 +53,10 @@ class Aws:
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
-    with mock_aws():
-        queue_module._sqs_client.cache_clear()
-        recovery._kms_client.cache_clear()
-        sqs = boto3.client("sqs")
-        dlq_url = sqs.create_queue(QueueName="crm-operations-dlq")["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        queue_url = sqs.create_queue(
-            QueueName="crm-operations",
-            Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "10"})},
-        )["QueueUrl"]
-        boto3.client("dynamodb").create_table(
-            TableName="crm-idempotency",
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        boto3.client("dynamodb").create_table(
-            TableName="crm-visitor-sessions",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        kms_key_id = boto3.client("kms").create_key(Description="crm-bridge recovery")["KeyMetadata"]["KeyId"]
+    with template_aws() as resources:
         environment = {
-            "CRM_QUEUE_URL": queue_url,
-            "CRM_DLQ_URL": dlq_url,
-            "IDEMPOTENCY_TABLE": "crm-idempotency",
-            "SESSIONS_TABLE": "crm-visitor-sessions",
-            "RECOVERY_KMS_KEY_ID": kms_key_id,
+            **resources.environment(),
+            "RECOVERY_KMS_KEY_ID": resources.kms_key_id,
             "SITE_ORIGINS": "https://agency.example",
             "REDIRECT_TELEGRAM_URL": "https://t.me/agency_bot",
             "REDIRECT_WHATSAPP_NUMBER": "905321112233",
@@ -91,9 +64,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         }
         for name, value in environment.items():
             monkeypatch.setenv(name, value)
-        yield Aws(queue_url, dlq_url, "crm-idempotency", kms_key_id)
-        queue_module._sqs_client.cache_clear()
-        recovery._kms_client.cache_clear()
+        yield Aws(resources.queue_url, resources.dlq_url, IDEMPOTENCY_TABLE, resources.kms_key_id)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 
 from crm_bridge.api.schemas import Delivered, ErrorBody
@@ -118,7 +119,8 @@ def test_a_slow_crm_is_abandoned_when_the_budget_is_spent(
 def test_a_permanent_rejection_goes_to_the_dead_letter_queue_with_its_reason(
     handler: ModuleType, espocrm: SimulatedEspoCrm, aws: Aws
 ) -> None:
-    espocrm.reject_attribute("cReferralCode")
+    # A refusal that leaving a field out cannot answer: the CRM wants a field crm-bridge never writes.
+    espocrm.reject_attribute("cReferralCode", named="cPartnerAgreement")
 
     answer = post(handler, PATH, FORM)
 
@@ -127,7 +129,7 @@ def test_a_permanent_rejection_goes_to_the_dead_letter_queue_with_its_reason(
     (message,) = aws.dead_lettered()
     attributes = {name: value["StringValue"] for name, value in message["MessageAttributes"].items()}
     assert attributes["error_kind"] == "permanent"
-    assert attributes["error_field"] == "cReferralCode"
+    assert attributes["error_field"] == "cPartnerAgreement"
     assert attributes["error_provider"] == "espocrm"
     assert attributes["attempts"] == "1"
     assert str(parse_operation(message["Body"]).operation_id) == answer.body["operationId"]
@@ -207,6 +209,48 @@ def test_bad_input_is_a_4xx_naming_the_problem(
     assert aws.queued() == []
 
 
+@pytest.mark.parametrize("email", ["ayşe@gmail.com", "ali..veli@example.com", "user.@example.com"])
+def test_an_email_the_crm_would_refuse_is_a_422_naming_it(
+    handler: ModuleType, espocrm: SimulatedEspoCrm, aws: Aws, email: str
+) -> None:
+    """Issue #12: these were answered 202 and dead-lettered, EspoCRM refusing them (PHP's
+    FILTER_VALIDATE_EMAIL); the visitor can fix them, so they are refused here, by name."""
+    answer = post(handler, PATH, {**FORM, "email": email})
+
+    assert (answer.status, answer.body["error"]["code"]) == (422, "invalid_request")
+    (problem,) = answer.body["error"]["fields"]
+    assert problem["field"] == "email"
+    assert "before the @" in problem["message"]
+    assert espocrm.leads() == []
+    assert aws.queued() == []
+    assert aws.dead_lettered() == []
+
+
+def test_an_internationalised_domain_is_kept_in_the_form_the_crm_takes(
+    handler: ModuleType, espocrm: SimulatedEspoCrm
+) -> None:
+    answer = post(handler, PATH, {**FORM, "email": "Ayse@Bücher.de"})
+
+    assert answer.status == 201
+    (lead,) = espocrm.leads()
+    assert lead["emailAddress"] == "ayse@xn--bcher-kva.de"
+
+
+def test_a_phone_the_crm_does_not_know_yet_still_delivers_the_lead(
+    handler: ModuleType, espocrm: SimulatedEspoCrm, aws: Aws
+) -> None:
+    """Benin's ten-digit numbers (2024) are valid, but EspoCRM 8.4.2's libphonenumber predates them
+    (fixture 41): the lead is created without its phone field, the number in its description."""
+    answer = post(handler, PATH, {**FORM, "phone": "+229 01 95 12 34 56"})
+
+    assert (answer.status, answer.body["status"]) == (201, "created")
+    (lead,) = espocrm.leads()
+    assert lead["phoneNumber"] is None
+    assert "Phone: +2290195123456" in lead["description"].split("\n")
+    assert lead["emailAddress"] == "ayse.yilmaz@example.com"
+    assert aws.queued() == aws.dead_lettered() == []
+
+
 def test_bodies_must_be_json_and_small(handler: ModuleType) -> None:
     assert post(handler, PATH, "name=Ayse", headers={"content-type": "application/x-www-form-urlencoded"}).status == 415
     huge = {**FORM, "message": "x" * 40_000}
@@ -231,3 +275,20 @@ def test_no_secret_or_personal_data_is_logged(
     assert logged
     for private in (ESPOCRM_KEY, "+905321234567", "ayse.yilmaz@example.com", "Yılmaz"):
         assert private not in logged
+
+
+def test_a_create_that_got_no_answer_waits_until_it_could_have_landed(
+    handler: ModuleType, espocrm: SimulatedEspoCrm, aws: Aws
+) -> None:
+    """The CRM may still run a create whose answer never came (it reached a busy server): retried
+    at once, the worker would search before it lands and create the lead a second time."""
+    espocrm.router["lead.create"].side_effect = httpx.ReadTimeout("no answer")
+
+    answer = post(handler, PATH, FORM)
+
+    assert (answer.status, answer.body["status"]) == (202, "queued")
+    assert aws.queued() == [], "the worker does not see it yet"
+    attributes = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=aws.queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"

@@ -1,22 +1,30 @@
 """``make bench`` in a tiny configuration, so that the benchmark cannot rot: it runs every section
-against the real build (cold starts, warm invocations, a drain, sizes) and renders its table. No
-assertion here is about time: the benchmark measures, ``make test`` only checks that it still can."""
+against the real build (cold starts, warm invocations, a drain, sizes; the application against a real
+EspoCRM where one can run here) and renders its table. No assertion here is about time: the benchmark
+measures, ``make test`` only checks that it still can."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from bench.__main__ import TINY, run
+from bench.__main__ import SECTIONS, TINY, run
 from bench.artifact import BUILD, LAYER
-from bench.report import render
+from bench.real_espocrm import PARTS, Applicants, RealCrmResult, differences, floor_requests
+from bench.report import ESPOCRM_LABEL, Report, machine, render
+from infra.espocrm.local import unavailable_reason
 
-pytestmark = pytest.mark.skipif(
+needs_build = pytest.mark.skipif(
     not (BUILD / "template.yaml").is_file(), reason="no SAM build here: `make validate` makes one"
 )
 
 
+@needs_build
 def test_the_benchmark_runs_every_section_in_a_tiny_configuration() -> None:
-    report = run(TINY, progress=lambda message: None)
+    # The real EspoCRM has a test of its own below (it starts one, and may be skipped).
+    sections = tuple(section for section in SECTIONS if section != "espocrm")
+    report = run(dataclasses.replace(TINY, sections=sections), progress=lambda message: None)
 
     assert {result.case.label for result in report.cold} == {
         "redirect",
@@ -44,3 +52,113 @@ def test_the_benchmark_runs_every_section_in_a_tiny_configuration() -> None:
     table = render(report)
     for measure in ("cold start redirect", "warm applications p99", "drain", f"size {LAYER}"):
         assert measure in table
+
+
+@needs_build
+def test_an_application_against_the_real_espocrm_and_its_floor_in_a_tiny_configuration() -> None:
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"a real EspoCRM cannot run here: {reason}")
+    report = run(dataclasses.replace(TINY, sections=("espocrm",)), progress=lambda message: None)
+
+    assert report.espocrm_skipped is None
+    result = report.espocrm
+    assert result is not None
+    applicants = TINY.espocrm_applicants
+    assert len(result.path_ms) == len(result.floor_ms) == len(result.ratios) == applicants
+    assert all(len(result.parts[part]) == applicants for part in PARTS)
+    # Every applicant is new: one search that finds nothing and one create, on both sides.
+    assert result.path_requests == result.floor_requests == {"GET 200": applicants, "POST 200": applicants}
+    assert result.differences == [], "the floor no longer sends what the provider sends"
+    # Idempotency (in progress, then the answer) and the visitor session, at the modelled latency; nothing queued.
+    assert set(result.aws_operations) == {"dynamodb PutItem", "dynamodb UpdateItem"}
+    assert all(calls >= 3 * result.aws_latency_ms for calls in result.parts["aws_calls"])
+    # The path split along its critical path: its parts add up to it, DynamoDB waited for no more than called.
+    for index, path_ms in enumerate(result.path_ms):
+        assert sum(result.parts[part][index] for part in PARTS if part != "aws_calls") == pytest.approx(path_ms)
+        assert result.parts["aws"][index] <= result.parts["aws_calls"][index] + 0.01
+    table = render(report)
+    assert ESPOCRM_LABEL in table
+    assert "path - floor (ms)" in table
+
+
+def _result(path_ms: float, floor_ms: float) -> RealCrmResult:
+    return RealCrmResult(
+        iterations=2,
+        aws_latency_ms=5.0,
+        floor_ms=[floor_ms, floor_ms + 2],
+        search_ms=[30.0, 31.0],
+        create_ms=[floor_ms - 30, floor_ms - 29],
+        path_ms=[path_ms, path_ms + 2],
+        path_search_ms=[30.5, 31.5],
+        path_create_ms=[floor_ms - 29.5, floor_ms - 28.5],
+        parts={"aws": [5.2, 5.4], "crm": [floor_ms + 1, floor_ms + 3], "provider": [0.7, 0.8]}
+        | {"validation": [0.3, 0.3], "handler": [0.9, 1.0], "aws_calls": [15.2, 15.4]},
+        path_requests={"GET 200": 2, "POST 200": 2},
+        floor_requests={"GET 200": 2, "POST 200": 2},
+        aws_operations={"dynamodb PutItem": 4, "dynamodb UpdateItem": 2},
+    )
+
+
+def test_the_real_espocrm_rows_render_the_ratio_and_what_the_rest_is_made_of() -> None:
+    report = Report(machine(), espocrm=_result(path_ms=91.0, floor_ms=73.0))
+
+    row, rest = (line for line in render(report).splitlines() if "EspoCRM" in line or "path - floor" in line)
+
+    assert "92.0 ms (91.0-93.0)" in row
+    assert "74.0 ms (73.0-75.0): search 30.5 + create 43.5" in row
+    assert "1.24x (1.24-1.25) | <= 1.25x | met" in row
+    assert "18.0: DynamoDB 5.3 waited of 15.3 (3 calls x 5 ms) + CRM requests +1.0 (2: search 31.0" in rest
+    assert "+ provider 0.8 + validation 0.3 + handler 0.9" in rest
+
+    missed = render(Report(machine(), espocrm=_result(path_ms=100.0, floor_ms=73.0)))
+    assert next(line for line in missed.splitlines() if ESPOCRM_LABEL in line).rstrip().endswith("MISSED")
+
+
+def test_a_machine_without_espocrm_gets_the_reason_in_the_table_instead_of_the_figure() -> None:
+    report = Report(machine(), espocrm_skipped="php not installed: as root, `make system-packages` installs them")
+
+    (row,) = (line for line in render(report).splitlines() if ESPOCRM_LABEL in line)
+
+    assert "skipped: php not installed" in row
+    assert "<= 1.25x" in row
+
+
+def test_the_floor_is_compared_with_what_the_provider_sent() -> None:
+    def sent(floor: dict[str, object]) -> list[dict[str, object]]:
+        import json
+
+        return [
+            {"method": "GET", "path": "/api/v1/Lead", "query": floor["params"], "headers": ["x-api-key"], "body": ""},
+            {
+                "method": "POST",
+                "path": "/api/v1/Lead",
+                "query": {},
+                "headers": ["x-api-key"],
+                "body": json.dumps(floor["body"]),
+            },
+        ]
+
+    applicants = Applicants(seed=12)
+    provider, floor = floor_requests(next(applicants)), floor_requests(next(applicants))
+    assert differences(sent(provider), sent(floor)) == []  # another applicant, the same requests
+
+    provider["body"] = {**provider["body"], "cUtmTerm": "x"}
+    (difference,) = differences(sent(provider), sent(floor))
+    assert difference.startswith("POST /api/v1/Lead body keys")
+    assert differences(sent(provider)[:1], sent(floor)) == [
+        "requests: provider GET /api/v1/Lead; floor GET /api/v1/Lead, POST /api/v1/Lead"
+    ]
+
+
+def test_the_path_is_split_along_its_critical_path() -> None:
+    from bench.real_espocrm_proc import critical_path
+
+    # 0-100: a CRM search 10-40 beside a DynamoDB call 5-15, another 60-70 beside one 62-75, the
+    # provider 50-80; the rest is the handler's.
+    layers = [("crm", [(10, 40)]), ("aws", [(5, 15), (60, 70), (62, 75)]), ("provider", [(50, 80)])]
+
+    shares = critical_path(0, 100, layers, "handler")
+
+    assert shares == {"crm": 30, "aws": 5 + 15, "provider": 10 + 5, "handler": 5 + 10 + 20}
+    assert sum(shares.values()) == 100

@@ -1,4 +1,5 @@
-"""The contract suite runs every behaviour against every provider, each behind its simulator."""
+"""The contract suite runs every behaviour against every provider: the EspoCRM and Bitrix24
+simulators, the sandbox, and the real EspoCRM (tests/real_crm), through one reading interface."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from crm_bridge.field_mapping import MappedField, load_field_mapping
 from crm_bridge.providers import CrmProvider, build_provider
 from crm_bridge.settings import load_settings
+from tests.real_crm.fixtures import RealEspoCrm
 from tests.simulators.base import SimulatedCrm
 from tests.simulators.bitrix24 import SimulatedBitrix24
 from tests.simulators.espocrm import SimulatedEspoCrm
@@ -32,10 +34,34 @@ class Crm:
         return attribute
 
 
-@pytest.fixture(params=["espocrm", "bitrix24", "sandbox"])
+REAL_TIMEOUT_SECONDS = 2.0
+"""The provider's timeout against the real server: its slowest answer (a first request after a
+field change rebuilds EspoCRM's caches) stays well under it; a hang is 1.5 times it."""
+
+
+@pytest.fixture(params=["espocrm", "bitrix24", "sandbox", pytest.param("real-espocrm", marks=pytest.mark.real_espocrm)])
 def crm(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Crm]:
     mapping = load_field_mapping()
-    if request.param == "espocrm":
+    if request.param == "real-espocrm":
+        real: RealEspoCrm = request.getfixturevalue("real_espocrm")
+        proxy = real.proxy(client_timeout_seconds=REAL_TIMEOUT_SECONDS)
+        state = real.state(proxy)
+        settings = load_settings(
+            {
+                "CRM_PROVIDER": "espocrm",
+                "ESPOCRM_URL": proxy.base_url,
+                "ESPOCRM_API_KEY": real.api_key,
+                "CRM_TIMEOUT_SECONDS": str(REAL_TIMEOUT_SECONDS),
+            }
+        )
+        provider = build_provider(settings, mapping)
+        try:
+            yield Crm(provider, state, (real.api_key,))
+        finally:
+            provider.close()
+            proxy.close()
+            state.clean()
+    elif request.param == "espocrm":
         with SimulatedEspoCrm(api_key=ESPOCRM_API_KEY) as espocrm:
             settings = load_settings(
                 {"CRM_PROVIDER": "espocrm", "ESPOCRM_URL": espocrm.base_url, "ESPOCRM_API_KEY": ESPOCRM_API_KEY}

@@ -204,16 +204,30 @@ def test_update_lead_sets_the_given_fields(crm: Crm) -> None:
     assert crm.provider.update_lead(lead_id, LeadChanges()).action is LeadAction.UNCHANGED
 
 
-def test_a_validation_error_is_permanent_and_names_the_field(crm: Crm) -> None:
+def test_a_value_one_field_refuses_leaves_that_field_out_where_the_crm_names_it(crm: Crm) -> None:
+    """EspoCRM refuses a whole write over one field (a 400 naming it): the lead is written without
+    that field, the value in its description. Where a CRM's refusals cannot be told apart so, the
+    refusal stays permanent and names the field (a dead letter an operator can act on)."""
     attribute = crm.attribute(MappedField.REFERRAL_CODE)
     crm.sim.reject_attribute(attribute)
 
-    with pytest.raises(PermanentCrmError) as exc:
-        crm.provider.upsert_lead(application(), uuid4())
+    if crm.provider.free_text_attribute is None:
+        with pytest.raises(PermanentCrmError) as exc:
+            crm.provider.upsert_lead(application(), uuid4())
+        assert exc.value.kind is ErrorKind.PERMANENT
+        assert exc.value.field == attribute
+        assert exc.value.status == 400
+        return
 
-    assert exc.value.kind is ErrorKind.PERMANENT
-    assert exc.value.field == attribute
-    assert exc.value.status == 400
+    result = crm.provider.upsert_lead(application(), uuid4())
+
+    assert result.action is LeadAction.CREATED
+    assert result.dropped_fields == (attribute,)
+    lead = crm.sim.lead(result.record_id)
+    assert not lead.get(attribute)
+    assert "Partner referral code: PARTNER-42" in lead[crm.provider.free_text_attribute].split("\n")
+    assert lead[crm.attribute(MappedField.PROGRAM)] == "Medicine", "the other fields are written"
+    assert crm.sim.lead_phones(result.record_id) == ["+905321234567"]
 
 
 @pytest.mark.parametrize("failure", [Failure.UNAUTHORIZED, Failure.FORBIDDEN])

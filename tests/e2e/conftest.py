@@ -18,11 +18,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 import httpx
 import pytest
+
+from tests.real_crm.espocrm import EspoCrmAdminClient
+from tests.real_crm.fixtures import RealEspoCrm
 
 ROOT = Path(__file__).parents[2]
 START_TIMEOUT_SECONDS = 45.0
@@ -170,9 +173,124 @@ def sandbox_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRun]:
 
 
 def sandbox_leads(run: LocalRun) -> list[dict[str, Any]]:
-    from crm_bridge.providers.sandbox import SandboxStore
+    from infra.local.sandbox import SandboxStore
 
     return SandboxStore(run.data_dir / "sandbox.sqlite3").leads()
+
+
+@pytest.fixture(scope="module")
+def espocrm_run(real_espocrm: RealEspoCrm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRun]:
+    """One runner configured for the real EspoCRM, as a developer's ``.env`` would configure it."""
+    run = start_runner(
+        tmp_path_factory.mktemp("espocrm-run"),
+        {"CRM_PROVIDER": "espocrm", "ESPOCRM_URL": real_espocrm.site.url, "ESPOCRM_API_KEY": real_espocrm.api_key},
+    )
+    yield run
+    assert run.stop() == 0, f"the runner did not stop cleanly:\n{run.console}"
+
+
+@dataclass(frozen=True)
+class SeenLead:
+    """A lead as the end-to-end tests check it, whichever CRM holds it."""
+
+    id: str
+    phones: list[str]
+    referral_code: str | None
+    utm_source: str | None
+    session_id: str | None
+
+
+class CrmView(Protocol):
+    """What the end-to-end tests read from the CRM behind a run."""
+
+    provider: str
+
+    def lead(self, lead_id: str) -> SeenLead: ...
+
+    def notes(self, lead_id: str) -> list[str]: ...
+
+    def lead_of_session(self, session_id: str) -> SeenLead | None: ...
+
+
+class SandboxView:
+    provider = "sandbox"
+
+    def __init__(self, run: LocalRun) -> None:
+        from infra.local.sandbox import SandboxStore
+
+        self._store = SandboxStore(run.data_dir / "sandbox.sqlite3")
+
+    def lead(self, lead_id: str) -> SeenLead:
+        return next(self._seen(lead) for lead in self._store.leads() if lead["id"] == lead_id)
+
+    def notes(self, lead_id: str) -> list[str]:
+        return list(self._store.notes(lead_id))
+
+    def lead_of_session(self, session_id: str) -> SeenLead | None:
+        found = [lead for lead in self._store.leads() if lead.get("visitor_session_id") == session_id]
+        return self._seen(found[0]) if found else None
+
+    @staticmethod
+    def _seen(lead: dict[str, Any]) -> SeenLead:
+        return SeenLead(
+            lead["id"],
+            lead["phones"],
+            lead.get("referral_code"),
+            lead.get("utm_source"),
+            lead.get("visitor_session_id"),
+        )
+
+
+class EspoCrmView:
+    """The real EspoCRM, read as its administrator through the REST API."""
+
+    provider = "espocrm"
+
+    def __init__(self, admin: EspoCrmAdminClient) -> None:
+        self._admin = admin
+
+    def lead(self, lead_id: str) -> SeenLead:
+        return self._seen(self._admin.lead(lead_id))
+
+    def notes(self, lead_id: str) -> list[str]:
+        return self._admin.posts(lead_id)
+
+    def lead_of_session(self, session_id: str) -> SeenLead | None:
+        found = self._admin.request(
+            "GET",
+            "Lead",
+            params={
+                "where[0][type]": "equals",
+                "where[0][attribute]": "cVisitorSessionId",
+                "where[0][value]": session_id,
+            },
+        )["list"]
+        return self.lead(found[0]["id"]) if found else None
+
+    @staticmethod
+    def _seen(lead: dict[str, Any]) -> SeenLead:
+        return SeenLead(
+            lead["id"],
+            [item["phoneNumber"] for item in lead.get("phoneNumberData") or []],
+            lead.get("cReferralCode"),
+            lead.get("cUtmSource"),
+            lead.get("cVisitorSessionId"),
+        )
+
+
+@pytest.fixture(scope="module", params=["sandbox", pytest.param("real-espocrm", marks=pytest.mark.real_espocrm)])
+def crm_run(request: pytest.FixtureRequest) -> Iterator[tuple[LocalRun, CrmView]]:
+    """The same end-to-end behaviour over the sandbox and over the real EspoCRM."""
+    if request.param == "sandbox":
+        run: LocalRun = request.getfixturevalue("sandbox_run")
+        yield run, SandboxView(run)
+        return
+    real: RealEspoCrm = request.getfixturevalue("real_espocrm")
+    admin = real.admin()
+    try:
+        yield request.getfixturevalue("espocrm_run"), EspoCrmView(admin)
+    finally:
+        admin.close()
 
 
 def json_body(response: httpx.Response) -> dict[str, Any]:

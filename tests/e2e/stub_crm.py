@@ -21,14 +21,14 @@ _NOT_FORWARDED = frozenset(
 )
 
 
-class StubEspoCrm:
-    """Down until :meth:`start`; then up until :meth:`stop` (``port`` stays the same)."""
+class LoopbackCrm:
+    """An HTTP server on a loopback port that answers each request with :meth:`answer`.
 
-    def __init__(self, port: int, api_key: str) -> None:
+    Down until :meth:`start`; then up until :meth:`stop` (``port`` stays the same)."""
+
+    def __init__(self, port: int) -> None:
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
-        self.sim = SimulatedEspoCrm(base_url=self.base_url, api_key=api_key)
-        self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -46,8 +46,7 @@ class StubEspoCrm:
             self._server = None
 
     def answer(self, request: httpx.Request) -> httpx.Response:
-        with self._lock:  # the simulator's state is not meant for concurrent requests
-            return self.sim.router.handler(request)
+        raise NotImplementedError
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         stub = self
@@ -78,3 +77,16 @@ class StubEspoCrm:
                 pass
 
         return Handler
+
+
+class StubEspoCrm(LoopbackCrm):
+    """The recorded-fixture simulator answering real HTTP on a loopback port."""
+
+    def __init__(self, port: int, api_key: str) -> None:
+        super().__init__(port)
+        self.sim = SimulatedEspoCrm(base_url=self.base_url, api_key=api_key)
+        self._lock = threading.Lock()
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        with self._lock:  # the simulator's state is not meant for concurrent requests
+            return self.sim.router.handler(request)

@@ -1,4 +1,5 @@
-"""A real headless browser on the demo page: the form, the Telegram button, the partner redirect.
+"""A real headless browser on the demo page: the form, the Telegram button, the partner redirect,
+with the sandbox and with the real EspoCRM behind ``make run``.
 
 Debian's ``chromium`` driven by Playwright (``executable_path``: Playwright downloads nothing).
 Nothing leaves loopback: the browser resolves no host name but 127.0.0.1 (``--host-resolver-rules``)
@@ -14,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.e2e.conftest import LocalRun, sandbox_leads, wait_for
+from tests.e2e.conftest import CrmView, LocalRun, wait_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 LAUNCH_ARGS = [
@@ -44,11 +45,12 @@ def browser() -> Iterator[object]:
 
 
 def test_the_demo_page_submits_an_application_and_sends_the_visitor_to_telegram(
-    sandbox_run: LocalRun, browser: object
+    crm_run: tuple[LocalRun, CrmView], browser: object
 ) -> None:
     from playwright.sync_api import Browser, Route
 
     assert isinstance(browser, Browser)
+    sandbox_run, crm = crm_run
     loopback = urlsplit(sandbox_run.url).netloc
     requested: list[str] = []
     failed: list[str] = []
@@ -87,10 +89,10 @@ def test_the_demo_page_submits_an_application_and_sends_the_visitor_to_telegram(
     finally:
         context.close()
 
-    assert "In the CRM (sandbox)" in result
+    assert f"In the CRM ({crm.provider})" in result
     lead_id = result.split("lead ")[1].split(",")[0]
-    lead = next(lead for lead in sandbox_leads(sandbox_run) if lead["id"] == lead_id)
-    assert (lead["phones"], lead["referral_code"], lead["utm_source"]) == (
+    lead = crm.lead(lead_id)
+    assert (lead.phones, lead.referral_code, lead.utm_source) == (
         ["+905352223344"],
         "PARTNER-42",
         "partner-site",
@@ -109,12 +111,4 @@ def test_the_demo_page_submits_an_application_and_sends_the_visitor_to_telegram(
 
     # /go queued the click with the browser's visitor_session, which the application carried: the worker
     # logs it on the applicant's lead rather than on a new anonymous one.
-    wait_for(
-        lambda: any("Telegram" in note for note in _notes(sandbox_run, lead_id)), 20, "the click on the lead's timeline"
-    )
-
-
-def _notes(run: LocalRun, lead_id: str) -> list[str]:
-    from crm_bridge.providers.sandbox import SandboxStore
-
-    return SandboxStore(run.data_dir / "sandbox.sqlite3").notes(lead_id)
+    wait_for(lambda: any("Telegram" in note for note in crm.notes(lead_id)), 20, "the click on the lead's timeline")

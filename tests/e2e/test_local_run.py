@@ -6,7 +6,7 @@ import json
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from crm_bridge.providers.sandbox import SandboxStore
+from infra.local.sandbox import SandboxStore
 from tests.e2e.conftest import LocalRun, json_body, sandbox_leads, wait_for
 
 APPLICATION = {

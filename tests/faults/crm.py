@@ -9,8 +9,9 @@ simulator behind ``http.server``) with a seeded fault plan applied per request, 
   past the timeout, a reset. These are the ambiguous failures that retries must not duplicate;
 * a slow answer that still arrives in time.
 
-A request the CRM runs late is not simulated: the runs are single-threaded and the fake clock of
-the queue is decoupled from real time, so a late write would race the retry nondeterministically.
+A request the CRM runs late (``late_write``: the client gives up, then the request is executed)
+is in the plan only against the real EspoCRM (tests/real_crm), where the race it starts with the
+retry is the real one.
 
 Its simulator is :class:`IndexedEspoCrm`: the same answers as :class:`SimulatedEspoCrm`, but
 lookups by phone, e-mail, visitor session and name go through an index instead of a scan of every
@@ -28,7 +29,7 @@ import socket
 import struct
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.stub_crm import StubEspoCrm
+from tests.e2e.stub_crm import LoopbackCrm, StubEspoCrm
 from tests.simulators.base import Failure
 from tests.simulators.bitrix24 import SimulatedBitrix24
 from tests.simulators.espocrm import SimulatedEspoCrm, _fold, _Lead
@@ -180,6 +181,7 @@ class Fault(StrEnum):
     ERROR_500_AFTER_WRITE = "error_500_after_write"  # ran it, then failed
     HANG_AFTER_WRITE = "hang_after_write"  # ran it; the answer comes too late
     RESET_AFTER_WRITE = "reset_after_write"  # ran it, then reset the connection
+    LATE_WRITE = "late_write"  # never answers in time; runs the request after the client gave up
 
 
 FLAPPING: dict[Fault, float] = {
@@ -204,31 +206,35 @@ class _Drop(Exception):
         self.reset = reset
 
 
-class FaultyEspoCrm(StubEspoCrm):
-    """The loopback stub with a fault plan: ``flapping`` draws a fault per request from a seeded
-    generator (requests arrive one at a time, so a seed fixes the sequence); otherwise it is healthy.
-    Down is :meth:`stop`, as for the plain stub: nothing listens on the port."""
+class FaultInjection(LoopbackCrm):
+    """A fault plan in front of whatever answers next in the MRO (the simulator, or a real EspoCRM).
 
-    sim: IndexedEspoCrm
+    ``flapping`` draws a fault per request from a seeded generator (``weights``); :meth:`force`
+    queues faults for the next requests whatever the phase; otherwise requests pass. Down is
+    :meth:`stop`: nothing listens on the port."""
 
     def __init__(
         self,
         port: int,
-        api_key: str,
         *,
-        hmac_secret: str | None = None,
         seed: int = 0,
         client_timeout_seconds: float = 0.1,
+        weights: dict[Fault, float] | None = None,
+        late_write_seconds: float | None = None,
+        **upstream: Any,
     ) -> None:
-        super().__init__(port, api_key)
-        self.sim = IndexedEspoCrm(base_url=self.base_url, api_key=api_key, hmac_secret=hmac_secret)
+        super().__init__(port, **upstream)
         self.flapping = False
         self.faults: dict[str, int] = dict.fromkeys(Fault, 0)
+        self.weights = weights or FLAPPING
+        self._forced: deque[Fault] = deque()
         self._random = random.Random(seed)  # noqa: S311 - a reproducible fault plan, not a secret
         self._plan_lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         self._late = client_timeout_seconds * 1.5
         self._slow = client_timeout_seconds * 0.3
+        self._late_write = late_write_seconds or self._late * 1.5
+        self._late_writes: list[threading.Thread] = []
 
     def start(self) -> None:
         super().start()
@@ -256,16 +262,24 @@ class FaultyEspoCrm(StubEspoCrm):
             self.start()
         self.flapping = phase is Phase.FLAPPING
 
-    def view(self) -> list[LeadRecord]:
-        return self.sim.view()
+    def force(self, fault: Fault, times: int = 1) -> None:
+        with self._plan_lock:
+            self._forced.extend([fault] * times)
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait for the writes still to run late (before counting what the CRM holds)."""
+        for thread in list(self._late_writes):
+            thread.join(timeout)
+            self._late_writes.remove(thread)
 
     def next_fault(self) -> Fault:
         with self._plan_lock:
-            fault = (
-                self._random.choices(list(FLAPPING), weights=list(FLAPPING.values()))[0]
-                if self.flapping
-                else Fault.NONE
-            )
+            if self._forced:
+                fault = self._forced.popleft()
+            elif self.flapping:
+                fault = self._random.choices(list(self.weights), weights=list(self.weights.values()))[0]
+            else:
+                fault = Fault.NONE
             self.faults[fault] += 1
         return fault
 
@@ -283,6 +297,10 @@ class FaultyEspoCrm(StubEspoCrm):
                 raise _Drop(reset=False)
             case Fault.RESET:
                 raise _Drop(reset=True)
+            case Fault.LATE_WRITE:
+                self._run_late(request)
+                time.sleep(self._late)
+                raise _Drop(reset=False)
         response = super().answer(request)
         match fault:
             case Fault.ERROR_500_AFTER_WRITE:
@@ -293,6 +311,19 @@ class FaultyEspoCrm(StubEspoCrm):
             case Fault.RESET_AFTER_WRITE:
                 raise _Drop(reset=True)
         return response
+
+    def _run_late(self, request: httpx.Request) -> None:
+        """The request reaches the CRM only after the client stopped waiting (a queue in front of PHP)."""
+        run = super().answer
+
+        def late() -> None:
+            time.sleep(self._late_write)
+            with contextlib.suppress(Exception):
+                run(request)
+
+        thread = threading.Thread(target=late, daemon=True)
+        self._late_writes.append(thread)
+        thread.start()
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         base: Any = super()._handler_class()
@@ -326,6 +357,27 @@ class FaultyEspoCrm(StubEspoCrm):
         return FaultyHandler
 
 
+class FaultyEspoCrm(FaultInjection, StubEspoCrm):
+    """The loopback stub with a fault plan; its simulator indexes leads (thousands cost milliseconds)."""
+
+    sim: IndexedEspoCrm
+
+    def __init__(
+        self,
+        port: int,
+        api_key: str,
+        *,
+        hmac_secret: str | None = None,
+        seed: int = 0,
+        client_timeout_seconds: float = 0.1,
+    ) -> None:
+        super().__init__(port, seed=seed, client_timeout_seconds=client_timeout_seconds, api_key=api_key)
+        self.sim = IndexedEspoCrm(base_url=self.base_url, api_key=api_key, hmac_secret=hmac_secret)
+
+    def view(self) -> list[LeadRecord]:
+        return self.sim.view()
+
+
 BITRIX24_FLAPPING: dict[tuple[Failure | None, bool], float] = {
     (None, False): 0.80,
     (Failure.SERVER_ERROR, False): 0.03,
@@ -354,6 +406,9 @@ class FlakyBitrix24(SimulatedBitrix24):
 
     def set_phase(self, phase: Phase) -> None:
         self.phase = phase
+
+    def settle(self) -> None:
+        """Its requests run in process, each before its answer: none is ever late."""
 
     def _handle(self, request: httpx.Request) -> httpx.Response:
         failure, after = (

@@ -17,7 +17,6 @@ import contextlib
 import datetime
 import importlib
 import io
-import json
 import logging
 import random
 import sys
@@ -37,14 +36,11 @@ import pytest
 from aws_lambda_powertools.utilities.idempotency.persistence import base as idempotency_base
 from aws_lambda_powertools.utilities.idempotency.persistence import datarecord as idempotency_record
 from aws_lambda_powertools.utilities.idempotency.persistence import dynamodb as idempotency_dynamodb
-from moto import mock_aws
 from moto.core.utils import unix_time
 
 from crm_bridge import settings as settings_module
 from crm_bridge.api import settings as api_settings
 from crm_bridge.delivery import queue as queue_module
-from crm_bridge.delivery import recovery
-from crm_bridge.delivery import sessions as sessions_module
 from crm_bridge.observability import get_logger
 from crm_bridge.observability.metrics import get_metrics
 from crm_bridge.providers import factory
@@ -52,15 +48,11 @@ from crm_bridge.worker import get_worker
 from crm_bridge.worker.settings import get_worker_settings
 from infra.local.http_events import http_api_event
 from tests.api.conftest import Answer, invoke, post
+from tests.aws_setup import clear_aws_clients, template_aws
 from tests.conftest import _CONFIG_VARIABLES
-from tests.infra.sam import parameter_default, sam_template
 from tests.worker.conftest import Aws, EventSourceMapping, Lambda, Poll, RecordingSqs
 
 FUNCTIONS = Path(__file__).parents[2] / "functions"
-QUEUE_NAME = "crm-operations"
-DLQ_NAME = "crm-operations-dlq"
-IDEMPOTENCY_TABLE = "crm-idempotency"
-SESSIONS_TABLE = "crm-visitor-sessions"
 REDIRECTS = {
     "REDIRECT_TELEGRAM_URL": "https://t.me/agency_bot",
     "REDIRECT_WHATSAPP_NUMBER": "905321112233",
@@ -145,52 +137,13 @@ class Poller(EventSourceMapping):
         return Poll([message["MessageId"] for message in messages], sorted(failed))
 
 
-def _properties(logical_id: str) -> dict[str, Any]:
-    properties: dict[str, Any] = sam_template()["Resources"][logical_id]["Properties"]
-    return properties
-
-
-def _create_aws_resources() -> tuple[Aws, str]:
-    """The queues, tables and key as template.yaml declares them; the queue's Aws and the key id."""
-    sqs = boto3.client("sqs")
-    dlq_url = sqs.create_queue(
-        QueueName=DLQ_NAME,
-        Attributes={"MessageRetentionPeriod": str(_properties("DeadLetterQueue")["MessageRetentionPeriod"])},
-    )["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    queue = _properties("OperationsQueue")
-    max_receive_count = int(parameter_default("MaxReceiveCount"))
-    queue_url = sqs.create_queue(
-        QueueName=QUEUE_NAME,
-        Attributes={
-            "VisibilityTimeout": str(queue["VisibilityTimeout"]),
-            "MessageRetentionPeriod": str(queue["MessageRetentionPeriod"]),
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}),
-        },
-    )["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    dynamodb = boto3.client("dynamodb")
-    for logical_id, name in (("IdempotencyTable", IDEMPOTENCY_TABLE), ("VisitorSessionsTable", SESSIONS_TABLE)):
-        table = _properties(logical_id)
-        dynamodb.create_table(
-            TableName=name,
-            KeySchema=table["KeySchema"],
-            AttributeDefinitions=table["AttributeDefinitions"],
-            BillingMode=table["BillingMode"],
-        )
-    key_id = boto3.client("kms").create_key(Description="crm-bridge recovery")["KeyMetadata"]["KeyId"]
-    return _Aws(queue_url, queue_arn, dlq_url, max_receive_count), key_id
-
-
 def _clear_caches() -> None:
+    clear_aws_clients()
     for cached in (
         settings_module.get_settings,
         settings_module.default_phone_region,
         factory.get_provider,
         api_settings.get_api_settings,
-        queue_module._sqs_client,
-        sessions_module._dynamodb_client,
-        recovery._kms_client,
         get_worker,
         get_worker_settings,
     ):
@@ -297,13 +250,11 @@ def running_system(env: pytest.MonkeyPatch, crm_environment: dict[str, str], *, 
     speed_up_moto(env)
     _clear_caches()
     try:
-        with mock_aws():
-            aws, key_id = _create_aws_resources()
+        with template_aws() as resources:
+            aws = _Aws(resources.queue_url, resources.queue_arn, resources.dlq_url, resources.max_receive_count)
+            key_id = resources.kms_key_id
             environment = {
-                "CRM_QUEUE_URL": aws.queue_url,
-                "CRM_DLQ_URL": aws.dlq_url,
-                "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
-                "SESSIONS_TABLE": SESSIONS_TABLE,
+                **resources.environment(),
                 "RECOVERY_KMS_KEY_ID": key_id,
                 "RETRY_MAX_RECEIVES": str(aws.max_receive_count),
                 "SITE_ORIGINS": "https://agency.example",
@@ -324,9 +275,7 @@ def running_system(env: pytest.MonkeyPatch, crm_environment: dict[str, str], *, 
             yield System(aws, key_id, clock, applications, messenger, redirect, worker, Poller(aws, worker))
     finally:
         if factory.get_provider.cache_info().currsize:  # close the CRM connections the run left open
-            client = getattr(factory.get_provider(), "_client", None)
-            if client is not None:
-                client.close()
+            factory.get_provider().close()
         get_metrics().clear_metrics()
         _clear_caches()
 

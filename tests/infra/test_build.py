@@ -68,6 +68,16 @@ def test_the_layer_bundles_the_pinned_versions_and_the_crm_bridge_package() -> N
     assert (LAYER / "crm_bridge/field_mapping/default_mapping.json").is_file()
 
 
+def test_the_layer_ships_no_sandbox() -> None:
+    """The sandbox CRM is the local runner's (infra/local/sandbox.py): no Lambda gets it, nor SQLite code."""
+    package = LAYER / "crm_bridge"
+    assert (package / "providers" / "factory.py").is_file()
+    assert not list(package.rglob("sandbox*"))
+    assert not [path for path in package.rglob("*.py") if "sqlite3" in path.read_text(encoding="utf-8")]
+    for function in (path for path in BUILD.iterdir() if path.is_dir() and path != LAYER.parent):
+        assert not list(function.rglob("sandbox*")), function.name
+
+
 def test_each_function_artifact_holds_its_handler_and_nothing_to_compile() -> None:
     for name, module in {
         "ApplicationsFunction": "applications_api.py",

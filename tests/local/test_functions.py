@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,9 +35,23 @@ def lambda_handler(event, context):
 """
 
 
+SANDBOX_MODULE = "infra.local.sandbox"
+CRM_HANDLER = """
+from crm_bridge.providers import get_provider
+
+
+def lambda_handler(event, context):
+    try:
+        return {"provider": get_provider().name}
+    except Exception as error:
+        return {"refused": str(error)}
+"""
+
+
 @pytest.fixture
 def code_dir(tmp_path: Path) -> Path:
     (tmp_path / "demo_api.py").write_text(HANDLER, encoding="utf-8")
+    (tmp_path / "crm_api.py").write_text(CRM_HANDLER, encoding="utf-8")
     (tmp_path / "broken_api.py").write_text("raise RuntimeError('CRM_PROVIDER is not set')\n", encoding="utf-8")
     return tmp_path
 
@@ -99,3 +114,22 @@ def test_a_handler_that_cannot_load_is_an_init_error(code_dir: Path) -> None:
     invocation = broken.invoke({})
     assert (invocation.ok, invocation.payload["errorType"]) == (False, "RuntimeError")
     broken.stop()
+
+
+def test_the_sandbox_is_a_crm_only_where_the_runner_preloads_it(code_dir: Path, tmp_path: Path) -> None:
+    """The layer has no sandbox: a function process selects it only with infra.local.sandbox preloaded."""
+    crm_spec = FunctionSpec(
+        "CrmFunction", code_dir, "crm_api.lambda_handler", timeout_seconds=30, memory_mb=128, runtime="python3.13"
+    )
+    declared = {"CRM_PROVIDER": "sandbox", "SANDBOX_DB_PATH": str(tmp_path / "crm.sqlite3")}
+    environment = lambda_environment(crm_spec, declared, "eu-central-1")
+    answers: dict[tuple[str, ...], Any] = {}
+    for preload in ((), (SANDBOX_MODULE,)):
+        function = LocalFunction(crm_spec, environment, lambda *_: None, preload=preload)
+        assert function.start()
+        answers[preload] = function.invoke({}).payload
+        function.stop()
+
+    assert "CRM_PROVIDER=sandbox is not available here" in answers[()]["refused"]
+    assert answers[(SANDBOX_MODULE,)] == {"provider": "sandbox"}
+    assert (tmp_path / "crm.sqlite3").is_file()

@@ -5,8 +5,6 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Protocol
 
-import respx
-
 
 class Failure(StrEnum):
     """Faults a simulator can inject into its next answers."""
@@ -23,7 +21,6 @@ class Failure(StrEnum):
 
 class SimulatedCrm(Protocol):
     provider_name: str
-    router: respx.MockRouter
 
     def seed_lead(
         self,

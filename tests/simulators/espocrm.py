@@ -6,7 +6,11 @@ files, so that the provider is tested against what the server really sends, quir
 
 * create/read/update answer 200 with the record; a create answers only the attributes it set;
 * unknown attributes are dropped without an error (a mapping typo loses data silently);
-* an international phone is stored as E.164, a national one is a 400 validation failure;
+* an international phone is stored as E.164, a national one is a 400 validation failure, and so
+  is one that 8.4.2's libphonenumber (8.13.24) does not know to be possible (fixture 41);
+* an e-mail address is a 400 unless PHP's ``filter_var(FILTER_VALIDATE_EMAIL)`` accepts it
+  (fixtures 25, 40), a value longer than its field's maxLength or not among its enum's options too,
+  for the custom fields as ``infra/espocrm/provision.py`` creates them (``define_field`` changes one);
 * searching ``phoneNumber`` matches the stored E.164 form only; ``phoneNumberNumeric`` the digits;
 * a create matching a lead by first+last name or e-mail (never phone) is a 409 with a JSON array;
 * a wrong key is a 401 with an empty body, malformed JSON a 500 with an empty body;
@@ -96,8 +100,32 @@ _MAX_LENGTH: dict[str, int] = {
     "addressCountry": 255,
     "addressPostalCode": 255,
     "accountName": 255,
-    "cReferralCode": 64,  # fixture 31: created with maxLength 64
 }
+# The custom fields as infra/espocrm/provision.py creates them (fixture 31 shows cReferralCode's
+# maxLength 64; GET Metadata on a provisioned 8.4.2 shows the rest); a test keeps them in step.
+# Any other varchar gets VarcharType's default maxLength of 255.
+DEFAULT_CUSTOM_MAX_LENGTH: dict[str, int] = {
+    "cReferralCode": 64,
+    "cPreferredLanguage": 16,
+    "cProgram": 255,
+    "cUniversity": 255,
+    "cUtmSource": 255,
+    "cUtmMedium": 255,
+    "cUtmCampaign": 255,
+    "cUtmTerm": 255,
+    "cUtmContent": 255,
+    "cUtmId": 255,
+    "cGclid": 512,
+    "cFbclid": 512,
+    "cVisitorSessionId": 64,
+}
+DEFAULT_CUSTOM_ENUMS: dict[str, tuple[str, ...]] = {
+    "cUserType": ("", "Student", "Parent", "Other"),
+    "cMessengerChannel": ("", "Telegram", "WhatsApp", "Instagram"),
+}
+_BOOLEANS = frozenset({"cConsent"})
+_VARCHAR_DEFAULT_MAX_LENGTH = 255
+_EMAIL_MAX_LENGTH = 255  # EmailAddress.name maxLength: EmailType::checkMaxLength
 # Field order of the entityDefs: the validation manager reports the first failing field.
 _VALIDATION_ORDER = (
     "salutationName",
@@ -186,11 +214,45 @@ _ACCESS_REASON = {
     "DELETE": "No delete access.",
 }
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-# Close to PHP's FILTER_VALIDATE_EMAIL, which EspoCRM's EmailType validator uses.
-_EMAIL = re.compile(
-    r"^(?!\.)(?!.*\.\.)[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}(?<!\.)@"
-    r"(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+# PHP's FILTER_VALIDATE_EMAIL as EspoCRM's EmailType::checkEmailAddress calls it: php-src
+# ext/filter/logical_filters.c php_filter_validate_email, ``regexp1`` (no FILTER_FLAG_EMAIL_UNICODE)
+# verbatim, flags ``iD`` (so ``$`` is ``\Z``), no ``u`` (so it matches UTF-8 bytes), after its limit
+# of 320 bytes. Verbatim, unlike crm_bridge.normalization's linear-time port, so that the two are
+# checked against each other; PCRE's backtracking limit is simulated by a budget of splits. Python's
+# re has no such limit: pathological addresses (many labels before a bad top label) belong to the
+# port's tests, not to this regex.
+_PHP_EMAIL_REGEXP1 = re.compile(
+    rb"^(?!(?:(?:\x22?\x5C[\x00-\x7E]\x22?)|(?:\x22?[^\x5C\x22]\x22?)){255,})"
+    rb"(?!(?:(?:\x22?\x5C[\x00-\x7E]\x22?)|(?:\x22?[^\x5C\x22]\x22?)){65,}@)"
+    rb"(?:(?:[\x21\x23-\x27\x2A\x2B\x2D\x2F-\x39\x3D\x3F\x5E-\x7E]+)"
+    rb"|(?:\x22(?:[\x01-\x08\x0B\x0C\x0E-\x1F\x21\x23-\x5B\x5D-\x7F]|(?:\x5C[\x00-\x7F]))*\x22))"
+    rb"(?:\.(?:(?:[\x21\x23-\x27\x2A\x2B\x2D\x2F-\x39\x3D\x3F\x5E-\x7E]+)"
+    rb"|(?:\x22(?:[\x01-\x08\x0B\x0C\x0E-\x1F\x21\x23-\x5B\x5D-\x7F]|(?:\x5C[\x00-\x7F]))*\x22)))*"
+    rb"@(?:(?:(?!.*[^.]{64,})(?:(?:(?:xn--)?[a-z0-9]+(?:-+[a-z0-9]+)*\.){1,126}){1,}"
+    rb"(?:(?:[a-z][a-z0-9]*)|(?:(?:xn--)[a-z0-9]+))(?:-+[a-z0-9]+)*)"
+    rb"|(?:\[(?:(?:IPv6:(?:(?:[a-f0-9]{1,4}(?::[a-f0-9]{1,4}){7})"
+    rb"|(?:(?!(?:.*[a-f0-9][:\]]){7,})(?:[a-f0-9]{1,4}(?::[a-f0-9]{1,4}){0,5})?::(?:[a-f0-9]{1,4}(?::[a-f0-9]{1,4}){0,5})?)))"
+    rb"|(?:(?:IPv6:(?:(?:[a-f0-9]{1,4}(?::[a-f0-9]{1,4}){5}:)"
+    rb"|(?:(?!(?:.*[a-f0-9]:){5,})(?:[a-f0-9]{1,4}(?::[a-f0-9]{1,4}){0,3})?::(?:[a-f0-9]{1,4}(?::[a-f0-9]{1,4}){0,3}:)?)))?"
+    rb"(?:(?:25[0-5])|(?:2[0-4][0-9])|(?:1[0-9]{2})|(?:[1-9]?[0-9]))"
+    rb"(?:\.(?:(?:25[0-5])|(?:2[0-4][0-9])|(?:1[0-9]{2})|(?:[1-9]?[0-9]))){3}))\]))\Z",
+    re.IGNORECASE,
 )
+# libphonenumber-for-php 8.13.24 (EspoCRM 8.4.2's) against the phonenumbers package: the national
+# number lengths its metadata holds possible, for the calling codes where the package accepts more
+# (Benin's ten-digit numbers of 2024, Kosovo's longer fixed lines, ...). PhoneType::isValidNumber
+# ends with isPossibleNumber(), so these numbers are a 400 ``valid`` on the real server (fixture 41).
+_PHONE_LENGTHS_8_13_24: dict[int, frozenset[int]] = {
+    57: frozenset({7, 10, 11}),  # CO
+    62: frozenset(range(5, 14)),  # ID
+    220: frozenset({7}),  # GM
+    229: frozenset({8}),  # BJ
+    234: frozenset({5, 6, 7, 8, 10, 11, 12, 13, 14}),  # NG
+    243: frozenset({7, 9}),  # CD
+    263: frozenset(range(3, 11)),  # ZW
+    383: frozenset({8, 9}),  # XK
+    598: frozenset(range(6, 14)),  # UY
+}
 _CUSTOM_NAME = re.compile(r"^c[A-Z]")
 _MAINTENANCE = "Application is in maintenance mode."
 _DROPPED_RESPONSE_HEADERS = frozenset({"host", "connection"})
@@ -395,7 +457,8 @@ def _sanitize_phone(value: Any) -> Any:
 
 
 def _valid_phone(value: Any) -> bool:
-    """Exact E.164 that libphonenumber formats back to itself (``phoneNumberInternational`` on)."""
+    """Exact E.164 that libphonenumber formats back to itself (``phoneNumberInternational`` on)
+    and holds possible, with the metadata of EspoCRM 8.4.2's libphonenumber-for-php 8.13.24."""
     if not isinstance(value, str) or not _E164.match(value):
         return False
     try:
@@ -403,7 +466,46 @@ def _valid_phone(value: Any) -> bool:
     except phonenumbers.NumberParseException:
         return False
     formatted = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    return bool(formatted == value and phonenumbers.is_possible_number(parsed))
+    if formatted != value or not phonenumbers.is_possible_number(parsed):
+        return False
+    lengths = _PHONE_LENGTHS_8_13_24.get(parsed.country_code or 0)
+    return lengths is None or len(phonenumbers.national_significant_number(parsed)) in lengths
+
+
+def php_validates_email(value: Any) -> bool:
+    """``filter_var($value, FILTER_VALIDATE_EMAIL) !== false`` for a string, as PHP 8.2 answers it."""
+    if not isinstance(value, str):
+        return False
+    data = value.encode("utf-8", "surrogatepass")
+    if len(data) > 320:
+        return False
+    if _php_backtracking_gives_up(value):
+        return False
+    return _PHP_EMAIL_REGEXP1.match(data) is not None
+
+
+def _php_backtracking_gives_up(value: str) -> bool:
+    """Whether PCRE hits ``pcre.backtrack_limit`` (filter_var then answers false). regexp1's
+    look-aheads walk every way of splitting the address's prefixes into units, each quote going to
+    the unit before or after it; measured on PHP 8.2.36 / PCRE2 10.42 (``"a".`` seven times before
+    ``b@example.com`` is refused, six times is not), PCRE gives up at about 124,500 such splits."""
+    budget = 124_500
+    ways = [0] * (len(value) + 1)  # ways[i]: splits of value[:i] into units
+    ways[0] = 1
+    for start in range(len(value)):
+        if not ways[start]:
+            continue
+        for core in (start, start + 1) if value[start] == '"' else (start,):
+            if core >= len(value) or value[core] == '"':
+                continue
+            if value[core] == "\\" and (core + 1 >= len(value) or value[core + 1] > "\x7e"):
+                continue
+            end = core + 2 if value[core] == "\\" else core + 1
+            for stop in (end, end + 1) if end < len(value) and value[end] == '"' else (end,):
+                ways[stop] += ways[start]
+        if sum(ways) > budget:
+            return True
+    return False
 
 
 def _is_numeric(value: Any) -> bool:
@@ -578,7 +680,10 @@ class SimulatedEspoCrm:
         self.api_key = api_key
         self.hmac_secret = hmac_secret
         self._custom: list[str] = list(dict.fromkeys(custom_attributes))
-        self._rejected: set[str] = set()
+        self._max_length = {**_MAX_LENGTH, **DEFAULT_CUSTOM_MAX_LENGTH}
+        self._enums = {**_ENUMS, **DEFAULT_CUSTOM_ENUMS}
+        self._rejected: dict[str, str] = {}
+        self._required: set[str] = set()
         self._failures: list[Failure] = []
         self._state = _State()
         self._api_root = urlsplit(self.base_url).path + API_ROOT
@@ -663,9 +768,29 @@ class SimulatedEspoCrm:
     def fail_next(self, failure: Failure, times: int = 1) -> None:
         self._failures.extend([failure] * times)
 
-    def reject_attribute(self, attribute: str) -> None:
-        """Any create/update body carrying ``attribute`` gets a 400 ``{field: attribute, type: valid}``."""
-        self._rejected.add(attribute)
+    def reject_attribute(self, attribute: str, *, named: str | None = None) -> None:
+        """Any create/update body carrying ``attribute`` gets a 400 ``{field: attribute, type: valid}``;
+        with ``named``, ``{field: named, type: required}`` instead: a field crm-bridge does not
+        write that the CRM requires once ``attribute`` is set (dynamic logic), so leaving
+        ``attribute`` out is not what it asks for."""
+        self._rejected[attribute] = named or attribute
+
+    def require_attribute(self, attribute: str) -> None:
+        """Make a (custom) field required, as an admin may: a create without a value for it is a
+        400 ``{field: attribute, type: required}``, as is an update that empties it."""
+        if _CUSTOM_NAME.match(attribute) and attribute not in self._custom:
+            self._custom.append(attribute)
+        self._required.add(attribute)
+
+    def define_field(
+        self, attribute: str, *, max_length: int | None = None, options: Iterable[str] | None = None
+    ) -> None:
+        """Change a field's definition as an admin may in the field manager: its maxLength (a
+        varchar), or its options (an enum; include "" to allow no value)."""
+        if max_length is not None:
+            self._max_length[attribute] = max_length
+        if options is not None:
+            self._enums[attribute] = tuple(options)
 
     def drop_attribute(self, attribute: str) -> None:
         """Remove a custom attribute from the install: writes ignore it, reads and selects omit it."""
@@ -814,7 +939,7 @@ class SimulatedEspoCrm:
         skip = _truthy(data.pop("_skipDuplicateCheck", False)) or skip
         self._check_rejected(data)
         data = self._writable(data)
-        self._validate(data)
+        self._validate(data, creating=True)
         moment = _timestamp(_now())
         values = self._new_values(self._new_id(), moment)
         values["modifiedAt"] = moment
@@ -841,7 +966,7 @@ class SimulatedEspoCrm:
             return self._empty(404, reason=f"Record {lead_id} not found.")
         self._check_rejected(data)
         data = self._writable(data)
-        self._validate(data)
+        self._validate(data, creating=False)
         old_status = lead.values["status"]
         self._apply(lead.values, data)
         lead.values["modifiedAt"] = _timestamp(_now())
@@ -1071,8 +1196,9 @@ class SimulatedEspoCrm:
 
     def _check_rejected(self, data: Mapping[str, Any]) -> None:
         for attribute in data:
-            if attribute in self._rejected:
-                raise self._validation_error(attribute, "valid")
+            named = self._rejected.get(attribute)
+            if named is not None:
+                raise self._validation_error(named, "valid" if named == attribute else "required")
 
     def _writable(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Drop what ``populateFromArray`` would not set: unknown and read-only attributes."""
@@ -1087,21 +1213,26 @@ class SimulatedEspoCrm:
             ]
         return writable
 
-    def _validate(self, data: Mapping[str, Any]) -> None:
-        """The field validators, in entityDefs order; only attributes present in the request."""
+    def _validate(self, data: Mapping[str, Any], *, creating: bool) -> None:
+        """The field validators, in entityDefs order: on a create every field, on an update only
+        the fields present in the request (``FieldValidationManager::processInternal``)."""
         for attribute in (*_VALIDATION_ORDER, *self._custom):
-            check = self._failed_check(attribute, data)
+            check = self._failed_check(attribute, data, creating=creating)
             if check is not None:
                 raise self._validation_error(attribute, check)
 
-    def _failed_check(self, attribute: str, data: Mapping[str, Any]) -> str | None:
+    def _failed_check(self, attribute: str, data: Mapping[str, Any], *, creating: bool) -> str | None:
+        if attribute in self._required and (creating or attribute in data) and data.get(attribute) in (None, ""):
+            return "required"
         if attribute in ("phoneNumber", "emailAddress"):
             return _failed_contact_check(attribute, data)
         if attribute not in data:
             return None
         value = data[attribute]
-        limit = _MAX_LENGTH.get(attribute)
-        if attribute in _ENUMS and value is not None and value not in _ENUMS[attribute]:
+        limit = self._max_length.get(attribute)
+        if limit is None and _CUSTOM_NAME.match(attribute) and attribute not in self._enums:
+            limit = None if attribute in _BOOLEANS else _VARCHAR_DEFAULT_MAX_LENGTH
+        if attribute in self._enums and value not in self._enum_values(attribute):
             check: str | None = "valid"
         elif attribute == "opportunityAmount" and value is not None and not _is_numeric(value):
             check = "valid"
@@ -1110,6 +1241,12 @@ class SimulatedEspoCrm:
         else:
             check = None
         return check
+
+    def _enum_values(self, attribute: str) -> tuple[Any, ...]:
+        """EnumType::checkValid: the options, "" meaning null, and "" taken as null too."""
+        return tuple(None if option == "" else option for option in self._enums[attribute]) + (
+            ("",) if "" in self._enums[attribute] else ()
+        )
 
     def _new_id(self) -> str:
         """A 17-hex-digit id like EspoCRM's ``Util::generateId``."""
@@ -1260,15 +1397,17 @@ class SimulatedEspoCrm:
 
 
 def _failed_contact_check(kind: str, data: Mapping[str, Any]) -> str | None:
-    """Phone: every number exact E.164 (type ``valid``); e-mail: every address valid (``emailAddress``)."""
+    """Phone: every number exact E.164 (type ``valid``); e-mail: every address passes PHP's
+    filter (``emailAddress``), then none is longer than 255 (``maxLength``)."""
     values = [data.get(kind)]
     if isinstance(data.get(f"{kind}Data"), list):
         values += [item.get(kind) for item in data[f"{kind}Data"] if isinstance(item, dict)]
     given = [value for value in values if value not in (None, "")]
     if kind == "phoneNumber":
         return "valid" if any(not _valid_phone(value) for value in given) else None
-    valid = all(isinstance(value, str) and _EMAIL.match(value) for value in given)
-    return None if valid else "emailAddress"
+    if not all(php_validates_email(value) for value in given):
+        return "emailAddress"
+    return "maxLength" if any(len(value) > _EMAIL_MAX_LENGTH for value in given) else None
 
 
 def _contact_entry(kind: str, value: Any, item: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import respx
 
-from crm_bridge.providers.sandbox import SandboxFault, SandboxStore
+from infra.local.sandbox import SandboxFault, SandboxStore
 from tests.simulators.base import Failure
 
 

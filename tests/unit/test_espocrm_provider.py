@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 from uuid import UUID
 
+import httpx
 import pytest
 
 from crm_bridge.errors import CrmConfigurationError, RetryableCrmError
@@ -15,6 +16,7 @@ from crm_bridge.models import Application
 from crm_bridge.providers import LeadAction
 from crm_bridge.providers.budget import time_budget
 from crm_bridge.providers.espocrm import EspoCrmProvider
+from crm_bridge.providers.http import AMBIGUOUS_WRITE_SETTLE_SECONDS
 from crm_bridge.settings import load_settings
 from tests.simulators.espocrm import SimulatedEspoCrm
 
@@ -129,3 +131,25 @@ def test_requests_inside_a_budget_get_no_more_than_what_is_left(sim: SimulatedEs
     timeout = sim.router["lead.search"].calls[0].request.extensions["timeout"]
     assert timeout["read"] == 1.25
     assert timeout["connect"] == 1.25
+
+
+@pytest.mark.parametrize(
+    ("route", "failure", "settle"),
+    [
+        ("lead.create", httpx.ReadTimeout("no answer"), AMBIGUOUS_WRITE_SETTLE_SECONDS),
+        ("lead.create", httpx.RemoteProtocolError("server disconnected"), AMBIGUOUS_WRITE_SETTLE_SECONDS),
+        ("lead.create", httpx.ConnectError("refused"), None),
+        ("lead.search", httpx.ReadTimeout("no answer"), None),
+    ],
+)
+def test_only_a_write_that_may_have_reached_the_crm_waits_before_its_retry(
+    sim: SimulatedEspoCrm, route: str, failure: httpx.HTTPError, settle: float | None
+) -> None:
+    """A read, or a write that never left, can be retried at once; a write that was sent and got no
+    answer may still run, so its retry waits until it could have landed and then searches again."""
+    sim.router[route].side_effect = failure
+
+    with pytest.raises(RetryableCrmError) as exc:
+        provider_for(sim).upsert_lead(APPLICATION, OPERATION_ID)
+
+    assert exc.value.retry_after_seconds == settle

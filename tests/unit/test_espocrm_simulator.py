@@ -19,8 +19,17 @@ import httpx
 import pytest
 import respx
 
+from crm_bridge.field_mapping import load_field_mapping
+from infra.espocrm.provision import field_specs
 from tests.simulators.base import Failure, SimulatedCrm
-from tests.simulators.espocrm import DEFAULT_CUSTOM_ATTRIBUTES, SimulatedEspoCrm, fixture, fixture_names
+from tests.simulators.espocrm import (
+    DEFAULT_CUSTOM_ATTRIBUTES,
+    DEFAULT_CUSTOM_ENUMS,
+    DEFAULT_CUSTOM_MAX_LENGTH,
+    SimulatedEspoCrm,
+    fixture,
+    fixture_names,
+)
 
 RECORDED_HOST = "http://espocrm.local"
 JANE_ID = "6b0244fec9dffa4c4"
@@ -151,16 +160,17 @@ def api(sim: SimulatedEspoCrm, api_client: httpx.Client) -> httpx.Client:
 
 
 def test_satisfies_the_simulated_crm_protocol() -> None:
-    crm: SimulatedCrm = SimulatedEspoCrm()
+    simulator = SimulatedEspoCrm()
+    crm: SimulatedCrm = simulator
     assert crm.provider_name == "espocrm"
-    assert isinstance(crm.router, respx.MockRouter)
+    assert isinstance(simulator.router, respx.MockRouter)
 
 
 def test_the_recordings_are_all_copied() -> None:
     names = fixture_names()
     assert names[0] == "02_create_lead"
-    assert names[-1] == "39_read_lead_after_unknown_attr"
-    assert len(names) == 37
+    assert names[-1] == "41_invalid_phone_unknown_to_libphonenumber_8_13_24"
+    assert len(names) == 39
 
 
 # --- CRUD replays ------------------------------------------------------------------------------
@@ -209,6 +219,8 @@ def test_create_without_last_name_replays_21(bare: SimulatedEspoCrm, client: htt
         "24_invalid_currency_amount",
         "25_invalid_email",
         "26_invalid_enum",
+        "40_invalid_email_non_ascii_local_part",
+        "41_invalid_phone_unknown_to_libphonenumber_8_13_24",
     ],
 )
 def test_validation_failures_replay(bare: SimulatedEspoCrm, client: httpx.Client, name: str) -> None:
@@ -316,6 +328,76 @@ def test_reject_attribute_answers_the_validation_failure(sim: SimulatedEspoCrm, 
     updated = api.patch(f"/Lead/{lead_id}", json={"cUtmCampaign": "spring"})
     assert (updated.status_code, updated.json()) == (400, expected)
     assert sim.lead(lead_id)["cUtmCampaign"] is None
+
+
+def test_reject_attribute_can_name_a_field_the_write_lacks(sim: SimulatedEspoCrm, api: httpx.Client) -> None:
+    sim.reject_attribute("cReferralCode", named="cPartnerAgreement")
+    rejected = api.post("/Lead", json={"lastName": "Ref", "cReferralCode": "P-1"})
+    assert rejected.status_code == 400
+    assert rejected.json()["messageTranslation"]["data"] == {"field": "cPartnerAgreement", "type": "required"}
+    assert api.post("/Lead", json={"lastName": "Ref"}).status_code == 200
+
+
+def test_a_required_field_refuses_creates_without_it(sim: SimulatedEspoCrm, api: httpx.Client) -> None:
+    sim.require_attribute("cIntake")
+    refused = api.post("/Lead", json={"lastName": "Intake"})
+    assert (refused.status_code, refused.json()["messageTranslation"]["data"]) == (
+        400,
+        {"field": "cIntake", "type": "required"},
+    )
+    lead_id = api.post("/Lead", json={"lastName": "Intake", "cIntake": "2027"}).json()["id"]
+    assert api.patch(f"/Lead/{lead_id}", json={"title": "x"}).status_code == 200, "an update checks what it sets"
+    assert api.patch(f"/Lead/{lead_id}", json={"cIntake": ""}).status_code == 400
+
+
+def test_the_custom_fields_are_defined_as_provisioning_creates_them() -> None:
+    """The simulator's maxLength and options of each custom field are what infra/espocrm/provision.py
+    creates (and what GET Metadata showed on a provisioned 8.4.2)."""
+    specs = field_specs(load_field_mapping().espocrm)
+    assert {spec.attribute: spec.definition["maxLength"] for spec in specs if spec.type == "varchar"} == (
+        DEFAULT_CUSTOM_MAX_LENGTH
+    )
+    assert {spec.attribute: tuple(spec.options) for spec in specs if spec.type == "enum"} == DEFAULT_CUSTOM_ENUMS
+    assert {spec.attribute for spec in specs} == set(DEFAULT_CUSTOM_ATTRIBUTES)
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "check"),
+    [
+        ({"cProgram": "x" * 256}, "cProgram", "maxLength"),
+        ({"cPreferredLanguage": "x" * 17}, "cPreferredLanguage", "maxLength"),
+        ({"cUserType": "Teacher"}, "cUserType", "valid"),
+        ({"cUserType": "student"}, "cUserType", "valid"),  # options are case-sensitive
+        ({"emailAddress": "ayşe@gmail.com"}, "emailAddress", "emailAddress"),
+        (
+            {"emailAddressData": [{"emailAddress": "ali..veli@example.com", "primary": True}]},
+            "emailAddress",
+            "emailAddress",
+        ),
+        ({"phoneNumber": "+2290195123456"}, "phoneNumber", "valid"),
+    ],
+)
+def test_custom_and_contact_fields_refuse_what_espocrm_refuses(
+    sim: SimulatedEspoCrm, api: httpx.Client, body: dict[str, Any], field: str, check: str
+) -> None:
+    refused = api.post("/Lead", json={"lastName": "Checked", **body})
+    assert refused.status_code == 400
+    assert refused.json()["messageTranslation"]["data"] == {"field": field, "type": check}
+
+
+def test_an_enum_takes_its_options_and_no_value(sim: SimulatedEspoCrm, api: httpx.Client) -> None:
+    for number, value in enumerate(("Student", "", None)):
+        assert api.post("/Lead", json={"lastName": f"Typed{number}", "cUserType": value}).status_code == 200
+    assert api.post("/Lead", json={"lastName": "Long", "cConsent": True, "cProgram": "x" * 255}).status_code == 200
+
+
+def test_define_field_changes_what_a_field_accepts(sim: SimulatedEspoCrm, api: httpx.Client) -> None:
+    sim.define_field("cUserType", options=["", "Student", "Other"])
+    sim.define_field("cProgram", max_length=20)
+    refused_option = api.post("/Lead", json={"lastName": "Defined", "cUserType": "Parent"})
+    refused_length = api.post("/Lead", json={"lastName": "Defined", "cProgram": "Computer Engineering (BSc)"})
+    assert refused_option.json()["messageTranslation"]["data"] == {"field": "cUserType", "type": "valid"}
+    assert refused_length.json()["messageTranslation"]["data"] == {"field": "cProgram", "type": "maxLength"}
 
 
 # --- search --------------------------------------------------------------------------------------

@@ -15,10 +15,8 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from crm_bridge.delivery import queue as queue_module
-from crm_bridge.delivery import sessions as sessions_module
 from crm_bridge.models import (
     Application,
     MessengerActivity,
@@ -31,7 +29,7 @@ from crm_bridge.observability.metrics import get_metrics
 from crm_bridge.worker import Worker, get_worker
 from crm_bridge.worker.settings import get_worker_settings
 from infra.local.http_events import LambdaContext
-from tests.infra.sam import parameter_default, sam_template
+from tests.aws_setup import clear_aws_clients, template_aws
 from tests.simulators.bitrix24 import SimulatedBitrix24
 from tests.simulators.espocrm import SimulatedEspoCrm
 
@@ -85,66 +83,24 @@ def attributes_of(message: dict[str, Any]) -> dict[str, str]:
     return {name: value["StringValue"] for name, value in message.get("MessageAttributes", {}).items()}
 
 
-def _properties(logical_id: str) -> dict[str, Any]:
-    properties: dict[str, Any] = sam_template()["Resources"][logical_id]["Properties"]
-    return properties
-
-
-def _create_table(logical_id: str, name: str) -> None:
-    """The table as template.yaml declares it (keys and TTL attribute)."""
-    properties = _properties(logical_id)
-    dynamodb = boto3.client("dynamodb")
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=properties["KeySchema"],
-        AttributeDefinitions=properties["AttributeDefinitions"],
-        BillingMode=properties["BillingMode"],
-    )
-    dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=properties["TimeToLiveSpecification"])
-
-
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
     """The queue, its DLQ and the two tables, with the template's settings (retention, visibility,
     maxReceiveCount), and the worker's environment pointing at them."""
-    with mock_aws():
+    with template_aws() as resources:
         _clear_caches()
-        sqs = boto3.client("sqs")
-        dlq = _properties("DeadLetterQueue")
-        dlq_url = sqs.create_queue(
-            QueueName="crm-operations-dlq",
-            Attributes={"MessageRetentionPeriod": str(dlq["MessageRetentionPeriod"])},
-        )["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        queue = _properties("OperationsQueue")
-        max_receive_count = int(parameter_default("MaxReceiveCount"))
-        queue_url = sqs.create_queue(
-            QueueName="crm-operations",
-            Attributes={
-                "VisibilityTimeout": str(queue["VisibilityTimeout"]),
-                "MessageRetentionPeriod": str(queue["MessageRetentionPeriod"]),
-                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}),
-            },
-        )["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        _create_table("IdempotencyTable", "crm-idempotency")
-        _create_table("VisitorSessionsTable", "crm-visitor-sessions")
         for name, value in {
-            "CRM_QUEUE_URL": queue_url,
-            "CRM_DLQ_URL": dlq_url,
-            "IDEMPOTENCY_TABLE": "crm-idempotency",
-            "SESSIONS_TABLE": "crm-visitor-sessions",
-            "RETRY_MAX_RECEIVES": str(max_receive_count),
+            **resources.environment(),
+            "RETRY_MAX_RECEIVES": str(resources.max_receive_count),
             "AWS_LAMBDA_FUNCTION_NAME": "crm-bridge-worker",
         }.items():
             monkeypatch.setenv(name, value)
-        yield Aws(queue_url, queue_arn, dlq_url, max_receive_count)
+        yield Aws(resources.queue_url, resources.queue_arn, resources.dlq_url, resources.max_receive_count)
         _clear_caches()
 
 
 def _clear_caches() -> None:
-    queue_module._sqs_client.cache_clear()
-    sessions_module._dynamodb_client.cache_clear()
+    clear_aws_clients()
     get_worker.cache_clear()
     get_worker_settings.cache_clear()
 

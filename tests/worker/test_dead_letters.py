@@ -113,7 +113,8 @@ def test_after_the_fix_a_redrive_delivers_what_the_crm_had_refused(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    espocrm.reject_attribute("cReferralCode")
+    # The CRM wants another field whenever a referral code is written: leaving a field out cannot help.
+    espocrm.reject_attribute("cReferralCode", named="cPartnerAgreement")
     enqueue(aws, application(1), application(2))
     poller.run()
     assert espocrm.leads() == []

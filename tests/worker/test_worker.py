@@ -184,7 +184,8 @@ def test_a_message_that_is_no_operation_is_dead_lettered_at_once_with_its_reason
 def test_a_crm_refusal_is_dead_lettered_after_one_attempt_with_the_crm_reason(
     espocrm: SimulatedEspoCrm, aws: Aws, poller: EventSourceMapping
 ) -> None:
-    espocrm.reject_attribute("cReferralCode")
+    # A refusal that leaving a field out cannot answer: the CRM wants a field crm-bridge never writes.
+    espocrm.reject_attribute("cReferralCode", named="cPartnerAgreement")
     operation = application(1)
     enqueue(aws, operation)
 
@@ -195,7 +196,7 @@ def test_a_crm_refusal_is_dead_lettered_after_one_attempt_with_the_crm_reason(
     attributes = attributes_of(dead)
     assert attributes["operation_id"] == str(operation.operation_id)
     assert (attributes["error_kind"], attributes["error_provider"]) == ("permanent", "espocrm")
-    assert attributes["error_field"] == "cReferralCode"
+    assert attributes["error_field"] == "cPartnerAgreement"
     assert attributes["attempts"] == "1"
     assert dead["Body"] == dump_operation(operation)
 
@@ -360,7 +361,7 @@ def test_nothing_personal_reaches_logs_or_metrics(
     log_output: io.StringIO,
 ) -> None:
     person = {"name": "Zeynep Kaya", "phone": "+905329876543", "email": "zeynep.kaya@example.com"}
-    espocrm.reject_attribute("cReferralCode")
+    espocrm.reject_attribute("cReferralCode", named="cPartnerAgreement")
     enqueue(aws, application(1, **person), application(2, email="other.person@example.com"))
     espocrm.fail_next(Failure.SERVER_ERROR)
 

@@ -28,7 +28,8 @@ class CrmProviderName(StrEnum):
     ESPOCRM = "espocrm"
     BITRIX24 = "bitrix24"
     SANDBOX = "sandbox"
-    """Local runs only (``make run``): leads in a SQLite file; the template's CrmProvider refuses it."""
+    """Local runs only (``make run``): leads in a SQLite file. The provider is the local runner's
+    (``infra/local/sandbox.py``), not in the layer; the template's CrmProvider refuses it."""
 
 
 class SecretSource:

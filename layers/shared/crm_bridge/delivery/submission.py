@@ -6,6 +6,7 @@ CRM providers it never calls (docs/performance.md).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
@@ -34,8 +35,16 @@ class Submission:
     error: CrmError | None = None
 
 
+MAX_QUEUE_DELAY_SECONDS = 900
+"""SQS's longest DelaySeconds."""
+
+
 def enqueue(operation: Operation, queue: OperationQueue, error: CrmError | None = None) -> Submission:
-    """Queue for the worker (``error``: why the CRM did not take it now, if it was tried)."""
+    """Queue for the worker (``error``: why the CRM did not take it now, if it was tried). The
+    worker sees it no sooner than the error's retry-after: a rate limit's wait, or the time a write
+    that got no answer is given to land (so that its retry finds it rather than writing it again)."""
     message = operation.message()
-    queue_or_seal(message, partial(queue.send, message))
+    wait = error.retry_after_seconds if error is not None and error.retry_after_seconds else 0
+    delay = min(MAX_QUEUE_DELAY_SECONDS, math.ceil(wait))
+    queue_or_seal(message, partial(queue.send, message, delay_seconds=delay))
     return Submission(SubmissionStatus.QUEUED, operation, error=error)

@@ -10,21 +10,24 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, ClassVar
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-from crm_bridge.errors import CrmError, ErrorKind
+from crm_bridge.errors import CrmError, ErrorKind, PermanentCrmError
 from crm_bridge.field_mapping import MappedField, ProviderMapping
 from crm_bridge.models import Application, MessengerActivity
 from crm_bridge.observability import get_logger
 from crm_bridge.providers.lead_draft import (
+    CONTACT_LABELS,
+    FIELD_LABELS,
     LeadDraft,
     activity_note,
+    add_details,
     draft_from_activity,
     draft_from_application,
     repeat_application_note,
@@ -49,6 +52,10 @@ class ProviderResult(BaseModel):
     activity_id: str | None = None
     ignored_fields: tuple[str, ...] = ()
     """Attributes the CRM silently dropped (EspoCRM ignores unknown ones): a mapping problem."""
+    dropped_fields: tuple[str, ...] = ()
+    """Attributes the CRM refused (a validation failure naming the field: a value too long for it,
+    an option it lacks) and the lead was written without; their values are in its description, or
+    in the note recording the submission when the description was not written."""
 
 
 class ConnectionReport(BaseModel):
@@ -85,6 +92,14 @@ class ExistingLead:
 class WriteOutcome:
     record_id: str
     ignored_fields: tuple[str, ...] = ()
+    dropped_fields: tuple[str, ...] = ()
+
+
+Details = Mapping[str, tuple[str, object]]
+"""CRM attribute -> (label, value) of what a write carries, as a salesperson reads it."""
+
+
+_REFUSED_NOTE = "The CRM refused to store these values in their fields; they are kept here."
 
 
 class DuplicateLeadFound(Exception):
@@ -97,11 +112,22 @@ class DuplicateLeadFound(Exception):
 
 class CrmProvider(ABC):
     name: ClassVar[str]
+    free_text_attribute: ClassVar[str | None] = None
+    """The lead attribute holding its text, where a value the CRM refuses to store in its own field
+    is written instead (``Label: value``) so that the lead is not lost with it. Set by providers
+    whose CRM refuses a whole write over one field's value and names that field (EspoCRM's 400
+    ``validationFailure``); None keeps such a refusal permanent (a dead letter)."""
+    contact_attributes: ClassVar[Mapping[str, str]] = {}
+    """The CRM's attributes for :meth:`LeadDraft.contacts`' keys (``first_name``, ``phone``, ...)."""
 
     def __init__(self, mapping: ProviderMapping, clock: Callable[[], float] = time.perf_counter) -> None:
         self.mapping = mapping
         self._clock = clock
         self._log = get_logger()
+
+    def close(self) -> None:  # noqa: B027  # a provider without connections has nothing to release
+        """Release pooled connections. A Lambda keeps its provider for the container's life; tools and
+        tests that build many close each one."""
 
     # --- the interface ---------------------------------------------------------------------------
 
@@ -111,24 +137,29 @@ class CrmProvider(ABC):
         started = self._clock()
         draft = draft_from_application(application, operation_id)
         payload = self._lead_payload(draft, operation_id)
+        details = self._details(draft.values, draft.contacts())
         existing = self._find_lead(phone=draft.phone, email=draft.email)
         if existing is None:
             try:
-                created = self._create(payload)
+                created, _ = self._write_without_refused(self._create, payload, details)
             except DuplicateLeadFound as duplicate:
                 existing = duplicate.existing
             else:
-                return self._result(created.record_id, LeadAction.CREATED, started, created.ignored_fields)
+                return self._result(created.record_id, LeadAction.CREATED, started, created)
         if self._recorded(existing, operation_id):  # an earlier attempt wrote it; its answer was lost
             return self._result(existing.record_id, LeadAction.UNCHANGED, started)
         patch = self._missing_values(existing, payload)
         action = LeadAction.UNCHANGED
-        ignored: tuple[str, ...] = ()
+        outcome = WriteOutcome(existing.record_id)
+        unwritten: list[tuple[str, object]] = []
         if patch:
-            ignored = self._update(existing.record_id, patch).ignored_fields
+            outcome, unwritten = self._write_without_refused(
+                lambda attributes: self._update(existing.record_id, attributes), patch, details
+            )
             action = LeadAction.UPDATED
-        note_id = self._add_note(existing.record_id, repeat_application_note(application, operation_id))
-        return self._result(existing.record_id, action, started, ignored, activity_id=note_id)
+        note = add_details(repeat_application_note(application, operation_id), unwritten)
+        note_id = self._add_note(existing.record_id, note)
+        return self._result(existing.record_id, action, started, outcome, activity_id=note_id)
 
     def log_activity(
         self, lead_id: str, activity: MessengerActivity, operation_id: UUID | None = None
@@ -152,17 +183,26 @@ class CrmProvider(ABC):
             note_id = self._add_note(existing.record_id, activity_note(activity, operation_id))
             return self._result(existing.record_id, LeadAction.UPDATED, started, activity_id=note_id)
         draft = draft_from_activity(activity, operation_id)
-        created = self._create(self._lead_payload(draft, operation_id), check_duplicates=False)
-        return self._result(created.record_id, LeadAction.CREATED, started, created.ignored_fields)
+        created, _ = self._write_without_refused(
+            lambda payload: self._create(payload, check_duplicates=False),
+            self._lead_payload(draft, operation_id),
+            self._details(draft.values, draft.contacts()),
+        )
+        return self._result(created.record_id, LeadAction.CREATED, started, created)
 
     def update_lead(self, lead_id: str, changes: LeadChanges) -> ProviderResult:
-        """Set the given fields on a known lead (overwriting what it has)."""
+        """Set the given fields on a known lead (overwriting what it has); a value the CRM refuses
+        to store in its field goes on the lead's timeline instead."""
         started = self._clock()
         patch = self._changes_payload(lead_id, changes)
         if not patch:
             return self._result(lead_id, LeadAction.UNCHANGED, started)
-        outcome = self._update(lead_id, patch)
-        return self._result(lead_id, LeadAction.UPDATED, started, outcome.ignored_fields)
+        details = self._details(changes.values, {"phone": changes.phone, "email": changes.email})
+        outcome, unwritten = self._write_without_refused(
+            lambda attributes: self._update(lead_id, attributes), patch, details
+        )
+        note_id = self._add_note(lead_id, add_details(_REFUSED_NOTE, unwritten)) if unwritten else None
+        return self._result(lead_id, LeadAction.UPDATED, started, outcome, activity_id=note_id)
 
     def test_connection(self) -> ConnectionReport:
         """Reachability, credentials and the mapped fields the CRM lacks. Never raises."""
@@ -225,6 +265,69 @@ class CrmProvider(ABC):
 
     # --- shared helpers ---------------------------------------------------------------------------
 
+    def _write_without_refused(
+        self, write: Callable[[dict[str, Any]], WriteOutcome], payload: dict[str, Any], details: Details
+    ) -> tuple[WriteOutcome, list[tuple[str, object]]]:
+        """``write(payload)``; when the CRM refuses it over one field's value, write again without
+        that field and with ``Label: value`` in the free text instead, until the CRM takes it.
+
+        A refusal stays a :class:`PermanentCrmError` (the operation is dead-lettered) when this CRM
+        names no field, or names one the payload does not carry (one we cannot leave out: the free
+        text itself, a required field we never write, or a field refused again after it was left
+        out). Returns the outcome and the details that had no free text in ``payload`` to go into
+        (an update that does not touch the description): the caller puts them on the timeline."""
+        payload = dict(payload)
+        dropped: list[str] = []
+        unwritten: list[tuple[str, object]] = []
+        while True:
+            try:
+                outcome = write(payload)
+            except PermanentCrmError as error:
+                attributes = self._refused_attributes(error, payload)
+                if not attributes:
+                    raise
+                field_name = str(error.field)
+                detail = details.get(field_name) or (field_name, payload[attributes[0]])
+                for attribute in attributes:
+                    del payload[attribute]
+                dropped.extend(attributes)
+                text = self.free_text_attribute
+                if text is not None and isinstance(payload.get(text), str):
+                    payload[text] = add_details(payload[text], [detail])
+                else:
+                    unwritten.append(detail)
+                self._log.warning(
+                    "CRM refused a field; writing the lead without it, its value in the lead's text",
+                    extra={"provider": self.name, "field": field_name, "reason": error.reason},
+                )
+            else:
+                return replace(outcome, dropped_fields=tuple(dropped)), unwritten
+
+    def _refused_attributes(self, error: PermanentCrmError, payload: Mapping[str, Any]) -> tuple[str, ...]:
+        """The attributes of ``payload`` to leave out after this refusal; () when there are none."""
+        if self.free_text_attribute is None or error.status != 400 or not error.field:
+            return ()
+        if error.field == self.free_text_attribute:
+            return ()
+        return tuple(attribute for attribute in self._field_attributes(error.field) if attribute in payload)
+
+    def _field_attributes(self, field_name: str) -> tuple[str, ...]:
+        """The attributes a CRM field is written through (one, unless the CRM says otherwise)."""
+        return (field_name,)
+
+    def _details(self, values: Mapping[MappedField, str | bool], contacts: Mapping[str, str | None]) -> Details:
+        """What a write carries, by CRM attribute, labelled as in the lead's description."""
+        details: dict[str, tuple[str, object]] = {}
+        for name, contact in contacts.items():
+            attribute = self.contact_attributes.get(name)
+            if attribute is not None:
+                details[attribute] = (CONTACT_LABELS[name], contact)
+        for mapped, value in values.items():
+            attribute = self.mapping.attribute(mapped)
+            if attribute is not None:
+                details[attribute] = (FIELD_LABELS[mapped], value)
+        return details
+
     def _mapped_attributes(self, values: dict[MappedField, str | bool]) -> dict[str, Any]:
         """Domain values under the CRM's attribute names; unmapped fields stay in the description."""
         attributes: dict[str, Any] = {}
@@ -250,14 +353,21 @@ class CrmProvider(ABC):
         record_id: str,
         action: LeadAction,
         started: float,
-        ignored_fields: tuple[str, ...] = (),
+        outcome: WriteOutcome | None = None,
         *,
         activity_id: str | None = None,
     ) -> ProviderResult:
-        if ignored_fields:
+        ignored = outcome.ignored_fields if outcome else ()
+        dropped = outcome.dropped_fields if outcome else ()
+        if ignored:
             self._log.warning(
                 "CRM ignored mapped attributes; check the field mapping and the CRM's fields",
-                extra={"provider": self.name, "ignored_fields": list(ignored_fields), "record_id": record_id},
+                extra={"provider": self.name, "ignored_fields": list(ignored), "record_id": record_id},
+            )
+        if dropped:
+            self._log.warning(
+                "CRM refused attributes; the lead was written without them, their values in its text",
+                extra={"provider": self.name, "dropped_fields": list(dropped), "record_id": record_id},
             )
         return ProviderResult(
             provider=self.name,
@@ -265,7 +375,8 @@ class CrmProvider(ABC):
             action=action,
             elapsed_ms=self._elapsed_ms(started),
             activity_id=activity_id,
-            ignored_fields=ignored_fields,
+            ignored_fields=ignored,
+            dropped_fields=dropped,
         )
 
     def _domain_fields_for(self, attributes: set[str]) -> list[str]:

@@ -56,6 +56,10 @@ _TITLES = {LeadSourceKind.APPLICATION: "website application", LeadSourceKind.MES
 _MULTIFIELDS = (("PHONE", "MOBILE"), ("EMAIL", "WORK"))
 
 
+_WRITING_METHODS = frozenset({"add", "update", "delete"})
+"""Bitrix24 calls everything with POST; these method names (``crm.lead.add``...) change data."""
+
+
 class Bitrix24Provider(CrmProvider):
     name = "bitrix24"
 
@@ -74,12 +78,18 @@ class Bitrix24Provider(CrmProvider):
         self._client = make_client(timeout_seconds, transport)
         self._wall_clock = wall_clock
 
+    def close(self) -> None:
+        self._client.close()
+
     # --- HTTP --------------------------------------------------------------------------------------
 
     def _call(self, method: str, params: dict[str, Any]) -> Any:
         webhook = self._settings.webhook.get().rstrip("/")
         response = send(
-            self._client, self.name, self._client.build_request("POST", f"{webhook}/{method}.json", json=params)
+            self._client,
+            self.name,
+            self._client.build_request("POST", f"{webhook}/{method}.json", json=params),
+            writes=method.rsplit(".", 1)[-1] in _WRITING_METHODS,
         )
         try:
             body = response.json()

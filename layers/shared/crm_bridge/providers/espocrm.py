@@ -8,6 +8,9 @@ Quirks it handles (see shared/research/espocrm-api.md and the recorded fixtures)
   with ``X-Skip-Duplicate-Check``;
 * unknown attributes are silently dropped with a 200, so every write compares what it sent with
   what came back and reports the attributes the CRM ignored;
+* a value one field refuses (longer than its maxLength, an option its enum lacks, a phone number
+  its libphonenumber does not know yet) fails the whole write with a 400 naming the field: the
+  lead is written again without it, the value in its description (``CrmProvider.free_text_attribute``);
 * activities are stream Notes of type Post: there is no Activity entity to POST.
 """
 
@@ -17,8 +20,8 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 from uuid import UUID
 
 import httpx
@@ -45,6 +48,13 @@ _STREAM_PAGE = 100
 
 class EspoCrmProvider(CrmProvider):
     name = "espocrm"
+    free_text_attribute = "description"
+    contact_attributes: ClassVar[Mapping[str, str]] = {
+        "first_name": "firstName",
+        "last_name": "lastName",
+        "phone": "phoneNumber",
+        "email": "emailAddress",
+    }
 
     def __init__(
         self,
@@ -59,6 +69,9 @@ class EspoCrmProvider(CrmProvider):
         self._settings = settings
         self._base = settings.api_base
         self._client = make_client(timeout_seconds, transport)
+
+    def close(self) -> None:
+        self._client.close()
 
     # --- HTTP --------------------------------------------------------------------------------------
 
@@ -89,7 +102,7 @@ class EspoCrmProvider(CrmProvider):
             json=body,
             headers={**self._auth_headers(method, path), **(headers or {})},
         )
-        response = send(self._client, self.name, request)
+        response = send(self._client, self.name, request, writes=method != "GET")
         if response.is_success or response.status_code in accept:
             return response
         raise self._error(response)
@@ -246,6 +259,12 @@ class EspoCrmProvider(CrmProvider):
         stream = json_body(response, self.name)
         notes = stream.get("list", []) if isinstance(stream, dict) else []
         return any(isinstance(note, dict) and marker in str(note.get("post") or "") for note in notes)
+
+    def _field_attributes(self, field_name: str) -> tuple[str, ...]:
+        """A phone or e-mail field is written through its primary value and its list of values."""
+        if field_name in ("phoneNumber", "emailAddress"):
+            return (field_name, f"{field_name}Data")
+        return (field_name,)
 
     def _missing_mapped_fields(self) -> list[str] | None:
         newest = self._search([], max_size=1, order="DESC")

@@ -1,10 +1,19 @@
-"""Pick the CRM from configuration (``CRM_PROVIDER``), once per Lambda container."""
+"""Pick the CRM from configuration (``CRM_PROVIDER``), once per Lambda container.
+
+EspoCRM and Bitrix24 are the layer's own. A provider that must never ship in the layer (the sandbox
+of ``make run``, :mod:`infra.local.sandbox`) is not imported from here by any name: it registers a
+builder with :func:`register_provider` when its own module is imported, which only the local runner
+(and the tests) do. A deployed function has nothing registered, so selecting such a provider there
+fails at start-up with a configuration error, and the layer never depends on code outside it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING
 
+from crm_bridge.errors import SettingsError
 from crm_bridge.field_mapping import FieldMapping, load_field_mapping
 from crm_bridge.providers.base import CrmProvider
 from crm_bridge.settings import CrmProviderName, Settings, get_settings
@@ -12,14 +21,26 @@ from crm_bridge.settings import CrmProviderName, Settings, get_settings
 if TYPE_CHECKING:
     import httpx
 
+ProviderBuilder = Callable[[Settings, FieldMapping], CrmProvider]
+"""Builds a registered provider from validated settings and the field mapping."""
+
+_REGISTERED: dict[CrmProviderName, ProviderBuilder] = {}
+
+
+def register_provider(name: CrmProviderName, build: ProviderBuilder) -> None:
+    """Offer a provider that is not part of the layer (the local runner's sandbox) under ``name``."""
+    _REGISTERED[name] = build
+
 
 def build_provider(
     settings: Settings, mapping: FieldMapping, *, transport: httpx.BaseTransport | None = None
 ) -> CrmProvider:
     """The provider the settings select. Settings validation guarantees its section exists.
 
-    Only the selected provider's module is imported: a deployed function never loads the others (nor
-    the sandbox's SQLite, which is for local runs only)."""
+    Only the selected provider's module is imported: a deployed function never loads the others. Any
+    other provider must have been registered (:func:`register_provider`), which happens in local runs only.
+
+    Raises :class:`crm_bridge.errors.SettingsError` for a provider nobody registered here."""
     match settings.crm_provider:
         case CrmProviderName.ESPOCRM if settings.espocrm is not None:
             from crm_bridge.providers.espocrm import EspoCrmProvider
@@ -33,11 +54,15 @@ def build_provider(
             return Bitrix24Provider(
                 settings.bitrix24, mapping.bitrix24, timeout_seconds=settings.crm_timeout_seconds, transport=transport
             )
-        case CrmProviderName.SANDBOX if settings.sandbox is not None:
-            from crm_bridge.providers.sandbox import SandboxProvider
-
-            return SandboxProvider(settings.sandbox, mapping.sandbox, timeout_seconds=settings.crm_timeout_seconds)
-    raise AssertionError(f"settings for {settings.crm_provider} were not validated")  # pragma: no cover
+        case CrmProviderName.ESPOCRM | CrmProviderName.BITRIX24:  # pragma: no cover - settings validation
+            raise AssertionError(f"settings for {settings.crm_provider} were not validated")
+    build = _REGISTERED.get(settings.crm_provider)
+    if build is None:
+        raise SettingsError(
+            f"invalid configuration: CRM_PROVIDER={settings.crm_provider} is not available here "
+            "(it exists in local runs only: make run)"
+        )
+    return build(settings, mapping)
 
 
 @cache

@@ -6,6 +6,7 @@ decided once, here, whatever the CRM.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -13,6 +14,28 @@ from crm_bridge.field_mapping import LeadSourceKind, MappedField
 from crm_bridge.models import Application, Attribution, MessengerActivity
 
 CHANNEL_LABELS = {"telegram": "Telegram", "whatsapp": "WhatsApp", "instagram": "Instagram"}
+FIELD_LABELS: dict[MappedField, str] = {
+    MappedField.REFERRAL_CODE: "Partner referral code",
+    MappedField.USER_TYPE: "Applicant",
+    MappedField.PREFERRED_LANGUAGE: "Preferred language",
+    MappedField.PROGRAM: "Programme",
+    MappedField.UNIVERSITY: "University",
+    MappedField.CONSENT: "Privacy consent",
+    MappedField.UTM_SOURCE: "UTM source",
+    MappedField.UTM_MEDIUM: "UTM medium",
+    MappedField.UTM_CAMPAIGN: "UTM campaign",
+    MappedField.UTM_TERM: "UTM term",
+    MappedField.UTM_CONTENT: "UTM content",
+    MappedField.UTM_ID: "UTM id",
+    MappedField.GCLID: "Google click id",
+    MappedField.FBCLID: "Facebook click id",
+    MappedField.VISITOR_SESSION_ID: "Visitor session",
+    MappedField.MESSENGER_CHANNEL: "Messenger",
+}
+"""How a salesperson reads each mapped field in a lead's description."""
+CONTACT_LABELS = {"first_name": "First name", "last_name": "Last name", "phone": "Phone", "email": "E-mail"}
+"""The same for the fields every CRM has (the names of :class:`LeadDraft`'s attributes)."""
+_MARKER_PREFIX = "crm-bridge operation "
 
 
 @dataclass(frozen=True)
@@ -31,15 +54,40 @@ class LeadDraft:
         name = " ".join(part for part in (self.first_name, self.last_name) if part)
         return name or "Website visitor"
 
+    def contacts(self) -> dict[str, str | None]:
+        """The fields every CRM has, by the keys of :data:`CONTACT_LABELS`."""
+        return {"first_name": self.first_name, "last_name": self.last_name, "phone": self.phone, "email": self.email}
+
+
+def detail_lines(details: Iterable[tuple[str, object]]) -> list[str]:
+    """``Label: value`` lines for the values given (None and "" are not; a boolean is "given" or
+    "not given"): how every value that has no field of its own is written into a lead's text."""
+    lines = []
+    for label, value in details:
+        if value is None or value == "":
+            continue
+        shown = ("given" if value else "not given") if isinstance(value, bool) else value
+        lines.append(f"{label}: {shown}")
+    return lines
+
+
+def add_details(text: str, details: Iterable[tuple[str, object]]) -> str:
+    """``text`` with the :func:`detail_lines` it does not hold yet, before its operation marker
+    when it ends with one (the marker stays the last line)."""
+    lines = text.split("\n")
+    added = [line for line in detail_lines(details) if line not in lines]
+    if not added:
+        return text
+    end = len(lines) - 1 if lines[-1].startswith(_MARKER_PREFIX) else len(lines)
+    return "\n".join([*lines[:end], *added, *lines[end:]])
+
 
 def _attribution_values(attribution: Attribution) -> dict[MappedField, str | bool]:
     return {MappedField(name): value for name, value in attribution.present().items()}
 
 
 def _attribution_lines(attribution: Attribution) -> list[str]:
-    lines = []
-    if attribution.referral_code:
-        lines.append(f"Partner referral code: {attribution.referral_code}")
+    lines = detail_lines([(FIELD_LABELS[MappedField.REFERRAL_CODE], attribution.referral_code)])
     tags = [f"{name}={value}" for name, value in attribution.present().items() if name != "referral_code"]
     if tags:
         lines.append("Tracking: " + ", ".join(tags))
@@ -49,24 +97,24 @@ def _attribution_lines(attribution: Attribution) -> list[str]:
 def operation_marker(operation_id: UUID) -> str:
     """The last line of every text crm-bridge writes to a lead: how a retry whose earlier attempt
     reached the CRM, but whose answer was lost, recognises that write instead of repeating it."""
-    return f"crm-bridge operation {operation_id}"
+    return f"{_MARKER_PREFIX}{operation_id}"
 
 
 def application_summary(application: Application, operation_id: UUID) -> str:
     """Everything the applicant told us, readable by a salesperson: nothing is lost even when
     the CRM lacks a custom field for some of it."""
     lines = ["Application form on the website."]
-    for label, value in (
-        ("Applicant", application.user_type),
-        ("Programme", application.program),
-        ("University", application.university),
-        ("Preferred language", application.preferred_language),
-        ("Phone", application.phone),
-        ("E-mail", application.email),
-    ):
-        if value:
-            lines.append(f"{label}: {value}")
-    lines.append(f"Privacy consent: {'given' if application.consent else 'not given'}")
+    lines += detail_lines(
+        [
+            (FIELD_LABELS[MappedField.USER_TYPE], application.user_type),
+            (FIELD_LABELS[MappedField.PROGRAM], application.program),
+            (FIELD_LABELS[MappedField.UNIVERSITY], application.university),
+            (FIELD_LABELS[MappedField.PREFERRED_LANGUAGE], application.preferred_language),
+            (CONTACT_LABELS["phone"], application.phone),
+            (CONTACT_LABELS["email"], application.email),
+            (FIELD_LABELS[MappedField.CONSENT], application.consent),
+        ]
+    )
     lines.extend(_attribution_lines(application.attribution))
     if application.message:
         lines.append(f"Message:\n{application.message}")
@@ -84,7 +132,7 @@ def activity_note(activity: MessengerActivity, operation_id: UUID | None = None)
     if activity.page:
         lines.append(f"Page: {activity.page}")
     lines.extend(_attribution_lines(activity.attribution))
-    lines.append(f"Visitor session: {activity.session_id}")
+    lines += detail_lines([(FIELD_LABELS[MappedField.VISITOR_SESSION_ID], activity.session_id)])
     if operation_id is not None:
         lines.append(operation_marker(operation_id))
     return "\n".join(lines)

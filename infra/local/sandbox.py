@@ -8,8 +8,12 @@ console: it lists what arrived and makes the next calls fail the way a CRM fails
 rate-limited, rejecting credentials, refusing a field), which is how a local run shows retries and
 the dead-letter queue.
 
-It is for local runs only: settings refuse ``CRM_PROVIDER=sandbox`` without ``SANDBOX_DB_PATH`` and
-the deployed template does not offer it.
+It is for local runs only, so it lives with the local runner and not in the shared layer: a deployed
+function has neither this module nor anything that imports it. Importing it registers it with the
+layer's factory (:func:`crm_bridge.providers.factory.register_provider`), which is how the runner
+offers it to its function processes (it imports this module in each of them before the handler, see
+:mod:`infra.local.functions`). Without that registration ``CRM_PROVIDER=sandbox`` is refused, as are
+settings without ``SANDBOX_DB_PATH``; and the deployed template does not offer it at all.
 """
 
 from __future__ import annotations
@@ -26,12 +30,13 @@ from typing import Any
 from uuid import UUID
 
 from crm_bridge.errors import CrmConfigurationError, CrmError, LeadNotFound, PermanentCrmError, RetryableCrmError
-from crm_bridge.field_mapping import SANDBOX_NATIVE_ATTRIBUTES, MappedField, SandboxMapping
+from crm_bridge.field_mapping import SANDBOX_NATIVE_ATTRIBUTES, FieldMapping, MappedField, SandboxMapping
 from crm_bridge.providers.base import CrmProvider, ExistingLead, LeadChanges, WriteOutcome
 from crm_bridge.providers.budget import remaining_seconds
+from crm_bridge.providers.factory import register_provider
 from crm_bridge.providers.http import BudgetExhausted
 from crm_bridge.providers.lead_draft import LeadDraft, fill_empty, operation_marker
-from crm_bridge.settings import SandboxSettings
+from crm_bridge.settings import CrmProviderName, SandboxSettings, Settings
 
 PROVIDER_NAME = "sandbox"
 CONTACT_ATTRIBUTES = ("phones", "emails")
@@ -408,3 +413,13 @@ def _merged_contacts(current: list[str], added: list[str]) -> list[str]:
     """The lead's contacts plus the new ones it lacks (compared without case), never twice."""
     seen = {value.lower() for value in current}
     return [*current, *(value for value in added if value.lower() not in seen)]
+
+
+def build_sandbox_provider(settings: Settings, mapping: FieldMapping) -> SandboxProvider:
+    """The factory's builder for ``CRM_PROVIDER=sandbox`` (settings validation guarantees the section)."""
+    if settings.sandbox is None:  # pragma: no cover - load_settings refuses the sandbox without a file
+        raise AssertionError("CRM_PROVIDER=sandbox without SANDBOX_DB_PATH was not validated")
+    return SandboxProvider(settings.sandbox, mapping.sandbox, timeout_seconds=settings.crm_timeout_seconds)
+
+
+register_provider(CrmProviderName.SANDBOX, build_sandbox_provider)
