@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,11 +21,16 @@ from typing import Any
 
 
 class Meter:
-    """Nanoseconds spent inside the fakes, on ``clock`` (wall time by default)."""
+    """Nanoseconds spent inside the fakes, on ``clock`` (wall time by default), from any thread (the
+    applications handler writes the visitor session on a background thread). With ``intervals``,
+    each call's (start, end) on that clock is kept too, to tell overlapping calls apart."""
 
-    def __init__(self, clock: Callable[[], int] = time.perf_counter_ns) -> None:
+    def __init__(self, clock: Callable[[], int] = time.perf_counter_ns, *, intervals: bool = False) -> None:
         self.nanoseconds = 0
         self.clock = clock
+        self.intervals: list[tuple[int, int]] = []
+        self._keep_intervals = intervals
+        self._lock = threading.Lock()
 
     @contextlib.contextmanager
     def measure(self) -> Iterator[None]:
@@ -32,7 +38,11 @@ class Meter:
         try:
             yield
         finally:
-            self.nanoseconds += self.clock() - started
+            ended = self.clock()
+            with self._lock:
+                self.nanoseconds += ended - started
+                if self._keep_intervals:
+                    self.intervals.append((started, ended))
 
 
 class _Fake:

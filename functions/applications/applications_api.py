@@ -22,6 +22,7 @@ from crm_bridge.api.http import HttpProblem, HttpRequest, answer
 from crm_bridge.api.idempotency import Answer, IdempotentSubmissions, operation_id_for
 from crm_bridge.api.settings import get_api_settings
 from crm_bridge.api.validation import validated_body
+from crm_bridge.delivery.overlap import application_ahead
 from crm_bridge.delivery.queue import OperationQueue
 from crm_bridge.delivery.sessions import DynamoDbVisitorSessions
 from crm_bridge.delivery.submit import deliver_or_queue
@@ -41,29 +42,39 @@ metrics = get_metrics()
 def post_application(request: HttpRequest) -> dict[str, Any]:
     application = validated_body(request, Application, settings.max_body_bytes)
     idempotency_key = request.idempotency_key()
+    operation = UpsertLeadOperation(
+        operation_id=operation_id_for(idempotency_key),
+        origin=Origin.APPLICATIONS_API,
+        correlation_id=request.request_id,
+        payload=application,
+    )
+    budget_seconds = settings.sync_budget_ms / 1000
+    # The lead search goes out while the idempotency record is claimed, and the visitor session is
+    # written while the answer is stored: crm_bridge/delivery/overlap.py says why that is safe.
+    with application_ahead(
+        get_provider, application, operation.operation_id, budget_seconds=budget_seconds, sessions=sessions
+    ) as ahead:
 
-    def submit() -> Answer:
-        operation = UpsertLeadOperation(
-            operation_id=operation_id_for(idempotency_key),
-            origin=Origin.APPLICATIONS_API,
-            correlation_id=request.request_id,
-            payload=application,
-        )
-        budget_seconds = settings.sync_budget_ms / 1000
-        return submission_answer(
-            deliver_or_queue(
-                operation, provider=get_provider, queue=queue, budget_seconds=budget_seconds, sessions=sessions
-            )
-        )
+        def submit() -> Answer:
+            with ahead.claimed(budget_seconds) as budget_left:
+                return submission_answer(
+                    deliver_or_queue(
+                        operation,
+                        provider=get_provider,
+                        queue=queue,
+                        budget_seconds=budget_left,
+                        sessions=ahead.sessions,
+                    )
+                )
 
-    try:
-        result = submissions.run(idempotency_key, application.model_dump(mode="json"), submit)
-    except IdempotencyValidationError:
-        raise HttpProblem(
-            422, "idempotency_key_reused", "this Idempotency-Key was used for a different application"
-        ) from None
-    except IdempotencyAlreadyInProgressError:
-        raise HttpProblem(409, "in_progress", "this application is being processed; retry shortly") from None
+        try:
+            result = submissions.run(idempotency_key, application.model_dump(mode="json"), submit)
+        except IdempotencyValidationError:
+            raise HttpProblem(
+                422, "idempotency_key_reused", "this Idempotency-Key was used for a different application"
+            ) from None
+        except IdempotencyAlreadyInProgressError:
+            raise HttpProblem(409, "in_progress", "this application is being processed; retry shortly") from None
     return answer(result["status"], result["body"])
 
 

@@ -88,7 +88,7 @@ def unavailable_reason(tarball: Path | None = None) -> str | None:
     missing = [command for command in COMMANDS if shutil.which(command) is None]
     if not missing:
         php_modules = ["php", "-m"]
-        listed = subprocess.run(php_modules, capture_output=True, text=True, check=False)  # noqa: S603  # nosec B603 B607
+        listed = subprocess.run(php_modules, capture_output=True, text=True, check=False)  # noqa: S603  # nosec B603
         loaded = listed.stdout.lower().split()
         missing = [f"php extension {name}" for name in PHP_EXTENSIONS if name not in loaded]
     if missing:
@@ -549,6 +549,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("For make run, in another terminal:\n")
             print(f"  CRM_PROVIDER=espocrm ESPOCRM_URL={site.url} ESPOCRM_API_KEY={key} make run\n")
             print("Ctrl-C stops it (its data goes with it).", flush=True)
+            # A SIGTERM (a terminal closing, a supervisor) stops it as cleanly as Ctrl-C does.
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
             with contextlib.suppress(KeyboardInterrupt):
                 signal.pause()
     except EspoCrmUnavailable as exc:

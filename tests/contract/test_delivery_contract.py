@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from uuid import uuid4
 
+import pytest
+
 from crm_bridge.delivery import deliver
+from crm_bridge.errors import RetryableCrmError
 from crm_bridge.models import Application, MessengerActivity, MessengerClickOperation, Origin, UpsertLeadOperation
 from crm_bridge.providers import LeadAction
 from tests.contract.conftest import Crm
@@ -15,9 +18,18 @@ class MemorySessions:
 
     def __init__(self) -> None:
         self.leads: dict[tuple[str, str], str] = {}
+        self.claims: dict[tuple[str, str], str] = {}
 
     def lead_for(self, provider: str, session_id: str) -> str | None:
         return self.leads.get((provider, session_id))
+
+    def claim(self, provider: str, session_id: str, operation_id: str) -> bool:
+        key = (provider, session_id)
+        return key not in self.leads and self.claims.setdefault(key, operation_id) == operation_id
+
+    def release(self, provider: str, session_id: str, operation_id: str) -> None:
+        if self.claims.get((provider, session_id)) == operation_id:
+            del self.claims[(provider, session_id)]
 
     def remember(self, provider: str, session_id: str, lead_id: str, *, replace: bool = False) -> None:
         if replace or (provider, session_id) not in self.leads:
@@ -51,6 +63,26 @@ def test_anonymous_clicks_of_one_session_become_one_lead_and_its_activities(crm:
     assert sessions.lead_for(crm.provider.name, "visitor-session-0042") == first.record_id
     assert len(crm.sim.leads()) == 1
     assert any("WhatsApp" in note for note in crm.sim.timeline(first.record_id))
+
+
+def test_a_second_first_click_waits_for_the_lead_the_first_is_creating(crm: Crm) -> None:
+    """Two first clicks of one visitor at once (two workers, or the first create still in flight
+    after a timeout): the second is retried later and lands on the first one's lead."""
+    sessions = MemorySessions()
+    first, second = click_operation(), click_operation(channel="whatsapp")
+    assert sessions.claim(crm.provider.name, "visitor-session-0042", str(first.operation_id))
+
+    with pytest.raises(RetryableCrmError) as waiting:
+        deliver(second, crm.provider, sessions)
+    assert waiting.value.code == "session_claimed"
+    assert crm.sim.leads() == []
+
+    created = deliver(first, crm.provider, sessions)
+    retried = deliver(second, crm.provider, sessions)
+
+    assert retried.record_id == created.record_id
+    assert len(crm.sim.leads()) == 1
+    assert any("WhatsApp" in note for note in crm.sim.timeline(created.record_id))
 
 
 def test_a_click_for_a_known_lead_is_an_activity_on_it(crm: Crm) -> None:

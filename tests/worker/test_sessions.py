@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from crm_bridge.delivery.sessions import DynamoDbVisitorSessions
+from crm_bridge.delivery.sessions import CLAIM_SECONDS, DynamoDbVisitorSessions
 from crm_bridge.errors import RetryableCrmError
 
 TABLE = "sessions"
@@ -58,3 +58,48 @@ def test_a_store_that_cannot_answer_is_a_retryable_failure_not_a_new_lead(sessio
 
     assert failure.value.code == "sessions_store"
     missing.remember("espocrm", "visitor-1", "lead")  # logged, never raised: the lead exists already
+
+
+def test_one_click_at_a_time_may_create_a_sessions_lead(sessions: DynamoDbVisitorSessions) -> None:
+    """Two first clicks of one visitor handled at once (two workers, or the first create still in
+    flight after a timeout): the one holding the claim creates, the other waits for its lead."""
+    assert sessions.claim("espocrm", "visitor-1", "click-1")
+    assert not sessions.claim("espocrm", "visitor-1", "click-2")
+    assert sessions.claim("espocrm", "visitor-1", "click-1"), "the claimer's own retry"
+    assert sessions.claim("bitrix24", "visitor-1", "click-2"), "claims are per CRM"
+    assert sessions.lead_for("espocrm", "visitor-1") is None, "a claim is no lead"
+
+    sessions.remember("espocrm", "visitor-1", "lead-1")
+
+    assert sessions.lead_for("espocrm", "visitor-1") == "lead-1"
+    assert not sessions.claim("espocrm", "visitor-1", "click-1"), "the session has its lead: nothing to create"
+    assert not sessions.claim("espocrm", "visitor-1", "click-2")
+
+
+def test_a_create_that_wrote_nothing_gives_its_claim_up(sessions: DynamoDbVisitorSessions) -> None:
+    assert sessions.claim("espocrm", "visitor-1", "click-1")
+    sessions.release("espocrm", "visitor-1", "click-2")  # not its claim: nothing happens
+    assert not sessions.claim("espocrm", "visitor-1", "click-2")
+
+    sessions.release("espocrm", "visitor-1", "click-1")
+
+    assert sessions.claim("espocrm", "visitor-1", "click-2")
+    sessions.remember("espocrm", "visitor-1", "lead-2")
+    sessions.release("espocrm", "visitor-1", "click-2")  # too late: the lead stays
+    assert sessions.lead_for("espocrm", "visitor-1") == "lead-2"
+
+
+def test_a_crashed_claimers_claim_lapses(sessions: DynamoDbVisitorSessions) -> None:
+    assert sessions.claim("espocrm", "visitor-1", "click-1")
+    later = DynamoDbVisitorSessions(TABLE, client=sessions.client, clock=lambda: 1000.0 + CLAIM_SECONDS + 1)
+
+    assert later.claim("espocrm", "visitor-1", "click-2")
+
+
+def test_a_claim_the_store_cannot_answer_is_retryable(sessions: DynamoDbVisitorSessions) -> None:
+    missing = DynamoDbVisitorSessions("no-such-table", client=sessions.client)
+
+    with pytest.raises(RetryableCrmError) as failure:
+        missing.claim("espocrm", "visitor-1", "click-1")
+
+    assert failure.value.code == "sessions_store"

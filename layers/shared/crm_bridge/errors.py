@@ -72,6 +72,13 @@ class RetryableCrmError(CrmError):
     kind = ErrorKind.RETRYABLE
 
 
+class AmbiguousWriteError(RetryableCrmError):
+    """A write was sent and no answer came: the CRM may have run it, or may still run it late.
+
+    Its retry waits until the write could have landed (``retry_after_seconds``) and searches again
+    before writing; meanwhile nothing else may write in its place (a visitor session's claim holds)."""
+
+
 class CrmConfigurationError(CrmError):
     kind = ErrorKind.CONFIGURATION
 

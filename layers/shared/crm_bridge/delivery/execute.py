@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, assert_never
 
-from crm_bridge.errors import LeadNotFound
+from crm_bridge.errors import AmbiguousWriteError, CrmError, LeadNotFound, RetryableCrmError
 from crm_bridge.models import MessengerClickOperation, Operation, UpsertLeadOperation
 from crm_bridge.providers import CrmProvider, ProviderResult
 
@@ -13,6 +13,14 @@ class VisitorSessions(Protocol):
     """Remembers which lead an anonymous visitor session became, per provider."""
 
     def lead_for(self, provider: str, session_id: str) -> str | None: ...
+
+    def claim(self, provider: str, session_id: str, operation_id: str) -> bool:
+        """The right to create the session's lead: False while another operation holds it."""
+        ...
+
+    def release(self, provider: str, session_id: str, operation_id: str) -> None:
+        """Give the claim up after a create that wrote nothing."""
+        ...
 
     def remember(self, provider: str, session_id: str, lead_id: str, *, replace: bool = False) -> None:
         """``replace``: the visitor applied, so their real lead supersedes an anonymous one."""
@@ -37,9 +45,22 @@ def deliver(operation: Operation, provider: CrmProvider, sessions: VisitorSessio
                     return provider.log_activity(lead_id, activity, operation.operation_id)
                 except LeadNotFound:
                     continue  # deleted in the CRM, or a stale id from the site: fall back to the session
-            result = provider.create_minimal_lead_from_activity(activity, operation.operation_id)
-            if sessions is not None:
-                sessions.remember(provider.name, activity.session_id, result.record_id)
+            if sessions is None:
+                return provider.create_minimal_lead_from_activity(activity, operation.operation_id)
+            claimer = str(operation.operation_id)
+            if not sessions.claim(provider.name, activity.session_id, claimer):
+                raise RetryableCrmError(
+                    "another click of this visitor session is creating its lead",
+                    provider=provider.name,
+                    code="session_claimed",
+                )
+            try:
+                result = provider.create_minimal_lead_from_activity(activity, operation.operation_id)
+            except CrmError as error:
+                if not isinstance(error, AmbiguousWriteError):  # an unanswered create keeps its claim
+                    sessions.release(provider.name, activity.session_id, claimer)
+                raise
+            sessions.remember(provider.name, activity.session_id, result.record_id)
             return result
         case _:
             assert_never(operation)

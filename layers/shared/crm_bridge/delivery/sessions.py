@@ -4,7 +4,10 @@ A visitor who clicks "Telegram" and later "WhatsApp" is one person: the first cl
 minimal lead, later ones become activities on it. The key is ``<provider>#<session id>``, so after a
 switch of CRM the other CRM's lead ids are never reused; entries expire (DynamoDB TTL on
 ``expires_at``) once the session cookie is long gone. The session id is a random cookie value,
-not personal data, and the item holds nothing else but the lead id.
+not personal data, and the item holds nothing else but the lead id, or, while the session's first
+click creates its lead, the id of that click's operation (the claim), so that a second click of the
+same visitor handled meanwhile (another worker, or the first create still in flight) waits for that
+lead instead of creating one of its own.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ if TYPE_CHECKING:
 DEFAULT_SESSION_TTL_DAYS = 90
 KEY_ATTRIBUTE = "pk"
 TTL_ATTRIBUTE = "expires_at"
+CLAIM_SECONDS = 300
+"""How long a click's claim on creating its session's lead holds: longer than a create takes,
+including the wait before retrying one that got no answer; a crashed claimer's claim lapses."""
 
 
 @cache
@@ -74,12 +80,61 @@ class DynamoDbVisitorSessions:
                 ConsistentRead=True,
             ).get("Item")
         except (BotoCoreError, ClientError) as exc:
-            raise RetryableCrmError(
-                f"visitor session store unavailable ({type(exc).__name__})", provider=provider, code="sessions_store"
-            ) from None
+            raise self._unavailable(provider, exc) from None
         if not item or float(item.get(TTL_ATTRIBUTE, {}).get("N", "0")) < self._clock():
             return None  # TTL deletes lazily: an expired item may still be there
-        return item["lead_id"]["S"]
+        return item["lead_id"]["S"] if "lead_id" in item else None  # a claim: the lead is being created
+
+    def claim(self, provider: str, session_id: str, operation_id: str) -> bool:
+        """Take the right to create the session's lead for this operation (again, for its retry);
+        False while another operation's claim holds or the session has its lead already.
+
+        A store failure is retryable: creating without the claim could make a second lead."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        now = self._clock()
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item={
+                    KEY_ATTRIBUTE: {"S": self.key(provider, session_id)},
+                    "claimed_by": {"S": operation_id},
+                    TTL_ATTRIBUTE: {"N": str(int(now + CLAIM_SECONDS))},
+                },
+                ConditionExpression=(
+                    f"attribute_not_exists({KEY_ATTRIBUTE}) OR {TTL_ATTRIBUTE} < :now"
+                    " OR (claimed_by = :operation AND attribute_not_exists(lead_id))"
+                ),
+                ExpressionAttributeValues={":now": {"N": str(int(now))}, ":operation": {"S": operation_id}},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise self._unavailable(provider, exc) from None
+        except BotoCoreError as exc:
+            raise self._unavailable(provider, exc) from None
+        return True
+
+    def release(self, provider: str, session_id: str, operation_id: str) -> None:
+        """Give the claim up: this operation's create failed and wrote nothing. Never raises (the
+        claim lapses by itself)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.delete_item(
+                TableName=self.table_name,
+                Key={KEY_ATTRIBUTE: {"S": self.key(provider, session_id)}},
+                ConditionExpression="claimed_by = :operation AND attribute_not_exists(lead_id)",
+                ExpressionAttributeValues={":operation": {"S": operation_id}},
+            )
+        except (BotoCoreError, ClientError) as exc:
+            if not isinstance(exc, ClientError) or exc.response.get("Error", {}).get("Code") != (
+                "ConditionalCheckFailedException"
+            ):
+                get_logger().warning(
+                    "could not release the visitor session's claim; it lapses by itself",
+                    extra={"provider": provider, "error_type": type(exc).__name__},
+                )
 
     def remember(self, provider: str, session_id: str, lead_id: str, *, replace: bool = False) -> None:
         """Record the session's lead unless one is recorded already (a concurrent first click wins),
@@ -100,8 +155,8 @@ class DynamoDbVisitorSessions:
         condition: dict[str, Any] = (
             {}
             if replace
-            else {
-                "ConditionExpression": f"attribute_not_exists({KEY_ATTRIBUTE}) OR {TTL_ATTRIBUTE} < :now",
+            else {  # a claim gives way to the lead; a recorded lead stays
+                "ConditionExpression": f"attribute_not_exists(lead_id) OR {TTL_ATTRIBUTE} < :now",
                 "ExpressionAttributeValues": {":now": {"N": str(int(now))}},
             }
         )
@@ -113,6 +168,12 @@ class DynamoDbVisitorSessions:
             self._forget_failed(provider, exc)
         except BotoCoreError as exc:
             self._forget_failed(provider, exc)
+
+    @staticmethod
+    def _unavailable(provider: str, exc: Exception) -> RetryableCrmError:
+        return RetryableCrmError(
+            f"visitor session store unavailable ({type(exc).__name__})", provider=provider, code="sessions_store"
+        )
 
     @staticmethod
     def _forget_failed(provider: str, exc: Exception) -> None:

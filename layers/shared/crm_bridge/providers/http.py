@@ -11,7 +11,13 @@ from typing import Any
 
 import httpx
 
-from crm_bridge.errors import CrmConfigurationError, CrmError, PermanentCrmError, RetryableCrmError
+from crm_bridge.errors import (
+    AmbiguousWriteError,
+    CrmConfigurationError,
+    CrmError,
+    PermanentCrmError,
+    RetryableCrmError,
+)
 from crm_bridge.providers.budget import remaining_seconds
 
 USER_AGENT = "crm-bridge/0.1 (+https://github.com/crm-bridge)"
@@ -70,13 +76,14 @@ def _send(client: httpx.Client, provider: str, request: httpx.Request, *, writes
     except httpx.TransportError as exc:
         # Nothing was sent when the connection failed or the request could not be written out.
         sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.WriteError | httpx.WriteTimeout)
-        ambiguous = writes and sent
         what = "no answer in time" if isinstance(exc, httpx.TimeoutException) else "connection failed"
-        raise RetryableCrmError(
-            f"{what} ({type(exc).__name__}){'; the write may still land' if ambiguous else ''}",
-            provider=provider,
-            retry_after_seconds=AMBIGUOUS_WRITE_SETTLE_SECONDS if ambiguous else None,
-        ) from None
+        if writes and sent:
+            raise AmbiguousWriteError(
+                f"{what} ({type(exc).__name__}); the write may still land",
+                provider=provider,
+                retry_after_seconds=AMBIGUOUS_WRITE_SETTLE_SECONDS,
+            ) from None
+        raise RetryableCrmError(f"{what} ({type(exc).__name__})", provider=provider) from None
 
 
 class WriteAhead(Exception):
@@ -139,11 +146,6 @@ class ReadsAhead:
         finally:
             _reads_ahead.reset(token)
             self._answers.clear()
-
-    @property
-    def kept(self) -> int:
-        """Answers read ahead and not handed out yet."""
-        return len(self._answers)
 
     def send(
         self, client: httpx.Client, provider: str, request: httpx.Request, *, writes: bool, answering: bool
