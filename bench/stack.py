@@ -91,7 +91,10 @@ class StubCrm(StubEspoCrm):
         self.refused = 0
         self._counter_lock = threading.Lock()
         if provider == "bitrix24":
-            self.sim = SimulatedBitrix24(portal=self.base_url, token=BITRIX24_TOKEN)  # type: ignore[assignment]
+            # The limit is ``limit``'s, counted here for every request: the simulator's own is off.
+            self.sim = SimulatedBitrix24(  # type: ignore[assignment]
+                portal=self.base_url, token=BITRIX24_TOKEN, rate_per_second=None
+            )
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         handler = super()._handler_class()

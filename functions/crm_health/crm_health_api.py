@@ -1,4 +1,11 @@
-"""GET /api/v1/crm/test: which CRM, is it reachable, how fast, and which mapped fields it lacks."""
+"""GET /api/v1/crm/test: is the CRM up; GET /api/v1/crm/test/details (IAM): which CRM, is it
+reachable, how fast, and which mapped fields it lacks.
+
+The public route is anonymous and answers only ``ok`` or ``down``, from a verdict the container
+reuses for ``HEALTH_CACHE_SECONDS``: a storm of checks cannot drain the CRM's request budget. The
+details route is reachable only with an IAM-signed request (API Gateway checks the signature before
+this function runs; see template.yaml) and asks the CRM afresh.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +15,43 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from crm_bridge.api.health import health_answer
+from crm_bridge.api.health import HealthCache, public_answer
 from crm_bridge.api.resolver import make_resolver, resolve
 from crm_bridge.api.responses import json_response
-from crm_bridge.api.schemas import INVALID_REQUEST, Health, answer, error
+from crm_bridge.api.schemas import INVALID_REQUEST, Health, HealthSummary, answer, error
 from crm_bridge.api.settings import get_api_settings
 from crm_bridge.observability import get_logger
 
 settings = get_api_settings()
 app = make_resolver(settings)
 logger = get_logger()
+health_cache = HealthCache(settings.health_cache_seconds)
+_NO_STORE = {"Cache-Control": "no-store"}
 
 
 @app.get(
     "/api/v1/crm/test",
     summary="CRM health check",
-    description="Provider, reachability, round-trip time and the mapped fields the CRM lacks. No secrets, "
+    description="Public: ok or down, nothing else. The verdict is reused for HEALTH_CACHE_SECONDS (60) per "
+    "instance, so frequent checks cost the CRM nothing more. Details: /api/v1/crm/test/details.",
+    responses={
+        200: answer("Healthy", HealthSummary),
+        503: answer("Down, misconfigured or degraded (the details route says which)", HealthSummary),
+        422: INVALID_REQUEST,
+        500: error("Something went wrong on our side"),
+    },
+    tags=["operations"],
+)
+def crm_test() -> Response[str]:
+    verdict = public_answer(health_cache.get())
+    return json_response(verdict["status"], verdict["body"], headers=_NO_STORE)
+
+
+@app.get(
+    "/api/v1/crm/test/details",
+    summary="CRM health check with details (operators, IAM-signed)",
+    description="Requires an AWS SigV4-signed request (execute-api:Invoke, granted by the stack's OperatorPolicy). "
+    "Provider, reachability, round-trip time and the mapped fields the CRM lacks, checked now. No secrets, "
     "no CRM error text.",
     responses={
         200: answer("Healthy", Health),
@@ -33,9 +61,9 @@ logger = get_logger()
     },
     tags=["operations"],
 )
-def crm_test() -> Response[str]:
-    answer = health_answer()
-    return json_response(answer["status"], answer["body"], headers={"Cache-Control": "no-store"})
+def crm_test_details() -> Response[str]:
+    verdict = health_cache.fresh()
+    return json_response(verdict["status"], verdict["body"], headers=_NO_STORE)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -31,7 +31,7 @@ from uuid import UUID
 
 from crm_bridge.errors import CrmConfigurationError, CrmError, LeadNotFound, PermanentCrmError, RetryableCrmError
 from crm_bridge.field_mapping import SANDBOX_NATIVE_ATTRIBUTES, FieldMapping, MappedField, SandboxMapping
-from crm_bridge.providers.base import CrmProvider, ExistingLead, LeadChanges, WriteOutcome
+from crm_bridge.providers.base import ClosedLead, CrmProvider, ExistingLead, LeadChanges, WriteOutcome
 from crm_bridge.providers.budget import remaining_seconds
 from crm_bridge.providers.factory import register_provider
 from crm_bridge.providers.http import BudgetExhausted
@@ -43,6 +43,8 @@ CONTACT_ATTRIBUTES = ("phones", "emails")
 DEFAULT_CUSTOM_FIELDS = tuple(field.value for field in MappedField)
 """The custom fields a fresh sandbox "install" has: one per domain field, named like it."""
 _NEVER_FILLED = frozenset({"status", *CONTACT_ATTRIBUTES})
+CLOSED_STATUSES = {"Converted": True, "Dead": False}
+"""Statuses of a lead nobody works any more (as EspoCRM's), and whether it was converted."""
 _ATTRIBUTE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS leads (
@@ -196,18 +198,28 @@ class SandboxStore:
         return row.fetchone() is not None
 
     @staticmethod
-    def find_by_contact(db: sqlite3.Connection, *, phone: str | None, email: str | None) -> str | None:
-        """The oldest lead with this phone (E.164, exact) or e-mail (any case)."""
-        row = db.execute(
+    def find_by_contact(db: sqlite3.Connection, *, phone: str | None, email: str | None) -> list[str]:
+        """The leads with this phone (E.164, exact) or e-mail (any case), oldest first."""
+        rows = db.execute(
             """
             SELECT leads.id FROM leads, json_each(leads.attributes, '$.phones') AS phone
              WHERE phone.value = :phone
             UNION
             SELECT leads.id FROM leads, json_each(leads.attributes, '$.emails') AS email
              WHERE lower(email.value) = lower(:email)
-            ORDER BY 1 LIMIT 1
+            ORDER BY 1
             """,
             {"phone": phone, "email": email},
+        ).fetchall()
+        return [str(row[0]) for row in rows]
+
+    @staticmethod
+    def find_by_text(db: sqlite3.Connection, text: str) -> str | None:
+        """The oldest lead whose description holds ``text``."""
+        row = db.execute(
+            "SELECT id FROM leads WHERE instr(coalesce(json_extract(attributes, '$.description'), ''), ?) > 0"
+            " ORDER BY id LIMIT 1",
+            (text,),
         ).fetchone()
         return None if row is None else str(row[0])
 
@@ -345,9 +357,35 @@ class SandboxProvider(CrmProvider):
 
     def _find_lead(self, *, phone: str | None, email: str | None) -> ExistingLead | None:
         with self._request() as db:
-            lead_id = self.store.find_by_contact(db, phone=phone, email=email)
-            attributes = self.store.stored_attributes(db, lead_id) if lead_id else None
-        return ExistingLead(lead_id, attributes) if lead_id and attributes is not None else None
+            leads = [
+                ExistingLead(lead_id, self.store.stored_attributes(db, lead_id) or {})
+                for lead_id in self.store.find_by_contact(db, phone=phone, email=email)
+            ]
+        open_leads = [lead for lead in leads if self._closed(lead) is None]
+        return open_leads[0] if open_leads else (leads[-1] if leads else None)
+
+    def _read_lead(self, record_id: str) -> ExistingLead:
+        with self._request() as db:
+            attributes = self.store.stored_attributes(db, record_id)
+        if attributes is None:
+            raise LeadNotFound(f"lead {record_id} does not exist", provider=self.name, status=404)
+        return ExistingLead(record_id, attributes)
+
+    def _closed(self, lead: ExistingLead) -> ClosedLead | None:
+        status = lead.attributes.get("status")
+        if status not in CLOSED_STATUSES:
+            return None
+        return ClosedLead(
+            lead.record_id,
+            converted=CLOSED_STATUSES[str(status)],
+            contact_id=lead.attributes.get("contact_id") or None,
+            account_id=lead.attributes.get("account_id") or None,
+        )
+
+    def _find_created_by(self, operation_id: UUID) -> ExistingLead | None:
+        with self._request() as db:
+            lead_id = self.store.find_by_text(db, operation_marker(operation_id))
+        return ExistingLead(lead_id) if lead_id else None
 
     def _find_by_attribute(self, attribute: str, value: str) -> ExistingLead | None:
         with self._request() as db:

@@ -22,6 +22,7 @@ def test_every_route_documents_its_answers() -> None:
         ("POST", "/api/v1/messenger-events"),
         ("GET", "/go/{channel}"),
         ("GET", "/api/v1/crm/test"),
+        ("GET", "/api/v1/crm/test/details"),
     }
     applications = operations[("POST", "/api/v1/applications")]["responses"]
     assert {"201", "202", "400", "413", "415", "422", "503"} <= set(applications)

@@ -118,3 +118,33 @@ def test_after_applying_a_visitors_clicks_land_on_their_lead(crm: Crm) -> None:
 
     assert later.record_id == applicant.record_id != anonymous
     assert any("Instagram" in note for note in crm.sim.timeline(applicant.record_id))
+
+
+@pytest.mark.parametrize(
+    "lead_id",
+    [
+        "101a44fec9dffa4c4",  # an EspoCRM id the site kept after a switch (Bitrix24 reads it as 101)
+        "101x9f",  # garbage PHP reads as 101
+        "00101",
+        "0",
+        "-1",
+        "6B0244FEC9DFFA4C4",
+        "x" * 64,
+    ],
+)
+def test_a_click_naming_a_foreign_or_malformed_lead_id_falls_back_to_the_visitor_session(
+    crm: Crm, lead_id: str
+) -> None:
+    """The site's lead id is untrusted: one that cannot be this CRM's is a lead that is not here, never
+    a dead letter, a retried click, or a note on whichever lead the CRM reads it as."""
+    other = crm.provider.upsert_lead(
+        Application.model_validate({"name": "Ali Veli", "email": "ali@example.com"}), uuid4()
+    ).record_id
+    notes_before = list(crm.sim.timeline(other))
+
+    result = deliver(click_operation(lead_id=lead_id), crm.provider, MemorySessions())
+
+    assert result.action is LeadAction.CREATED
+    assert result.record_id != other
+    assert len(crm.sim.leads()) == 2
+    assert crm.sim.timeline(other) == notes_before

@@ -399,7 +399,9 @@ class FlakyBitrix24(SimulatedBitrix24):
     the call ran."""
 
     def __init__(self, *, token: str, seed: int = 0) -> None:
-        super().__init__(token=token)
+        # Its rate limits are drawn with the other faults; the leaky bucket would count the run's real
+        # seconds, not its simulated ones.
+        super().__init__(token=token, rate_per_second=None)
         self.phase = Phase.RECOVERED
         self.faults: dict[str, int] = {}
         self._random = random.Random(seed)  # noqa: S311 - a reproducible fault plan, not a secret

@@ -164,11 +164,38 @@ def test_the_http_api_has_cors_throttling_and_access_logs(template: dict[str, An
         ("/api/v1/messenger-events", "post"),
         ("/go/{channel}", "get"),
         ("/api/v1/crm/test", "get"),
+        ("/api/v1/crm/test/details", "get"),
     }
     (stage,) = resources(template, "AWS::ApiGatewayV2::Stage").values()
     assert set(stage["DefaultRouteSettings"]) == {"ThrottlingRateLimit", "ThrottlingBurstLimit"}
     assert stage["AccessLogSettings"]["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
     assert "sourceIp" not in stage["AccessLogSettings"]["Format"]
+
+
+def test_the_health_check_routes_have_their_own_low_throttle(template: dict[str, Any]) -> None:
+    """Each health check asks the CRM (once a minute per instance): its routes get a throttle far
+    below the API's, so they cannot take the website's share or the CRM's request budget."""
+    (stage,) = resources(template, "AWS::ApiGatewayV2::Stage").values()
+    own = {"ThrottlingRateLimit": {"Ref": "HealthRateLimit"}, "ThrottlingBurstLimit": {"Ref": "HealthBurstLimit"}}
+    assert stage["RouteSettings"] == {"GET /api/v1/crm/test": own, "GET /api/v1/crm/test/details": own}
+    assert int(parameter_default("HealthRateLimit")) <= 1 < int(parameter_default("ApiRateLimit"))
+    assert int(parameter_default("HealthBurstLimit")) <= 5 < int(parameter_default("ApiBurstLimit"))
+
+
+def test_only_operators_get_the_health_details(template: dict[str, Any]) -> None:
+    """The public check is anonymous; its details need a SigV4 signature that OperatorPolicy allows."""
+    paths = template["Resources"]["HttpApi"]["Properties"]["Body"]["paths"]
+    assert "security" not in paths["/api/v1/crm/test"]["get"]
+    assert paths["/api/v1/crm/test/details"]["get"]["security"] == [{"AWS_IAM": []}]
+    invoke = [statement for _, statement in _policies(template) if "execute-api:Invoke" in _listed(statement["Action"])]
+    assert [statement["Resource"] for statement in invoke] == [
+        {
+            "Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${HttpApi}"
+            "/*/GET/api/v1/crm/test/details"
+        }
+    ]
+    variables = functions(template)["CrmHealthFunction"]["Environment"]["Variables"]
+    assert variables["HEALTH_CACHE_SECONDS"] == "60"
 
 
 def test_tables_expire_their_items_and_bill_per_request(template: dict[str, Any]) -> None:

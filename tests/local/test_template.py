@@ -32,6 +32,7 @@ def test_the_routes_are_the_http_api_events_of_the_functions(template: Template)
         "POST /api/v1/messenger-events",
         "GET /go/{channel}",
         "GET /api/v1/crm/test",
+        "GET /api/v1/crm/test/details",
     }
     functions = template.functions()
     for function in routes.values():

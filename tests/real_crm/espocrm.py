@@ -24,7 +24,7 @@ import httpx
 from infra.espocrm.local import EspoCrmSite, provision
 from tests.e2e.stub_crm import LoopbackCrm
 from tests.faults.crm import Fault, FaultInjection, LeadRecord, Phase
-from tests.simulators.base import Failure
+from tests.simulators.base import Failure, SeededClosedLead
 
 _HOP_BY_HOP = frozenset({"host", "content-length", "connection", "keep-alive", "transfer-encoding"})
 _FAULTS: dict[Failure, Fault] = {
@@ -169,6 +169,7 @@ class RealEspoCrmState:
         self._since = espocrm_now()
         self._changed_fields: dict[str, dict[str, Any]] = {}
         self._dropped = False
+        self._converted_into: list[tuple[str, str]] = []
 
     def seed_lead(
         self,
@@ -183,6 +184,20 @@ class RealEspoCrmState:
         body = {key: value for key, value in body.items() if value is not None} | (attributes or {})
         created = self.admin.request("POST", "Lead", json=body, headers={"X-Skip-Duplicate-Check": "true"})
         return str(created["id"])
+
+    def seed_closed_lead(self, *, phone: str, email: str | None = None, converted: bool = True) -> SeededClosedLead:
+        """As a salesperson closes it: ``Lead/action/convert`` (the Contact and Account it creates
+        are recorded on the lead as createdContactId/createdAccountId), or the status set to Dead."""
+        lead_id = self.seed_lead(last_name="Converted", phone=phone, email=email)
+        if not converted:
+            self.admin.request("PUT", f"Lead/{lead_id}", json={"status": "Dead"})
+            return SeededClosedLead(lead_id)
+        records = {"Contact": {"lastName": "Converted"}, "Account": {"name": "Converted lead's account"}}
+        self.admin.request("POST", "Lead/action/convert", json={"id": lead_id, "records": records})
+        lead = self.admin.lead(lead_id)
+        contact_id, account_id = str(lead["createdContactId"]), str(lead["createdAccountId"])
+        self._converted_into += [("Contact", contact_id), ("Account", account_id)]
+        return SeededClosedLead(lead_id, contact_id, account_id)
 
     def leads(self) -> list[dict[str, Any]]:
         return [self.admin.lead(lead_id) for lead_id in self.admin.lead_ids(since=self._since)]
@@ -239,6 +254,8 @@ class RealEspoCrmState:
             provision(self.admin.site)
         for lead_id in self.admin.lead_ids(since=self._since):
             self.admin.request("DELETE", f"Lead/{lead_id}")
+        for entity, record_id in self._converted_into:
+            self.admin.request("DELETE", f"{entity}/{record_id}")
         self.admin.close()
 
 

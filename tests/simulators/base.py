@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -19,6 +20,15 @@ class Failure(StrEnum):
     TIME_LIMITED = "time_limited"  # Bitrix24: 429 OPERATION_TIME_LIMIT (EspoCRM: 500)
 
 
+@dataclass(frozen=True)
+class SeededClosedLead:
+    """A closed lead a test seeded, and the CRM ids of what it became when it was converted."""
+
+    lead_id: str
+    contact_id: str | None = None
+    account_id: str | None = None
+
+
 class SimulatedCrm(Protocol):
     provider_name: str
 
@@ -32,6 +42,12 @@ class SimulatedCrm(Protocol):
         attributes: dict[str, Any] | None = None,
     ) -> str:
         """Store a lead directly (phone already E.164); return its CRM id as a string."""
+        ...
+
+    def seed_closed_lead(self, *, phone: str, email: str | None = None, converted: bool = True) -> SeededClosedLead:
+        """Store a lead its salespeople closed as the CRM's users do: converted into a contact and
+        an account (EspoCRM: status Converted; Bitrix24: STATUS_ID CONVERTED, semantic S), or lost
+        (EspoCRM: Dead; Bitrix24: JUNK, semantic F)."""
         ...
 
     def leads(self) -> list[dict[str, Any]]:

@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import respx
 
-from tests.simulators.base import Failure
+from tests.simulators.base import Failure, SeededClosedLead
 
 DEFAULT_USER_FIELDS: tuple[str, ...] = (
     "UF_CRM_REFERRAL_CODE",
@@ -64,9 +64,18 @@ FIRST_MULTIFIELD_ID = 1001
 FIRST_COMMENT_ID = 1
 PAGE_SIZE = 50  # "The page size of results is always static: 50 records" (DOCS: crm-lead-list)
 FINDBYCOMM_MAX_VALUES = 20  # "Maximum number of values — 20" (DOCS: crm-duplicate-find-by-comm)
+CRM_MODE_CLASSIC = 1  # crm.settings.mode.get (research §2): classic, with leads
+CRM_MODE_SIMPLE = 2  # simple: no leads, a new lead is converted into a deal at once
 FINDBYCOMM_MAX_PER_VALUE = 20  # restservice.php: $criterion->find($entityTypeID, 20)
 _PORTAL_TZ = timezone(timedelta(hours=3))
 _OPERATING_WINDOW_SECONDS = 600  # "10 one-minute baskets" (DOCS: limits.md)
+# The leaky bucket of non-Enterprise plans: "the counter value automatically decreases by Y once per
+# second", and over the threshold X a request is blocked with 503 QUERY_LIMIT_EXCEEDED; Y=2, X=50
+# (DOCS: limits.md, research §6). "A batch counts as one HTTP request."
+RATE_PER_SECOND = 2.0
+BURST = 50
+BATCH_MAX_COMMANDS = 50  # "The number of requests in a batch is limited to 50" (DOCS: batch)
+_REFERENCE = re.compile(r"^\$result\[([^\]]+)\]((?:\[[^\]]*\])*)$")
 
 # The multifield types of a lead (DOCS: crm-lead-fields: PHONE, EMAIL, WEB, IM, LINK).
 MULTIFIELDS = ("PHONE", "EMAIL", "WEB", "IM", "LINK")
@@ -333,19 +342,36 @@ class SimulatedBitrix24:
         user_id: int = 1,
         token: str = DEFAULT_TOKEN,
         user_fields: Iterable[str] = DEFAULT_USER_FIELDS,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rate_per_second: float | None = RATE_PER_SECOND,
+        burst: int = BURST,
     ) -> None:
+        """``clock`` drives the leaky bucket (tests inject one that they advance instead of
+        sleeping); ``rate_per_second=None`` turns the limit off."""
         self.portal = portal.rstrip("/")
         self.user_id = user_id
         self.token = token
         self.webhook_url = f"{self.portal}/rest/{user_id}/{token}/"
         self.user_fields: list[str] = list(dict.fromkeys(user_fields))
         self.method_calls: list[tuple[str, dict[str, Any]]] = []
+        """Every HTTP request (a ``batch`` once, its sub-calls in :attr:`batched_calls`)."""
+        self.batched_calls: list[tuple[str, dict[str, Any]]] = []
+        self.rate_limited = 0
+        """Requests the leaky bucket refused (503 QUERY_LIMIT_EXCEEDED)."""
+        self._clock = clock
+        self.rate_per_second = rate_per_second
+        self.burst = burst
+        self._bucket = 0.0
+        self._bucket_at = clock()
         self._leads: dict[int, _Lead] = {}
         self._next_lead_id = FIRST_LEAD_ID
         self._next_multifield_id = FIRST_MULTIFIELD_ID
         self._next_comment_id = FIRST_COMMENT_ID
         self._failures: list[_PlannedFailure] = []
         self._rejected: set[str] = set()
+        self.crm_mode = CRM_MODE_CLASSIC
+        """``crm.settings.mode.get``: 1 classic (leads), 2 simple (no leads: a lead becomes a deal)."""
         self._methods: dict[str, Callable[[dict[str, Any]], tuple[Any, dict[str, Any]]]] = {
             "crm.duplicate.findbycomm": self._findbycomm,
             "crm.lead.add": self._lead_add,
@@ -355,7 +381,9 @@ class SimulatedBitrix24:
             "crm.lead.fields": self._lead_fields,
             "crm.timeline.comment.add": self._timeline_comment_add,
             "crm.timeline.comment.list": self._timeline_comment_list,
+            "crm.settings.mode.get": self._settings_mode_get,
         }
+        self._methods["batch"] = self._batch
 
         url = httpx.URL(self.portal)
         self.router = respx.MockRouter(assert_all_called=False, assert_all_mocked=True)
@@ -432,6 +460,16 @@ class SimulatedBitrix24:
             fields[name] = value
         return str(self._create(self._internalize(fields)))
 
+    def seed_closed_lead(self, *, phone: str, email: str | None = None, converted: bool = True) -> SeededClosedLead:
+        """A converted lead is linked to the contact and company its conversion created."""
+        status = {"STATUS_ID": "CONVERTED" if converted else "JUNK"}
+        lead_id = self.seed_lead(phone=phone, email=email, attributes=status)
+        if not converted:
+            return SeededClosedLead(lead_id)
+        contact_id, company_id = str(1000 + int(lead_id)), str(2000 + int(lead_id))
+        self._apply(self._stored(lead_id), {"CONTACT_ID": contact_id, "COMPANY_ID": company_id})
+        return SeededClosedLead(lead_id, contact_id, company_id)
+
     def leads(self) -> list[dict[str, Any]]:
         """Every lead as crm.lead.get returns it, oldest first."""
         return [self._record(lead) for lead in sorted(self._leads.values(), key=lambda lead: lead.id)]
@@ -444,6 +482,17 @@ class SimulatedBitrix24:
 
     def lead_emails(self, lead_id: str) -> list[str]:
         return [item["VALUE"] for item in self._stored(lead_id).multifields.get("EMAIL", [])]
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests received, refused ones included: what the portal's budget counts."""
+        return len(self.method_calls)
+
+    def reset_counts(self) -> None:
+        """Forget the requests seen so far (not the bucket's level): count one operation's."""
+        self.method_calls.clear()
+        self.batched_calls.clear()
+        self.rate_limited = 0
 
     def timeline(self, lead_id: str) -> list[str]:
         return [text for _, text in self._stored(lead_id).comments]
@@ -468,6 +517,9 @@ class SimulatedBitrix24:
         method = found.group("method").lower() if found else path
         params = self._decode(request)
         self.method_calls.append((method, params))
+        if self._over_limit():
+            self.rate_limited += 1
+            return self._failure_response(Failure.RATE_LIMITED, request)
 
         planned = self._failures.pop(0) if self._failures else None
         if planned and not planned.after_processing:
@@ -498,6 +550,72 @@ class SimulatedBitrix24:
             return error.response()
         # Success envelope: {"result", ["next", "total",] "time"} (DOCS: crm-lead-add, crm-lead-list).
         return _json_response(200, {"result": result, **extra, "time": self._time()})
+
+    def _over_limit(self) -> bool:
+        """The leaky bucket: drained at ``rate_per_second``, one request (a batch too) fills it by
+        one; a request that would take it over ``burst`` is refused and counts nothing."""
+        if self.rate_per_second is None:
+            return False
+        now = self._clock()
+        self._bucket = max(0.0, self._bucket - (now - self._bucket_at) * self.rate_per_second)
+        self._bucket_at = now
+        if self._bucket + 1 > self.burst:
+            return True
+        self._bucket += 1
+        return False
+
+    # --- batch -------------------------------------------------------------------------------------
+
+    def _batch(self, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """``batch``: sub-calls written as query strings, run in order, ``$result[key][...]`` replaced
+        by an earlier answer; HTTP 200 whatever they answer (DOCS: settings/how-to-call-rest-api/batch).
+
+        Not documented, assumed: a reference to an answer that does not exist (an earlier sub-call
+        failed, or has no such element) is replaced by an empty string, so the sub-call fails."""
+        commands = params.get("cmd")
+        if isinstance(commands, list):
+            commands = {str(index): command for index, command in enumerate(commands)}
+        if not isinstance(commands, dict):
+            raise _legacy("Parameter 'cmd' must be array.")
+        if len(commands) > BATCH_MAX_COMMANDS:
+            raise _ApiError(400, "ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded")
+        halt = str(params.get("halt", 0)).lower() in ("1", "true", "y")
+        results: dict[str, Any] = {}
+        errors: dict[str, Any] = {}
+        totals: dict[str, Any] = {}
+        nexts: dict[str, Any] = {}
+        times: dict[str, Any] = {}
+        for key, command in commands.items():
+            method, _, query = str(command).partition("?")
+            method = method.strip().lower().removesuffix(".json")
+            sub_params = _resolve_references(php_parse_str(query), results)
+            self.batched_calls.append((method, sub_params))
+            handler = self._methods.get(method)
+            try:
+                if method == "batch":
+                    raise _ApiError(405, "ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage")
+                if handler is None:
+                    raise _ApiError(404, "ERROR_METHOD_NOT_FOUND", _ERROR_METHOD_NOT_FOUND)
+                result, extra = handler(sub_params)
+            except _ApiError as error:
+                errors[key] = {"error": error.code, "error_description": error.description}
+                if halt:
+                    break
+                continue
+            results[key] = result
+            if "total" in extra:
+                totals[key] = extra["total"]
+            if "next" in extra:
+                nexts[key] = extra["next"]
+            times[key] = self._time()
+        # PHP's empty arrays are [] in JSON (DOCS: batch, "result_error": []).
+        return {
+            "result": results or [],
+            "result_error": errors or [],
+            "result_total": totals or [],
+            "result_next": nexts or [],
+            "result_time": times or [],
+        }, {}
 
     @staticmethod
     def _decode(request: httpx.Request) -> dict[str, Any]:
@@ -614,6 +732,12 @@ class SimulatedBitrix24:
                 found.extend(lead_id for lead_id in matches[:FINDBYCOMM_MAX_PER_VALUE] if lead_id not in found)
         # Nothing found: `result` is an empty *array*, not an object (research §3); ids are ints.
         return ({"LEAD": found} if found else []), {}
+
+    # --- crm.settings.mode.get ----------------------------------------------------------------------
+
+    def _settings_mode_get(self, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """The CRM mode as an int: 1 classic, 2 simple (research §2; DOCS: how-to-add-objects-with-crm-mode)."""
+        return self.crm_mode, {}
 
     # --- crm.lead.* --------------------------------------------------------------------------------------
 
@@ -742,6 +866,11 @@ class SimulatedBitrix24:
             raise _legacy("ENTITY_ID and ENTITY_TYPE are required in the filter.")
         lead = self._leads.get(_php_intval(filters["ENTITY_ID"]))
         comments = lead.comments if lead is not None and str(filters["ENTITY_TYPE"]).upper() == "LEAD" else []
+        # "`%` — LIKE, substring search ... in any position" (DOCS: crm-timeline-comment-list);
+        # MySQL's LIKE under the portal's default collation ignores case.
+        needle = filters.get("%COMMENT")
+        if needle is not None:
+            comments = [(number, text) for number, text in comments if str(needle).lower() in text.lower()]
         order = _resolve_array_param(params, "order", {})
         descending = isinstance(order, dict) and str(order.get("ID", "ASC")).upper() == "DESC"
         rows = sorted(comments, reverse=descending)
@@ -947,6 +1076,58 @@ class SimulatedBitrix24:
         return result
 
 
+def php_parse_str(query: str) -> dict[str, Any]:
+    """PHP's ``parse_str``: ``a[b][]=1&a[b][]=2&c=3`` -> ``{"a": {"b": {"0": "1", "1": "2"}}, "c": "3"}``;
+    lists come back as dicts with string keys, as PHP arrays decoded by the handlers here."""
+    parsed: dict[str, Any] = {}
+    for name, value in httpx.QueryParams(query).multi_items():
+        base, _, rest = name.partition("[")
+        keys = [base] + ([part.rstrip("]") for part in f"[{rest}".split("[")[1:]] if rest else [])
+        node = parsed
+        for depth, part in enumerate(keys):
+            last = depth == len(keys) - 1
+            key = part or str(len(node))
+            if last:
+                node[key] = value
+            else:
+                child = node.get(key)
+                if not isinstance(child, dict):
+                    child = node[key] = {}
+                node = child
+    listed: dict[str, Any] = _listify(parsed)
+    return listed
+
+
+def _listify(value: Any) -> Any:
+    """PHP arrays with keys 0..n-1 as JSON lists, as ``json_encode`` would read them back."""
+    if not isinstance(value, dict):
+        return value
+    items = {key: _listify(item) for key, item in value.items()}
+    if items and list(items) == [str(index) for index in range(len(items))]:
+        return list(items.values())
+    return items
+
+
+def _resolve_references(params: Any, results: Mapping[str, Any]) -> Any:
+    """Replace ``$result[key][field]...`` values by the earlier sub-call's answer (empty if none)."""
+    if isinstance(params, dict):
+        return {key: _resolve_references(value, results) for key, value in params.items()}
+    if isinstance(params, list):
+        return [_resolve_references(value, results) for value in params]
+    match = _REFERENCE.match(params) if isinstance(params, str) else None
+    if match is None:
+        return params
+    value: Any = results.get(match.group(1))
+    for part in re.findall(r"\[([^\]]*)\]", match.group(2)):
+        if isinstance(value, dict):
+            value = value.get(part)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            value = None
+    return "" if value is None or isinstance(value, dict | list) else str(value)
+
+
 def _user_field_descriptor(name: str) -> dict[str, Any]:
     """A user field as crm.lead.fields describes it: ``isDynamic`` true, code as ``title``, and the
     human labels in listLabel/formLabel/filterLabel (DOCS: crm/_include/user-fields-for-examples-cut)."""
@@ -976,9 +1157,42 @@ def _user_field_descriptor(name: str) -> dict[str, Any]:
 
 
 def _communication_key(kind: str, value: str) -> str:
-    """What findbycomm compares: the whole phone as stored (no reformatting: research §3, "Records
-    with a number in a different format are not considered duplicates"); e-mails trimmed, lower-cased."""
-    return value.strip().lower() if kind == "EMAIL" else value
+    """What findbycomm compares: e-mails trimmed and lower-cased; phones as
+    ``DuplicateCommunicationCriterion::normalizePhone`` codes them, on the stored value and on each
+    searched one alike (``bitrix_normalize_phone``)."""
+    return value.strip().lower() if kind == "EMAIL" else bitrix_normalize_phone(value)
+
+
+def bitrix_normalize_phone(value: str) -> str:
+    """``Bitrix\\Crm\\Integrity\\DuplicateCommunicationCriterion::normalizePhone``: the main module's
+    ``NormalizePhone($value, 1)`` (main/tools.php), then only the first run of digits (an extension
+    after ``;`` or ``#`` is dropped).
+
+    ``NormalizePhone``: a number of 10 characters or more starting ``+8`` becomes ``00`` + the rest;
+    everything but digits, ``#`` and ``*`` is stripped; then, when 10 or more are left, a leading
+    ``80``/``81``/``82`` is kept, else a leading ``00`` or ``011`` is dropped, a leading ``8`` becomes
+    ``7``, a leading ``0`` is dropped. So ``0532 123 45 67`` is ``5321234567``, ``+90 532 123 45 67``
+    is ``905321234567`` and ``8 (916) 123-45-67`` is ``79161234567``.
+    """
+    number = value
+    if len(number) >= 10 and number.startswith("+8"):
+        number = "00" + number[1:]
+    number = re.sub(r"[^0-9#*]", "", number)
+    if len(number) >= 10:
+        if number[:2] in ("80", "81", "82"):
+            pass
+        elif number.startswith("00"):
+            number = number[2:]
+        elif number.startswith("011"):
+            number = number[3:]
+        elif number.startswith("8"):
+            number = "7" + number[1:]
+        elif number.startswith("0"):
+            number = number[1:]
+    if not number:  # NormalizePhone gave nothing: the value cleared of all but digits, # * , ;
+        number = re.sub(r"[^0-9#*,;]", "", value)
+    match = re.match(r"\d+", number)
+    return match.group(0) if match else number
 
 
 def _comparable(value: Any) -> str:

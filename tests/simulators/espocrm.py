@@ -44,7 +44,7 @@ import httpx
 import phonenumbers
 import respx
 
-from tests.simulators.base import Failure
+from tests.simulators.base import Failure, SeededClosedLead
 
 FIXTURES_DIR = Path(__file__).parents[1] / "fixtures" / "espocrm-8.4.2"
 
@@ -740,6 +740,14 @@ class SimulatedEspoCrm:
         self._apply(values, data)
         self._store(values)
         return lead_id
+
+    def seed_closed_lead(self, *, phone: str, email: str | None = None, converted: bool = True) -> SeededClosedLead:
+        """A converted lead carries the ids of the Contact and Account its conversion created."""
+        if not converted:
+            return SeededClosedLead(self.seed_lead(phone=phone, email=email, attributes={"status": "Dead"}))
+        contact_id, account_id = self._new_id(), self._new_id()
+        attributes = {"status": "Converted", "createdContactId": contact_id, "createdAccountId": account_id}
+        return SeededClosedLead(self.seed_lead(phone=phone, email=email, attributes=attributes), contact_id, account_id)
 
     def leads(self) -> list[dict[str, Any]]:
         """Every lead as ``GET Lead/{id}`` shows it, oldest first."""

@@ -15,7 +15,7 @@ from typing import Any
 import respx
 
 from infra.local.sandbox import SandboxFault, SandboxStore
-from tests.simulators.base import Failure
+from tests.simulators.base import Failure, SeededClosedLead
 
 
 class SandboxCrm:
@@ -55,6 +55,14 @@ class SandboxCrm:
             **(attributes or {}),
         }
         return self.store.seed_lead({key: value for key, value in values.items() if value is not None})
+
+    def seed_closed_lead(self, *, phone: str, email: str | None = None, converted: bool = True) -> SeededClosedLead:
+        if not converted:
+            return SeededClosedLead(self.seed_lead(phone=phone, email=email, attributes={"status": "Dead"}))
+        attributes = {"status": "Converted", "contact_id": "contact-1", "account_id": "account-1"}
+        return SeededClosedLead(
+            self.seed_lead(phone=phone, email=email, attributes=attributes), "contact-1", "account-1"
+        )
 
     def leads(self) -> list[dict[str, Any]]:
         return self.store.leads()

@@ -13,7 +13,7 @@ import pytest
 import respx
 
 from tests.simulators.base import Failure, SimulatedCrm
-from tests.simulators.bitrix24 import DEFAULT_USER_FIELDS, SimulatedBitrix24
+from tests.simulators.bitrix24 import CRM_MODE_CLASSIC, CRM_MODE_SIMPLE, DEFAULT_USER_FIELDS, SimulatedBitrix24
 
 TIME_KEYS = {
     "start",
@@ -87,11 +87,41 @@ def test_findbycomm_answers_lead_ids_as_ints(sim: SimulatedBitrix24, client: htt
     assert result(client, "crm.duplicate.findbycomm", by_phone) == {"LEAD": [int(first), int(second)]}
     by_email = {"entity_type": "LEAD", "type": "EMAIL", "values": [" ada@example.COM"]}
     assert result(client, "crm.duplicate.findbycomm", by_email) == {"LEAD": [int(first)]}
-    # The whole number as stored: another format is not a duplicate.
+    # Both sides are normalised (digits only, a leading 00, 011 or 0 dropped, a leading 8 made 7):
+    # spacing does not matter, but the national form and the international one are different numbers.
     other_format = {"type": "PHONE", "values": ["+90 532 111 22 33"]}
-    assert result(client, "crm.duplicate.findbycomm", other_format) == []
+    assert result(client, "crm.duplicate.findbycomm", other_format) == {"LEAD": [int(first), int(second)]}
+    national = {"type": "PHONE", "values": ["0532 111 22 33"]}
+    assert result(client, "crm.duplicate.findbycomm", national) == []
     # Contacts/companies only: leads are not searched.
     assert result(client, "crm.duplicate.findbycomm", {**by_phone, "entity_type": "CONTACT"}) == []
+
+
+@pytest.mark.parametrize(
+    ("stored", "found_by", "not_found_by"),
+    [
+        ("0532 123 45 67", ["5321234567", "05321234567", "0 (532) 123-45-67"], ["+905321234567", "905321234567"]),
+        ("+90 532 123 45 67", ["905321234567", "+905321234567", "00905321234567"], ["5321234567"]),
+        ("8 (916) 123-45-67", ["+79161234567", "79161234567", "89161234567"], ["9161234567"]),
+        ("+86 138 1234 5678", ["+8613812345678", "008613812345678"], ["8613812345678"]),
+        ("011 44 20 7946 0958", ["+44 20 7946 0958", "442079460958"], ["02079460958"]),
+    ],
+)
+def test_findbycomm_normalises_phones_as_bitrix_does(
+    sim: SimulatedBitrix24, client: httpx.Client, stored: str, found_by: list[str], not_found_by: list[str]
+) -> None:
+    """``DuplicateCommunicationCriterion::normalizePhone`` (main/tools.php ``NormalizePhone``)."""
+    lead_id = int(sim.seed_lead(phone=stored))
+    for value in found_by:
+        assert result(client, "crm.duplicate.findbycomm", {"type": "PHONE", "values": [value]}) == {"LEAD": [lead_id]}
+    for value in not_found_by:
+        assert result(client, "crm.duplicate.findbycomm", {"type": "PHONE", "values": [value]}) == [], value
+
+
+def test_the_crm_mode_is_classic_unless_a_test_sets_it(sim: SimulatedBitrix24, client: httpx.Client) -> None:
+    assert result(client, "crm.settings.mode.get", {}) == CRM_MODE_CLASSIC
+    sim.crm_mode = CRM_MODE_SIMPLE
+    assert result(client, "crm.settings.mode.get", {}) == CRM_MODE_SIMPLE
 
 
 def test_findbycomm_searches_only_the_first_twenty_values(sim: SimulatedBitrix24, client: httpx.Client) -> None:

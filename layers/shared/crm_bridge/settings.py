@@ -103,6 +103,10 @@ class Bitrix24Settings(BaseModel):
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     webhook: SecretSource
+    requests_per_second: float | None = Field(default=None, gt=0, le=5)
+    """Pace of this container's requests (``BITRIX24_REQUESTS_PER_SECOND``); None: unpaced. The
+    portal allows about 2 requests/s in all (5 on Enterprise plans): the worker's containers together
+    (its ``MaximumConcurrency``) must stay below that (see ``providers/pace.py``)."""
 
 
 class SandboxSettings(BaseModel):
@@ -181,7 +185,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 _check_webhook_url(webhook.get())
             except ValueError as exc:
                 problems.append(f"BITRIX24_WEBHOOK_URL: {exc}")
-        raw["bitrix24"] = {"webhook": webhook}
+        raw["bitrix24"] = {"webhook": webhook, "requests_per_second": env.get("BITRIX24_REQUESTS_PER_SECOND") or None}
     elif provider == CrmProviderName.BITRIX24:
         problems.append(
             "BITRIX24_WEBHOOK_URL or BITRIX24_WEBHOOK_URL_PARAM is not set (required when CRM_PROVIDER=bitrix24)"
@@ -206,6 +210,7 @@ _ENV_NAMES = {
     ("default_phone_region",): "DEFAULT_PHONE_REGION",
     ("field_mapping_file",): "CRM_FIELD_MAPPING_FILE",
     ("espocrm", "url"): "ESPOCRM_URL",
+    ("bitrix24", "requests_per_second"): "BITRIX24_REQUESTS_PER_SECOND",
     ("sandbox", "db_path"): "SANDBOX_DB_PATH",
 }
 

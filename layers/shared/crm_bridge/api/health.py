@@ -1,7 +1,15 @@
-"""The health check's verdict, in words an operator and a monitor both understand."""
+"""The health check's verdict, in words an operator and a monitor both understand.
+
+The check is public, and each fresh verdict costs the CRM a request (Bitrix24 allows about 2 per
+second per webhook), so a container reuses its verdict for ``HEALTH_CACHE_SECONDS``
+(:class:`HealthCache`), and an anonymous caller learns only up or down (:func:`public_answer`).
+"""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from crm_bridge.errors import SettingsError
@@ -40,3 +48,44 @@ def health_answer() -> Answer:
         "errorKind": report.error_kind,
     }
     return {"status": 200 if status == "ok" else 503, "body": body}
+
+
+def public_answer(answer: Answer) -> Answer:
+    """What an anonymous caller may know: ``ok`` (200) or ``down`` (503), nothing about the CRM."""
+    healthy = answer["status"] == 200
+    return {"status": 200 if healthy else 503, "body": {"status": "ok" if healthy else "down"}}
+
+
+class HealthCache:
+    """One verdict per ``ttl_seconds`` per container, however many callers ask (failures included:
+    a CRM that is down must not be asked more often). Callers that arrive while the CRM is being
+    asked wait for that answer instead of asking again."""
+
+    def __init__(
+        self,
+        ttl_seconds: float,
+        check: Callable[[], Answer] = health_answer,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.check = check
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._answer: Answer | None = None
+        self._checked_at = 0.0
+
+    def get(self) -> Answer:
+        with self._lock:
+            if self._answer is None or self.clock() - self._checked_at >= self.ttl_seconds:
+                return self._refresh()
+            return self._answer
+
+    def fresh(self) -> Answer:
+        """Ask the CRM now (an operator after a fix), and keep the answer for everyone."""
+        with self._lock:
+            return self._refresh()
+
+    def _refresh(self) -> Answer:
+        answer = self.check()
+        self._answer, self._checked_at = answer, self.clock()
+        return answer

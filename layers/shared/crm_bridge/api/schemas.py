@@ -57,7 +57,15 @@ class ErrorBody(_Documented):
     error: ErrorDetail
 
 
+class HealthSummary(_Documented):
+    """The public health check: up or down, nothing about the CRM."""
+
+    status: Literal["ok", "down"]
+
+
 class Health(_Documented):
+    """The operator's health check (IAM-signed): which CRM, and what is wrong with it."""
+
     status: Literal["ok", "degraded", "down", "misconfigured"]
     provider: str | None
     reachable: bool

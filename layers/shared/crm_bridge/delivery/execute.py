@@ -36,15 +36,21 @@ def deliver(operation: Operation, provider: CrmProvider, sessions: VisitorSessio
                 sessions.remember(provider.name, application.session_id, result.record_id, replace=True)
             return result
         case MessengerClickOperation(payload=activity):
+            # The session's lead first: it follows the visitor (an application replaces an anonymous
+            # lead, a closed lead's successor replaces it) where the site may still send an old id.
             known_leads = [
-                activity.lead_id,
                 sessions.lead_for(provider.name, activity.session_id) if sessions else None,
+                activity.lead_id,
             ]
             for lead_id in dict.fromkeys(lead for lead in known_leads if lead):
                 try:
-                    return provider.log_activity(lead_id, activity, operation.operation_id)
+                    result = provider.log_activity(lead_id, activity, operation.operation_id)
                 except LeadNotFound:
-                    continue  # deleted in the CRM, or a stale id from the site: fall back to the session
+                    continue  # deleted in the CRM, or a stale id: fall back to the next one
+                if sessions is not None and result.record_id != lead_id:
+                    # The lead was closed and the click made a new one: the session is that lead now.
+                    sessions.remember(provider.name, activity.session_id, result.record_id, replace=True)
+                return result
             if sessions is None:
                 return provider.create_minimal_lead_from_activity(activity, operation.operation_id)
             claimer = str(operation.operation_id)

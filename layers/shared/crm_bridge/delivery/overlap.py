@@ -53,7 +53,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import copy_context
 from functools import cache
 from typing import TYPE_CHECKING
@@ -138,7 +138,10 @@ class ApplicationAhead:
 
         try:
             draft = draft_from_application(application, operation_id)  # what upsert_lead searches with
-            with self.reads.sending(), time_budget(budget):
+            # A provider whose search reads what this operation's upsert needs too (Bitrix24 reads the
+            # lead's marked comments in the same batch) searches as the upsert will: same requests.
+            searching = getattr(provider, "operation", None)
+            with self.reads.sending(), time_budget(budget), searching(operation_id) if searching else nullcontext():
                 provider._find_lead(phone=draft.phone, email=draft.email)
         except WriteAhead:  # a provider's search that writes: refused, and worth knowing about
             get_logger().error("the lead search tried to write; refused", extra={"provider": provider.name})

@@ -14,11 +14,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, ClassVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict
 
-from crm_bridge.errors import CrmError, ErrorKind, PermanentCrmError
+from crm_bridge.errors import CrmError, ErrorKind, LeadNotFound, PermanentCrmError
 from crm_bridge.field_mapping import MappedField, ProviderMapping
 from crm_bridge.models import Application, MessengerActivity
 from crm_bridge.observability import get_logger
@@ -28,6 +28,7 @@ from crm_bridge.providers.lead_draft import (
     LeadDraft,
     activity_note,
     add_details,
+    closed_lead_line,
     draft_from_activity,
     draft_from_application,
     repeat_application_note,
@@ -86,6 +87,17 @@ class LeadChanges(BaseModel):
 class ExistingLead:
     record_id: str
     attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClosedLead:
+    """A lead nobody works any more: converted (into a contact, an account) or closed as lost.
+    A repeat application or a click for it makes a new lead instead of a note on it."""
+
+    record_id: str
+    converted: bool
+    contact_id: str | None = None
+    account_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +160,9 @@ class CrmProvider(ABC):
                 return self._result(created.record_id, LeadAction.CREATED, started, created)
         if self._recorded(existing, operation_id):  # an earlier attempt wrote it; its answer was lost
             return self._result(existing.record_id, LeadAction.UNCHANGED, started)
+        closed = self._closed(existing)
+        if closed is not None:  # converted or lost: a new lead, not a note nobody reads
+            return self._create_successor(closed, draft, operation_id, started, again="Applied again")
         patch = self._missing_values(existing, payload)
         action = LeadAction.UNCHANGED
         outcome = WriteOutcome(existing.record_id)
@@ -164,10 +179,27 @@ class CrmProvider(ABC):
     def log_activity(
         self, lead_id: str, activity: MessengerActivity, operation_id: UUID | None = None
     ) -> ProviderResult:
-        """Record a messenger click on a known lead's timeline, once per ``operation_id``."""
+        """Record a messenger click on a known lead's timeline, once per ``operation_id``.
+
+        The id comes from the website, untrusted: one that cannot be this CRM's (another CRM's id
+        kept after a switch, garbage) is :class:`LeadNotFound` before any request, as a deleted lead.
+
+        A click for a closed lead (converted, lost) makes a new lead instead, once per
+        ``operation_id``: the result's ``record_id`` is then the new lead's."""
         started = self._clock()
-        if operation_id is not None and self._recorded(ExistingLead(lead_id), operation_id):
+        if not self._accepts_record_id(lead_id):
+            raise LeadNotFound(f"the lead id is not of {self.name}'s form", provider=self.name)
+        lead = self._read_lead(lead_id)
+        if operation_id is not None and self._recorded(lead, operation_id):
             return self._result(lead_id, LeadAction.UNCHANGED, started)
+        closed = self._closed(lead)
+        if closed is not None:
+            made = self._find_created_by(operation_id) if operation_id is not None else None
+            if made is not None:  # an earlier attempt of this click made it; its answer was lost
+                return self._result(made.record_id, LeadAction.UNCHANGED, started)
+            draft = draft_from_activity(activity, operation_id)
+            again = "Clicked a messenger link again"
+            return self._create_successor(closed, draft, operation_id or uuid4(), started, again=again)
         note_id = self._add_note(lead_id, activity_note(activity, operation_id))
         return self._result(lead_id, LeadAction.UPDATED, started, activity_id=note_id)
 
@@ -205,9 +237,18 @@ class CrmProvider(ABC):
         return self._result(lead_id, LeadAction.UPDATED, started, outcome, activity_id=note_id)
 
     def test_connection(self) -> ConnectionReport:
-        """Reachability, credentials and the mapped fields the CRM lacks. Never raises."""
+        """Reachability, credentials, the CRM's settings and the mapped fields it lacks. Never raises."""
         started = self._clock()
         try:
+            problem = self._configuration_problem()
+            if problem is not None:
+                return ConnectionReport(
+                    provider=self.name,
+                    reachable=True,
+                    elapsed_ms=self._elapsed_ms(started),
+                    error_kind=ErrorKind.CONFIGURATION,
+                    error=problem,
+                )
             missing = self._missing_mapped_fields()
         except CrmError as error:
             return ConnectionReport(
@@ -233,7 +274,26 @@ class CrmProvider(ABC):
 
     @abstractmethod
     def _find_lead(self, *, phone: str | None, email: str | None) -> ExistingLead | None:
-        """The oldest lead with this phone or e-mail, with the attributes ``_missing_values`` needs."""
+        """The oldest open lead with this phone or e-mail or, when every one is closed (see
+        :meth:`_closed`), the newest of them; with the attributes ``_missing_values`` and
+        ``_closed`` need."""
+
+    @abstractmethod
+    def _read_lead(self, record_id: str) -> ExistingLead:
+        """The lead with its attributes; raises :class:`LeadNotFound` for one that does not exist."""
+
+    @abstractmethod
+    def _closed(self, lead: ExistingLead) -> ClosedLead | None:
+        """What the lead became when it is closed (converted, or lost), read from its attributes;
+        None while it is open."""
+
+    def _successor_link(self, closed: ClosedLead) -> dict[str, Any]:
+        """Attributes linking a new lead to what the closed one became, where the CRM has them."""
+        return {}
+
+    @abstractmethod
+    def _find_created_by(self, operation_id: UUID) -> ExistingLead | None:
+        """The lead this operation created, if any: its marker is in the lead's own text."""
 
     @abstractmethod
     def _find_by_attribute(self, attribute: str, value: str) -> ExistingLead | None: ...
@@ -263,7 +323,41 @@ class CrmProvider(ABC):
     def _missing_mapped_fields(self) -> list[str] | None:
         """Domain fields whose attribute the CRM lacks (None: cannot tell); raises CrmError."""
 
+    def _accepts_record_id(self, record_id: str) -> bool:
+        """Whether ``record_id`` has the form of this CRM's lead ids (any form, unless it says)."""
+        return True
+
+    def _configuration_problem(self) -> str | None:
+        """A CRM setting that defeats crm-bridge, as a sentence saying what to change (None: none);
+        raises CrmError."""
+        return None
+
     # --- shared helpers ---------------------------------------------------------------------------
+
+    def _create_successor(
+        self, closed: ClosedLead, draft: LeadDraft, operation_id: UUID, started: float, *, again: str
+    ) -> ProviderResult:
+        """A new lead for someone whose lead is closed, saying so (ids only) and linked to what the
+        closed lead became where the CRM allows it. The CRM's duplicate check is skipped: the
+        closed lead is the duplicate it would find."""
+        line = closed_lead_line(again, closed.record_id, closed.converted, closed.contact_id, closed.account_id)
+        draft = replace(draft, description=f"{line}\n{draft.description}")
+        payload = self._lead_payload(draft, operation_id) | self._successor_link(closed)
+        created, _ = self._write_without_refused(
+            lambda attributes: self._create(attributes, check_duplicates=False),
+            payload,
+            self._details(draft.values, draft.contacts()),
+        )
+        self._log.info(
+            "earlier lead is closed; created a new lead",
+            extra={
+                "provider": self.name,
+                "record_id": created.record_id,
+                "previous_record_id": closed.record_id,
+                "converted": closed.converted,
+            },
+        )
+        return self._result(created.record_id, LeadAction.CREATED, started, created)
 
     def _write_without_refused(
         self, write: Callable[[dict[str, Any]], WriteOutcome], payload: dict[str, Any], details: Details

@@ -4,20 +4,34 @@ Quirks it handles (see shared/research/bitrix24-api.md):
 * the webhook URL contains its token: it is read from its secret store per call, never logged,
   and transport errors are re-raised without it;
 * ``crm.duplicate.findbycomm`` answers ``[]`` when nothing matched and ``{"LEAD": [...]}`` otherwise;
+  it normalises phones (main module's ``NormalizePhone``: digits only, a leading ``00``, ``011`` or
+  ``0`` dropped, a leading ``8`` made ``7``), so ``0532 123 45 67`` is found by ``5321234567`` and not
+  by ``+905321234567``: we search with every form a number of the default region may be stored in;
+* lead ids are positive integers: an id of another form (an EspoCRM id the site kept after a
+  switch, garbage PHP would read as a number) is a lead that is not here, before any request;
+* a portal in simple CRM mode (``crm.settings.mode.get`` 2) has no leads: the health check says so;
 * a PHONE/EMAIL item sent without ``ID`` to ``crm.lead.update`` is *appended*, so we send only the
   values the lead does not have yet;
 * rate limits: 503 ``QUERY_LIMIT_EXCEEDED`` and 429 ``OPERATION_TIME_LIMIT`` mean the request did
   not run and are retried later; ``OVERLOAD_LIMIT`` is a manual block an operator must lift;
 * list (enum) user fields take portal-specific item ids and booleans are ``Y``/``N``: both come
-  from the field mapping.
+  from the field mapping;
+* the request budget (about 2 requests/s per portal, issue #13): the reads an operation needs go
+  in one ``batch`` (one request however many sub-calls, at most 50), the de-duplication check asks
+  the portal only for the comments carrying the operation's marker (``%COMMENT``), and requests are
+  paced per container when ``BITRIX24_REQUESTS_PER_SECOND`` is set (:mod:`.pace`).
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 from uuid import UUID
 
 import httpx
@@ -25,13 +39,26 @@ import phonenumbers
 
 from crm_bridge.errors import CrmConfigurationError, CrmError, LeadNotFound, PermanentCrmError, RetryableCrmError
 from crm_bridge.field_mapping import Bitrix24Mapping, LeadSourceKind
+from crm_bridge.models import Application, MessengerActivity
 from crm_bridge.observability import redact
-from crm_bridge.providers.base import CrmProvider, ExistingLead, LeadChanges, WriteOutcome
+from crm_bridge.providers.base import (
+    ClosedLead,
+    CrmProvider,
+    ExistingLead,
+    LeadChanges,
+    ProviderResult,
+    WriteOutcome,
+)
 from crm_bridge.providers.http import error_for_status, make_client, retry_after_header, send
 from crm_bridge.providers.lead_draft import LeadDraft, fill_empty, operation_marker
-from crm_bridge.settings import Bitrix24Settings
+from crm_bridge.providers.pace import RequestPacer
+from crm_bridge.settings import Bitrix24Settings, default_phone_region
 
 ORIGINATOR_ID = "crm-bridge"
+_CLOSED_SEMANTICS = {"S": True, "F": False}
+"""``STATUS_SEMANTIC_ID`` of a closed lead (success: converted; failure: junk), and whether converted."""
+_MATCHES = 20
+"""Leads of one phone or e-mail read in search of an open one."""
 _NEVER_FILLED = frozenset({"TITLE", "ORIGINATOR_ID", "ORIGIN_ID", "PHONE", "EMAIL"})
 _CONFIGURATION_CODES = frozenset(
     {
@@ -54,10 +81,37 @@ _FIELD_IN_DESCRIPTION = re.compile(r"\b(UF_CRM_[A-Z0-9_]+|[A-Z][A-Z_]{2,})\b")
 _MAX_REASON_LENGTH = 200
 _TITLES = {LeadSourceKind.APPLICATION: "website application", LeadSourceKind.MESSENGER: "messenger click"}
 _MULTIFIELDS = (("PHONE", "MOBILE"), ("EMAIL", "WORK"))
+_LEAD_ID = re.compile(r"[1-9][0-9]{0,17}")
+"""A lead id as Bitrix24 issues it: a positive decimal integer (of at most 18 digits: PHP's int)."""
+FINDBYCOMM_MAX_VALUES = 20
+CRM_MODE_CLASSIC = 1
+SIMPLE_CRM_MODE = (
+    "Bitrix24 CRM is in simple mode: it has no leads and turns every new lead into a deal at once. "
+    "In CRM settings, switch the CRM mode to classic (with leads)."
+)
 
 
 _WRITING_METHODS = frozenset({"add", "update", "delete"})
 """Bitrix24 calls everything with POST; these method names (``crm.lead.add``...) change data."""
+BATCH_MAX_COMMANDS = 50
+""""A single batch contains no more than 50 subqueries" (DOCS: settings/how-to-call-rest-api/batch)."""
+
+
+class _Ref(str):
+    """A ``$result[key][...]`` reference to an earlier sub-call of the same batch: sent as is."""
+
+
+@dataclass
+class _Prefetched:
+    """Reads an operation's batches answered ahead of the primitive that needs them (one operation)."""
+
+    operation_id: UUID | None
+    leads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    marked: dict[str, bool] = field(default_factory=dict)
+    """Lead id -> whether a timeline comment carries the operation's marker."""
+
+
+_prefetched: ContextVar[_Prefetched | None] = ContextVar("bitrix24_prefetched", default=None)
 
 
 class Bitrix24Provider(CrmProvider):
@@ -72,19 +126,53 @@ class Bitrix24Provider(CrmProvider):
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] | None = None,
         wall_clock: Callable[[], float] = time.time,
+        phone_region: str | None = None,
     ) -> None:
         super().__init__(mapping, **({"clock": clock} if clock else {}))
         self._settings = settings
         self._client = make_client(timeout_seconds, transport)
         self._wall_clock = wall_clock
+        self._phone_region = phone_region or default_phone_region()
+        """Where a number written without a country code is (``DEFAULT_PHONE_REGION``)."""
+        rate = settings.requests_per_second
+        self.pacer = RequestPacer(rate) if rate is not None else None
+        """Paces this container's requests (``BITRIX24_REQUESTS_PER_SECOND``); None: unpaced."""
 
     def close(self) -> None:
         self._client.close()
+
+    # --- the interface: one operation's reads shared between its primitives ---------------------------
+
+    @contextmanager
+    def operation(self, operation_id: UUID | None) -> Iterator[None]:
+        """Within the block, reads are for this operation: a lead is read with its comments carrying
+        the operation's marker, in one batch, and kept for the primitives that need them."""
+        token = _prefetched.set(_Prefetched(operation_id))
+        try:
+            yield
+        finally:
+            _prefetched.reset(token)
+
+    def upsert_lead(self, application: Application, operation_id: UUID) -> ProviderResult:
+        with self.operation(operation_id):
+            return super().upsert_lead(application, operation_id)
+
+    def log_activity(
+        self, lead_id: str, activity: MessengerActivity, operation_id: UUID | None = None
+    ) -> ProviderResult:
+        with self.operation(operation_id):
+            return super().log_activity(lead_id, activity, operation_id)
+
+    def create_minimal_lead_from_activity(self, activity: MessengerActivity, operation_id: UUID) -> ProviderResult:
+        with self.operation(operation_id):
+            return super().create_minimal_lead_from_activity(activity, operation_id)
 
     # --- HTTP --------------------------------------------------------------------------------------
 
     def _call(self, method: str, params: dict[str, Any]) -> Any:
         webhook = self._settings.webhook.get().rstrip("/")
+        if self.pacer is not None:
+            self.pacer.acquire(self.name)
         response = send(
             self._client,
             self.name,
@@ -100,6 +188,29 @@ class Bitrix24Provider(CrmProvider):
         if response.is_success and body is None:
             raise RetryableCrmError("answer was not JSON", provider=self.name, status=response.status_code)
         raise self._error(response, body if isinstance(body, dict) else {})
+
+    def _batch(self, commands: Mapping[str, tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+        """Run read-only sub-calls in one request (``halt: 0``); each key answers its result or the
+        :class:`CrmError` its ``result_error`` entry stands for. The batch itself failing raises."""
+        if len(commands) > BATCH_MAX_COMMANDS:
+            raise ValueError(f"a batch takes at most {BATCH_MAX_COMMANDS} sub-calls")
+        cmd = {key: f"{method}?{_query_string(params)}" for key, (method, params) in commands.items()}
+        answer = self._call("batch", {"halt": 0, "cmd": cmd})
+        # Empty collections come back as PHP's empty array, [] (DOCS: batch, response examples).
+        results = answer.get("result") if isinstance(answer, dict) else None
+        errors = answer.get("result_error") if isinstance(answer, dict) else None
+        results = results if isinstance(results, dict) else {}
+        errors = errors if isinstance(errors, dict) else {}
+        outcome: dict[str, Any] = {}
+        for key in commands:
+            if key in errors:
+                error = errors[key] if isinstance(errors[key], dict) else {}
+                outcome[key] = self._error(httpx.Response(400), error)  # a sub-call has no status of its own
+            elif key in results:
+                outcome[key] = results[key]
+            else:
+                outcome[key] = RetryableCrmError(f"batch answered nothing for {key}", provider=self.name)
+        return outcome
 
     def _error(self, response: httpx.Response, body: dict[str, Any]) -> CrmError:
         status = response.status_code
@@ -148,7 +259,7 @@ class Bitrix24Provider(CrmProvider):
             "SOURCE_ID": self.mapping.lead_source.get(draft.source),
             "ORIGINATOR_ID": ORIGINATOR_ID,
             "ORIGIN_ID": str(operation_id),
-            **_multifield_items({}, draft.phone, draft.email),
+            **_multifield_items({}, draft.phone, draft.email, self._phone_region),
             **self._mapped_attributes(draft.values),
         }
         return {key: value for key, value in fields.items() if value is not None}
@@ -156,7 +267,7 @@ class Bitrix24Provider(CrmProvider):
     def _changes_payload(self, record_id: str, changes: LeadChanges) -> dict[str, Any]:
         fields = self._mapped_attributes(changes.values)
         if changes.phone or changes.email:
-            fields |= _multifield_items(self._read(record_id), changes.phone, changes.email)
+            fields |= _multifield_items(self._read(record_id), changes.phone, changes.email, self._phone_region)
         return fields
 
     @staticmethod
@@ -170,16 +281,126 @@ class Bitrix24Provider(CrmProvider):
         return record
 
     def _find_lead(self, *, phone: str | None, email: str | None) -> ExistingLead | None:
-        for kind, value in (("PHONE", phone), ("EMAIL", email)):
-            if not value:
+        """Both searches in one batch, with the first lead each one finds read in the same batch
+        (``$result[phone][LEAD][0]``) with its marked comments: a repeat costs this one request.
+
+        When a search finds nothing, the sub-calls referring to its result fail (an id that is not
+        defined) and are ignored; which lead a reference names is checked against the search's
+        answer before its read is used."""
+        searches = {
+            "phone": ("PHONE", _phone_forms(phone, self._phone_region)),
+            "email": ("EMAIL", [email] if email else []),
+        }
+        commands: dict[str, tuple[str, dict[str, Any]]] = {}
+        for key, (kind, values) in searches.items():
+            if values:
+                commands[key] = ("crm.duplicate.findbycomm", {"entity_type": "LEAD", "type": kind, "values": values})
+                commands |= self._lead_reads(f"{key}_", _Ref(f"$result[{key}][LEAD][0]"))
+        if not commands:
+            return None
+        answers = self._batch(commands)
+        for key in searches:
+            if key not in commands:
                 continue
-            found = self._call("crm.duplicate.findbycomm", {"entity_type": "LEAD", "type": kind, "values": [value]})
+            found = answers[key]
+            if isinstance(found, CrmError):
+                raise found
             # Nothing found is an empty *list*; matches are {"LEAD": [ids]} (ids only).
             lead_ids = found.get("LEAD", []) if isinstance(found, dict) else []
             if lead_ids:
-                oldest = str(min(int(lead_id) for lead_id in lead_ids))
-                return ExistingLead(oldest, self._read(oldest))
+                self._keep_reads(answers, f"{key}_")
+                return self._first_open(sorted(int(lead_id) for lead_id in lead_ids)[:_MATCHES])
         return None
+
+    def _first_open(self, lead_ids: list[int]) -> ExistingLead:
+        """The oldest of these leads that is open, else the newest (findbycomm gives ids only).
+        Leads not read yet are read together, in one batch."""
+        state = _prefetched.get()
+        if state is not None:
+            unread = [str(lead_id) for lead_id in lead_ids if str(lead_id) not in state.leads]
+            first = state.leads.get(str(lead_ids[0]))
+            if unread and (first is None or self._closed(ExistingLead(str(lead_ids[0]), first)) is not None):
+                self._read_leads(unread)
+        lead = ExistingLead("")
+        for lead_id in lead_ids:
+            lead = self._read_lead(str(lead_id))
+            if self._closed(lead) is None:
+                break
+        return lead
+
+    def _read_lead(self, record_id: str) -> ExistingLead:
+        state = _prefetched.get()
+        if state is not None and record_id not in state.leads:
+            self._read_leads([record_id])
+        if state is not None and record_id in state.leads:
+            return ExistingLead(record_id, state.leads.pop(record_id))
+        return ExistingLead(record_id, self._read(record_id))
+
+    def _lead_reads(self, prefix: str, record_id: str) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Sub-calls reading a lead and, within an operation, its comments carrying the marker."""
+        reads: dict[str, tuple[str, dict[str, Any]]] = {f"{prefix}lead": ("crm.lead.get", {"id": record_id})}
+        state = _prefetched.get()
+        if state is not None and state.operation_id is not None:
+            marker = operation_marker(state.operation_id)
+            reads[f"{prefix}marked"] = ("crm.timeline.comment.list", _marked_comments(record_id, marker))
+        return reads
+
+    def _read_leads(self, record_ids: list[str]) -> None:
+        """Read these leads (and their marked comments) in one batch into the operation's reads;
+        a lead that cannot be read raises its error (:class:`LeadNotFound`...)."""
+        commands: dict[str, tuple[str, dict[str, Any]]] = {}
+        for number, record_id in enumerate(record_ids):
+            commands |= self._lead_reads(f"r{number}_", record_id)
+        answers = self._batch(commands)
+        for number, record_id in enumerate(record_ids):
+            record = answers[f"r{number}_lead"]
+            if isinstance(record, CrmError):
+                raise record
+            self._keep_reads(answers, f"r{number}_", record_id)
+
+    def _keep_reads(self, answers: Mapping[str, Any], prefix: str, record_id: str | None = None) -> None:
+        """Keep a lead read by a batch (and whether its comments carry the marker) for this operation."""
+        state = _prefetched.get()
+        record = answers.get(f"{prefix}lead")
+        if state is None or not isinstance(record, dict) or not record.get("ID"):
+            return
+        lead_id = str(record["ID"])
+        if record_id is not None and lead_id != record_id:
+            return
+        state.leads[lead_id] = record
+        marked = answers.get(f"{prefix}marked")
+        if state.operation_id is not None and isinstance(marked, list):
+            state.marked[lead_id] = _carries(marked, operation_marker(state.operation_id))
+
+    def _closed(self, lead: ExistingLead) -> ClosedLead | None:
+        semantic = lead.attributes.get("STATUS_SEMANTIC_ID")
+        if semantic not in _CLOSED_SEMANTICS:
+            return None
+        return ClosedLead(
+            lead.record_id,
+            converted=_CLOSED_SEMANTICS[str(semantic)],
+            contact_id=str(lead.attributes.get("CONTACT_ID") or "") or None,
+            account_id=str(lead.attributes.get("COMPANY_ID") or "") or None,
+        )
+
+    def _successor_link(self, closed: ClosedLead) -> dict[str, Any]:
+        """A repeat lead linked to the client it came back as (``IS_RETURN_CUSTOMER`` follows)."""
+        link = {"CONTACT_ID": closed.contact_id, "COMPANY_ID": closed.account_id}
+        return {key: value for key, value in link.items() if value}
+
+    def _find_created_by(self, operation_id: UUID) -> ExistingLead | None:
+        found = self._call(
+            "crm.lead.list",
+            {
+                "filter": {"ORIGINATOR_ID": ORIGINATOR_ID, "ORIGIN_ID": str(operation_id)},
+                "select": ["ID", "ORIGIN_ID"],
+                "order": {"ID": "ASC"},
+            },
+        )
+        matches = [
+            lead for lead in found or [] if isinstance(lead, dict) and lead.get("ORIGIN_ID") == str(operation_id)
+        ]
+        return ExistingLead(str(matches[0]["ID"])) if matches else None
 
     def _find_by_attribute(self, attribute: str, value: str) -> ExistingLead | None:
         found = self._call(
@@ -202,27 +423,37 @@ class Bitrix24Provider(CrmProvider):
         patch = fill_empty(existing.attributes, payload, keep=_NEVER_FILLED)
         phone = _first_value(payload.get("PHONE"))
         email = _first_value(payload.get("EMAIL"))
-        return patch | _multifield_items(existing.attributes, phone, email)
+        return patch | _multifield_items(existing.attributes, phone, email, self._phone_region)
 
     def _add_note(self, record_id: str, text: str) -> str:
         comment = {"fields": {"ENTITY_ID": int(record_id), "ENTITY_TYPE": "lead", "COMMENT": text}}
         return str(self._call("crm.timeline.comment.add", comment))
 
     def _recorded(self, lead: ExistingLead, operation_id: UUID) -> bool:
-        """Our own lead (``ORIGIN_ID``), or the marker in its comments or newest timeline comments."""
+        """Our own lead (``ORIGIN_ID``), the marker in its comments, or a timeline comment carrying
+        it: the portal filters the comments by the marker (``%COMMENT``, a substring search), so
+        however long the timeline, one page answers. Read with the lead when this operation's batch
+        read it (no request of its own)."""
         marker = operation_marker(operation_id)
-        record = lead.attributes or self._read(lead.record_id)
+        state = _prefetched.get()
+        ours = state is not None and state.operation_id == operation_id
+        record = lead.attributes
+        if not record:
+            record = self._read_lead(lead.record_id).attributes if ours else self._read(lead.record_id)
         if record.get("ORIGIN_ID") == str(operation_id) or marker in str(record.get("COMMENTS") or ""):
             return True
-        comments = self._call(
-            "crm.timeline.comment.list",
-            {
-                "filter": {"ENTITY_ID": int(lead.record_id), "ENTITY_TYPE": "lead"},
-                "select": ["ID", "COMMENT"],
-                "order": {"ID": "DESC"},
-            },
-        )
-        return any(isinstance(item, dict) and marker in str(item.get("COMMENT") or "") for item in comments or [])
+        if state is not None and ours and lead.record_id in state.marked:
+            return state.marked.pop(lead.record_id)
+        return _carries(self._call("crm.timeline.comment.list", _marked_comments(lead.record_id, marker)), marker)
+
+    def _accepts_record_id(self, record_id: str) -> bool:
+        return _LEAD_ID.fullmatch(record_id) is not None
+
+    def _configuration_problem(self) -> str | None:
+        """Simple CRM mode (``crm.settings.mode.get`` answers 2): leads we write become deals nobody
+        reads as leads, so the portal is misconfigured for crm-bridge."""
+        mode = self._call("crm.settings.mode.get", {})
+        return None if str(mode) == str(CRM_MODE_CLASSIC) else SIMPLE_CRM_MODE
 
     def _missing_mapped_fields(self) -> list[str] | None:
         fields = self._call("crm.lead.fields", {})
@@ -231,27 +462,86 @@ class Bitrix24Provider(CrmProvider):
         return self._domain_fields_for(set(self.mapping.lead_fields.values()) - fields.keys())
 
 
+def _marked_comments(record_id: str, marker: str) -> dict[str, Any]:
+    """``crm.timeline.comment.list`` for the lead's comments containing ``marker``: ``%`` is LIKE,
+    "the search looks for the substring in any position" (DOCS: crm-timeline-comment-list)."""
+    entity_id: Any = record_id if isinstance(record_id, _Ref) else int(record_id)
+    return {
+        "filter": {"ENTITY_ID": entity_id, "ENTITY_TYPE": "lead", "%COMMENT": marker},
+        "select": ["ID", "COMMENT"],
+        "order": {"ID": "DESC"},
+    }
+
+
+def _carries(comments: Any, marker: str) -> bool:
+    """Whether a comment of this page carries the marker (checked here too: a portal that ignored
+    the filter answers the newest 50 comments, and the check is then what it was before)."""
+    items = comments if isinstance(comments, list) else []
+    return any(isinstance(item, dict) and marker in str(item.get("COMMENT") or "") for item in items)
+
+
+def _query_string(params: Mapping[str, Any], prefix: str = "") -> str:
+    """PHP's ``http_build_query`` form of nested parameters (``filter[ENTITY_ID]=5&select[0]=ID``):
+    what a batch sub-call is written in. Values are URL-encoded once (DOCS: data-encoding);
+    a :class:`_Ref` is sent as is, for the portal to replace."""
+    pairs: list[str] = []
+    for name, value in params.items():
+        key = f"{prefix}[{quote(str(name), safe='')}]" if prefix else quote(str(name), safe="")
+        if isinstance(value, Mapping):
+            pairs.append(_query_string(value, key))
+        elif isinstance(value, list | tuple):
+            pairs.append(_query_string({str(index): item for index, item in enumerate(value)}, key))
+        elif isinstance(value, _Ref):
+            pairs.append(f"{key}={value}")
+        elif isinstance(value, bool):
+            pairs.append(f"{key}={'Y' if value else 'N'}")
+        elif value is not None:
+            pairs.append(f"{key}={quote(str(value), safe='')}")
+    return "&".join(pair for pair in pairs if pair)
+
+
 def _first_value(items: Any) -> str | None:
     return str(items[0]["VALUE"]) if isinstance(items, list) and items else None
 
 
-def _comparable(kind: str, value: str) -> str:
-    """Phones compared as E.164 whatever format a person typed into the CRM; e-mails lower-cased."""
+def _phone_forms(phone: str | None, region: str) -> list[str]:
+    """The values to search an E.164 number by: itself and, for a number of the default region, its
+    national significant number with and without the trunk prefix (``5321234567``, ``05321234567``),
+    the forms a salesperson types and findbycomm does not equate with the international one. A
+    national form of another country's number is never searched: it is someone else's here."""
+    if not phone:
+        return []
+    forms = [phone]
+    try:
+        parsed = phonenumbers.parse(phone, None)
+    except phonenumbers.NumberParseException:
+        return forms
+    if parsed.country_code == phonenumbers.country_code_for_region(region):
+        national = phonenumbers.national_significant_number(parsed)
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+        prefix = metadata.national_prefix if metadata is not None else None
+        forms += [national, f"{prefix}{national}"] if prefix else [national]
+    return list(dict.fromkeys(forms))[:FINDBYCOMM_MAX_VALUES]
+
+
+def _comparable(kind: str, value: str, region: str) -> str:
+    """Phones compared as E.164 whatever format a person typed into the CRM (a number without a
+    country code read as the default region's); e-mails lower-cased."""
     if kind == "EMAIL":
         return value.strip().lower()
     try:
-        return phonenumbers.format_number(phonenumbers.parse(value, None), phonenumbers.PhoneNumberFormat.E164)
+        return phonenumbers.format_number(phonenumbers.parse(value, region), phonenumbers.PhoneNumberFormat.E164)
     except phonenumbers.NumberParseException:
         return re.sub(r"[^\d+]", "", value)
 
 
-def _multifield_items(existing: dict[str, Any], phone: str | None, email: str | None) -> dict[str, Any]:
+def _multifield_items(existing: dict[str, Any], phone: str | None, email: str | None, region: str) -> dict[str, Any]:
     """New PHONE/EMAIL items for values the lead lacks (an item without ID is appended by Bitrix)."""
     items: dict[str, Any] = {}
     for (kind, value_type), value in zip(_MULTIFIELDS, (phone, email), strict=True):
         if not value:
             continue
-        known = {_comparable(kind, str(item.get("VALUE", ""))) for item in existing.get(kind) or []}
-        if _comparable(kind, value) not in known:
+        known = {_comparable(kind, str(item.get("VALUE", "")), region) for item in existing.get(kind) or []}
+        if _comparable(kind, value, region) not in known:
             items[kind] = [{"VALUE": value, "VALUE_TYPE": value_type}]
     return items

@@ -11,7 +11,10 @@ Quirks it handles (see shared/research/espocrm-api.md and the recorded fixtures)
 * a value one field refuses (longer than its maxLength, an option its enum lacks, a phone number
   its libphonenumber does not know yet) fails the whole write with a 400 naming the field: the
   lead is written again without it, the value in its description (``CrmProvider.free_text_attribute``);
-* activities are stream Notes of type Post: there is no Activity entity to POST.
+* activities are stream Notes of type Post: there is no Activity entity to POST;
+* record ids are 17 lower-case hex characters (or a UUID where ``recordIdType`` is ``uuid4``): an
+  id of another form (a Bitrix24 number the site kept after a switch, garbage) is a lead that is
+  not here, before any request.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 from uuid import UUID
@@ -30,6 +34,7 @@ from crm_bridge.errors import CrmConfigurationError, CrmError, LeadNotFound, Per
 from crm_bridge.field_mapping import EspoCrmMapping
 from crm_bridge.observability import redact
 from crm_bridge.providers.base import (
+    ClosedLead,
     CrmProvider,
     DuplicateLeadFound,
     ExistingLead,
@@ -43,6 +48,12 @@ from crm_bridge.settings import EspoCrmSettings
 _NEVER_FILLED = frozenset({"status"})
 _MAX_REASON_LENGTH = 200
 _STREAM_PAGE = 100
+_CLOSED_STATUSES = {"Converted": True, "Dead": False}
+"""Lead statuses nobody works any more, and whether the lead was converted (else lost)."""
+_MATCHES = 20
+"""Leads of one phone or e-mail considered: an open one among them is the match."""
+_RECORD_ID = re.compile(r"[0-9a-f]{17}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+"""EspoCRM's record ids: ``uniqid()`` and 4 more hex digits (``6b0244fec9dffa4c4``), or a UUID."""
 """Newest stream entries searched for an earlier attempt's note: retries follow within hours."""
 
 
@@ -188,11 +199,45 @@ class EspoCrmProvider(CrmProvider):
             for attribute, value in (("phoneNumber", phone), ("emailAddress", email))
             if value
         ]
-        found = self._search([{"type": "or", "value": clauses}] if len(clauses) > 1 else clauses)
+        found = self._search(
+            [{"type": "or", "value": clauses}] if len(clauses) > 1 else clauses, select=["status"], max_size=_MATCHES
+        )
         if not found:
             return None
-        record_id = str(found[0]["id"])
+        open_leads = [lead for lead in found if lead.get("status") not in _CLOSED_STATUSES]
+        record_id = str((open_leads[0] if open_leads else found[-1])["id"])
         return ExistingLead(record_id, self._read(record_id))
+
+    def _read_lead(self, record_id: str) -> ExistingLead:
+        try:
+            return ExistingLead(record_id, self._read(record_id))
+        except PermanentCrmError as error:
+            if error.status == 404:
+                raise LeadNotFound(f"lead {record_id} does not exist", provider=self.name, status=404) from None
+            raise
+
+    def _closed(self, lead: ExistingLead) -> ClosedLead | None:
+        """``Converted`` or ``Dead``. A Lead's only links to what it became are ``createdContact``
+        and ``createdAccount``, the other ends of a Contact's and an Account's one ``originalLead``:
+        giving them to a new lead takes them from the converted one (EspoCRM 8.4.2), so a new lead
+        names them in its description only (:meth:`CrmProvider._successor_link` stays empty)."""
+        status = lead.attributes.get("status")
+        if status not in _CLOSED_STATUSES:
+            return None
+        return ClosedLead(
+            lead.record_id,
+            converted=_CLOSED_STATUSES[str(status)],
+            contact_id=lead.attributes.get("createdContactId") or None,
+            account_id=lead.attributes.get("createdAccountId") or None,
+        )
+
+    def _find_created_by(self, operation_id: UUID) -> ExistingLead | None:
+        marker = operation_marker(operation_id)
+        found = self._search(
+            [{"type": "contains", "attribute": "description", "value": marker}], select=["description"]
+        )
+        matches = [lead for lead in found if marker in str(lead.get("description") or "")]
+        return ExistingLead(str(matches[0]["id"])) if matches else None
 
     def _find_by_attribute(self, attribute: str, value: str) -> ExistingLead | None:
         found = self._search([{"type": "equals", "attribute": attribute, "value": value}], select=[attribute])
@@ -259,6 +304,9 @@ class EspoCrmProvider(CrmProvider):
         stream = json_body(response, self.name)
         notes = stream.get("list", []) if isinstance(stream, dict) else []
         return any(isinstance(note, dict) and marker in str(note.get("post") or "") for note in notes)
+
+    def _accepts_record_id(self, record_id: str) -> bool:
+        return _RECORD_ID.fullmatch(record_id) is not None
 
     def _field_attributes(self, field_name: str) -> tuple[str, ...]:
         """A phone or e-mail field is written through its primary value and its list of values."""

@@ -52,7 +52,11 @@ def build_provider(
             from crm_bridge.providers.bitrix24 import Bitrix24Provider
 
             return Bitrix24Provider(
-                settings.bitrix24, mapping.bitrix24, timeout_seconds=settings.crm_timeout_seconds, transport=transport
+                settings.bitrix24,
+                mapping.bitrix24,
+                timeout_seconds=settings.crm_timeout_seconds,
+                transport=transport,
+                phone_region=settings.default_phone_region,
             )
         case CrmProviderName.ESPOCRM | CrmProviderName.BITRIX24:  # pragma: no cover - settings validation
             raise AssertionError(f"settings for {settings.crm_provider} were not validated")

@@ -122,6 +122,19 @@ def application_summary(application: Application, operation_id: UUID) -> str:
     return "\n".join(lines)
 
 
+def closed_lead_line(
+    again: str, previous_id: str, converted: bool, contact_id: str | None, account_id: str | None
+) -> str:
+    """The first line of a lead made because the person's earlier lead is closed: CRM ids only,
+    e.g. "Applied again; the earlier lead 17 was converted (contact 5, account 3)."."""
+    if not converted:
+        return f"{again}; the earlier lead {previous_id} was closed as lost."
+    became = [
+        f"{kind} {record_id}" for kind, record_id in (("contact", contact_id), ("account", account_id)) if record_id
+    ]
+    return f"{again}; the earlier lead {previous_id} was converted" + (f" ({', '.join(became)})." if became else ".")
+
+
 def repeat_application_note(application: Application, operation_id: UUID) -> str:
     return "Submitted the application form again.\n" + application_summary(application, operation_id).split("\n", 1)[1]
 
