@@ -96,7 +96,8 @@ reliability: $(STAMP) ## rerun the fault-injection run and write its figures int
 
 test: lint types security validate system-packages unit ## every check: lint, types, security, template and build, the whole test suite
 
-# Not part of `make test`: it measures (about 5 minutes; QUICK=1 about 1) and asserts nothing about time.
+# Not part of `make test`: it measures (about 25 minutes, most of it a 1,000-operation drain into a
+# Bitrix24-like portal at 2 requests/s; QUICK=1 a few) and asserts nothing about time.
 bench: build ## cold starts, warm overhead, backlog drain, sizes: one table (docs/performance.md); QUICK=1
 	$(BIN)/python -m bench $(if $(QUICK),--quick)
 

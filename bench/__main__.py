@@ -1,10 +1,11 @@
-"""``make bench``: cold starts, warm overhead, an application against a real EspoCRM, backlog drain and
-artifact sizes, in one table.
+"""``make bench``: cold starts, warm overhead, an application against a real EspoCRM, CRM requests per
+operation, backlog drains and artifact sizes, in one table.
 
 Every figure is a median over repeated runs with its min and max, and every ratio compares with a
 floor measured in the same run (this machine is noisy; absolute times alone mean little). Reads
 the SAM build in ``.aws-sam/build`` (``make bench`` builds it first). Not part of ``make test``:
-nothing here asserts a time. ``--quick`` takes about a minute; the full run under five.
+nothing here asserts a time. ``--quick`` takes a few minutes; the full run about 25, most of it
+the 1,000-operation Bitrix24 drain at 2 requests/s (``--bitrix-operations`` sizes it).
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from bench.cold import CASES, ColdCase, ColdStarts
 from bench.drain import drain
 from bench.real_espocrm import measure_real_espocrm
 from bench.report import Report, machine, render
+from bench.requests import measure_requests
 from bench.stack import LoopbackStack, StubCrm
 from bench.warm import measure_warm
 from infra.espocrm.local import EspoCrmUnavailable
 
-SECTIONS = ("cold", "warm", "espocrm", "drain", "size")
+SECTIONS = ("cold", "warm", "espocrm", "requests", "drain", "size")
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ FULL = Config(
     },
     drain_operations=1000,
     drain_latency_ms=100.0,
-    bitrix_operations=40,
+    bitrix_operations=1000,
     espocrm_applicants=200,
 )
 QUICK = Config(
@@ -63,7 +65,7 @@ QUICK = Config(
     warm_invocations={name: max(50, count // 4) for name, count in FULL.warm_invocations.items()},
     drain_operations=200,
     drain_latency_ms=100.0,
-    bitrix_operations=30,
+    bitrix_operations=50,
     espocrm_applicants=40,
 )
 TINY = Config(
@@ -103,11 +105,18 @@ def run(config: Config, build: Path = BUILD, progress: object = _progress) -> Re
                     log(f"espocrm: skipped, a real EspoCRM cannot run here: {exc}")
         finally:
             stack.stop()
+    if "requests" in config.sections:
+        log("requests: each operation kind against the EspoCRM and Bitrix24 simulators")
+        report.requests = measure_requests()
     if "drain" in config.sections:
-        log(f"drain: {config.drain_operations} operations, {config.drain_latency_ms:.0f} ms per CRM request")
-        report.drains.append(drain(twin, config.drain_operations, latency_ms=config.drain_latency_ms))
+        if config.drain_operations:
+            log(f"drain: {config.drain_operations} operations, {config.drain_latency_ms:.0f} ms per CRM request")
+            report.drains.append(drain(twin, config.drain_operations, latency_ms=config.drain_latency_ms))
         if config.bitrix_operations:
-            log(f"drain: {config.bitrix_operations} operations into a Bitrix24-like portal (2 requests/s)")
+            log(
+                f"drain: {config.bitrix_operations} operations into a Bitrix24-like portal at 2 requests/s"
+                f" (about {config.bitrix_operations * 2 / 1.8 / 60:.0f} min)"
+            )
             report.drains.append(
                 drain(twin, config.bitrix_operations, provider="bitrix24", latency_ms=config.drain_latency_ms)
             )
@@ -121,11 +130,16 @@ def run(config: Config, build: Path = BUILD, progress: object = _progress) -> Re
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds and a smaller backlog (about a minute)")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and smaller backlogs (a few minutes)")
     parser.add_argument("--only", help=f"comma-separated sections among {', '.join(SECTIONS)}")
     parser.add_argument("--rounds", type=int, help="cold-start rounds (default 9, quick 3)")
     parser.add_argument(
         "--applicants", type=int, help="new applicants against the real EspoCRM, each side (default 200, quick 40)"
+    )
+    parser.add_argument(
+        "--bitrix-operations",
+        type=int,
+        help="backlog drained into the Bitrix24-like portal at 2 requests/s, 0 for none (default 1000, quick 50)",
     )
     parser.add_argument("--json", type=Path, help="also write the raw measurements here")
     parser.add_argument("--build", type=Path, default=BUILD, help="another SAM build to measure (e.g. a before)")
@@ -140,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         config = Config(**{**asdict(config), "cold_rounds": arguments.rounds, "cases": config.cases})
     if arguments.applicants:
         config = Config(**{**asdict(config), "espocrm_applicants": arguments.applicants, "cases": config.cases})
+    if arguments.bitrix_operations is not None:
+        config = Config(**{**asdict(config), "bitrix_operations": arguments.bitrix_operations, "cases": config.cases})
     started = time.monotonic()
     report = run(config, arguments.build.resolve())
     print(render(report))

@@ -185,8 +185,9 @@ def application_event(applicant: Applicant) -> dict[str, Any]:
 
 def floor_requests(applicant: Applicant) -> dict[str, Any]:
     """The provider's two requests for this applicant, written out: ``_find_lead``'s search (an
-    ``or`` of phone and e-mail, ``_search``'s defaults) and ``_create``'s body (``_lead_payload``
-    with the default mapping, the description as ``lead_draft.application_summary`` writes it)."""
+    ``or`` of phone and e-mail, each match's status, up to ``_MATCHES`` of them) and ``_create``'s
+    body (``_lead_payload`` with the default mapping, the description as
+    ``lead_draft.application_summary`` writes it)."""
     search = {
         "where": [
             {
@@ -197,10 +198,10 @@ def floor_requests(applicant: Applicant) -> dict[str, Any]:
                 ],
             }
         ],
-        "select": ["id"],
+        "select": ["id", "status"],
         "orderBy": "createdAt",
         "order": "ASC",
-        "maxSize": 5,
+        "maxSize": 20,
     }
     description = "\n".join(
         [

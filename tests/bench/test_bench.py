@@ -13,6 +13,7 @@ from bench.__main__ import SECTIONS, TINY, run
 from bench.artifact import BUILD, LAYER
 from bench.real_espocrm import PARTS, Applicants, RealCrmResult, differences, floor_requests
 from bench.report import ESPOCRM_LABEL, Report, machine, render
+from bench.requests import KNOWN_LEAD_CLICK, NEW_APPLICATION, REPEAT_APPLICATION, RETRY, TARGETS, measure_requests
 from infra.espocrm.local import unavailable_reason
 
 needs_build = pytest.mark.skipif(
@@ -39,6 +40,7 @@ def test_the_benchmark_runs_every_section_in_a_tiny_configuration() -> None:
     assert {warm.case.label for warm in report.warm} == {result.case.label for result in report.cold}
     assert all(len(warm.p99) == TINY.warm_runs for warm in report.warm)
 
+    assert len(report.requests) == 2 * 4 * 2  # two CRMs, four kinds, each once and retried
     espocrm, bitrix24 = report.drains
     assert (espocrm.delivered, espocrm.dead_lettered) == (TINY.drain_operations, 0)
     assert (bitrix24.provider, bitrix24.delivered, bitrix24.dead_lettered) == (
@@ -46,11 +48,16 @@ def test_the_benchmark_runs_every_section_in_a_tiny_configuration() -> None:
         TINY.bitrix_operations,
         0,
     )
+    # The workers pace themselves as the template says; a first click costs two requests, within the burst.
+    assert bitrix24.paced_per_second == 0.9
+    assert (bitrix24.needed_requests, bitrix24.crm_requests, bitrix24.refused) == (2 * TINY.bitrix_operations,) * 2 + (
+        0,
+    )
 
     assert LAYER in {size.name for size in report.sizes}
     assert report.runtime_bundled == []
     table = render(report)
-    for measure in ("cold start redirect", "warm applications p99", "drain", f"size {LAYER}"):
+    for measure in ("cold start redirect", "warm applications p99", "CRM requests", "drain", f"size {LAYER}"):
         assert measure in table
 
 
@@ -80,6 +87,22 @@ def test_an_application_against_the_real_espocrm_and_its_floor_in_a_tiny_configu
     table = render(report)
     assert ESPOCRM_LABEL in table
     assert "path - floor (ms)" in table
+
+
+def test_bitrix24_operations_cost_at_most_their_target_requests() -> None:
+    counts = {(count.provider, count.kind): count for count in measure_requests()}
+
+    assert set(TARGETS) == {("bitrix24", kind) for kind in (NEW_APPLICATION, REPEAT_APPLICATION, KNOWN_LEAD_CLICK)}
+    for key, target in TARGETS.items():
+        assert counts[key].requests <= target, f"{key}: {counts[key].requests} requests, the target is {target}"
+        assert counts[key].met
+    # An identical retry (a redelivered message) finds its own work and costs no more than the first time.
+    for (provider, kind), count in counts.items():
+        if not kind.endswith(RETRY):
+            assert counts[(provider, kind + RETRY)].requests <= count.requests
+    table = render(Report(machine(), requests=list(counts.values())))
+    assert "CRM requests: click on a known lead" in table
+    assert "Bitrix24 <= 2 | met" in table
 
 
 def _result(path_ms: float, floor_ms: float) -> RealCrmResult:
