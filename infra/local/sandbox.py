@@ -31,7 +31,7 @@ from uuid import UUID
 
 from crm_bridge.errors import CrmConfigurationError, CrmError, LeadNotFound, PermanentCrmError, RetryableCrmError
 from crm_bridge.field_mapping import SANDBOX_NATIVE_ATTRIBUTES, FieldMapping, MappedField, SandboxMapping
-from crm_bridge.providers.base import ClosedLead, CrmProvider, ExistingLead, LeadChanges, WriteOutcome
+from crm_bridge.providers.base import ClosedLeadAttributes, CrmProvider, ExistingLead, LeadChanges, WriteOutcome
 from crm_bridge.providers.budget import remaining_seconds
 from crm_bridge.providers.factory import register_provider
 from crm_bridge.providers.http import BudgetExhausted
@@ -290,6 +290,7 @@ class SandboxStore:
 
 class SandboxProvider(CrmProvider):
     name = PROVIDER_NAME
+    closed_lead = ClosedLeadAttributes("status", CLOSED_STATUSES, "contact_id", "account_id")
 
     def __init__(
         self,
@@ -370,17 +371,6 @@ class SandboxProvider(CrmProvider):
         if attributes is None:
             raise LeadNotFound(f"lead {record_id} does not exist", provider=self.name, status=404)
         return ExistingLead(record_id, attributes)
-
-    def _closed(self, lead: ExistingLead) -> ClosedLead | None:
-        status = lead.attributes.get("status")
-        if status not in CLOSED_STATUSES:
-            return None
-        return ClosedLead(
-            lead.record_id,
-            converted=CLOSED_STATUSES[str(status)],
-            contact_id=lead.attributes.get("contact_id") or None,
-            account_id=lead.attributes.get("account_id") or None,
-        )
 
     def _find_created_by(self, operation_id: UUID) -> ExistingLead | None:
         with self._request() as db:

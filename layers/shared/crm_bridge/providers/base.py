@@ -90,6 +90,17 @@ class ExistingLead:
 
 
 @dataclass(frozen=True)
+class ClosedLeadAttributes:
+    """Where a CRM's lead says it is closed, and what it became."""
+
+    status: str
+    closed: Mapping[str, bool]
+    """Closing values of ``status`` -> whether the lead was converted (else: lost)."""
+    contact: str
+    account: str
+
+
+@dataclass(frozen=True)
 class ClosedLead:
     """A lead nobody works any more: converted (into a contact, an account) or closed as lost.
     A repeat application or a click for it makes a new lead instead of a note on it."""
@@ -130,6 +141,7 @@ class CrmProvider(ABC):
     whose CRM refuses a whole write over one field's value and names that field (EspoCRM's 400
     ``validationFailure``); None keeps such a refusal permanent (a dead letter)."""
     contact_attributes: ClassVar[Mapping[str, str]] = {}
+    closed_lead: ClassVar[ClosedLeadAttributes]
     """The CRM's attributes for :meth:`LeadDraft.contacts`' keys (``first_name``, ``phone``, ...)."""
 
     def __init__(self, mapping: ProviderMapping, clock: Callable[[], float] = time.perf_counter) -> None:
@@ -282,10 +294,19 @@ class CrmProvider(ABC):
     def _read_lead(self, record_id: str) -> ExistingLead:
         """The lead with its attributes; raises :class:`LeadNotFound` for one that does not exist."""
 
-    @abstractmethod
     def _closed(self, lead: ExistingLead) -> ClosedLead | None:
-        """What the lead became when it is closed (converted, or lost), read from its attributes;
-        None while it is open."""
+        """What the lead became when it is closed (converted, or lost), read from its attributes
+        (:attr:`closed_lead`); None while it is open."""
+        attributes = self.closed_lead
+        state = lead.attributes.get(attributes.status)
+        if state not in attributes.closed:
+            return None
+        return ClosedLead(
+            lead.record_id,
+            converted=attributes.closed[str(state)],
+            contact_id=str(lead.attributes.get(attributes.contact) or "") or None,
+            account_id=str(lead.attributes.get(attributes.account) or "") or None,
+        )
 
     def _successor_link(self, closed: ClosedLead) -> dict[str, Any]:
         """Attributes linking a new lead to what the closed one became, where the CRM has them."""

@@ -43,6 +43,7 @@ from crm_bridge.models import Application, MessengerActivity
 from crm_bridge.observability import redact
 from crm_bridge.providers.base import (
     ClosedLead,
+    ClosedLeadAttributes,
     CrmProvider,
     ExistingLead,
     LeadChanges,
@@ -55,7 +56,6 @@ from crm_bridge.providers.pace import RequestPacer
 from crm_bridge.settings import Bitrix24Settings, default_phone_region
 
 ORIGINATOR_ID = "crm-bridge"
-_CLOSED_SEMANTICS = {"S": True, "F": False}
 """``STATUS_SEMANTIC_ID`` of a closed lead (success: converted; failure: junk), and whether converted."""
 _MATCHES = 20
 """Leads of one phone or e-mail read in search of an open one."""
@@ -116,6 +116,7 @@ _prefetched: ContextVar[_Prefetched | None] = ContextVar("bitrix24_prefetched", 
 
 class Bitrix24Provider(CrmProvider):
     name = "bitrix24"
+    closed_lead = ClosedLeadAttributes("STATUS_SEMANTIC_ID", {"S": True, "F": False}, "CONTACT_ID", "COMPANY_ID")
 
     def __init__(
         self,
@@ -371,17 +372,6 @@ class Bitrix24Provider(CrmProvider):
         marked = answers.get(f"{prefix}marked")
         if state.operation_id is not None and isinstance(marked, list):
             state.marked[lead_id] = _carries(marked, operation_marker(state.operation_id))
-
-    def _closed(self, lead: ExistingLead) -> ClosedLead | None:
-        semantic = lead.attributes.get("STATUS_SEMANTIC_ID")
-        if semantic not in _CLOSED_SEMANTICS:
-            return None
-        return ClosedLead(
-            lead.record_id,
-            converted=_CLOSED_SEMANTICS[str(semantic)],
-            contact_id=str(lead.attributes.get("CONTACT_ID") or "") or None,
-            account_id=str(lead.attributes.get("COMPANY_ID") or "") or None,
-        )
 
     def _successor_link(self, closed: ClosedLead) -> dict[str, Any]:
         """A repeat lead linked to the client it came back as (``IS_RETURN_CUSTOMER`` follows)."""

@@ -34,7 +34,7 @@ from crm_bridge.errors import CrmConfigurationError, CrmError, LeadNotFound, Per
 from crm_bridge.field_mapping import EspoCrmMapping
 from crm_bridge.observability import redact
 from crm_bridge.providers.base import (
-    ClosedLead,
+    ClosedLeadAttributes,
     CrmProvider,
     DuplicateLeadFound,
     ExistingLead,
@@ -48,7 +48,6 @@ from crm_bridge.settings import EspoCrmSettings
 _NEVER_FILLED = frozenset({"status"})
 _MAX_REASON_LENGTH = 200
 _STREAM_PAGE = 100
-_CLOSED_STATUSES = {"Converted": True, "Dead": False}
 """Lead statuses nobody works any more, and whether the lead was converted (else lost)."""
 _MATCHES = 20
 """Leads of one phone or e-mail considered: an open one among them is the match."""
@@ -66,6 +65,13 @@ class EspoCrmProvider(CrmProvider):
         "phone": "phoneNumber",
         "email": "emailAddress",
     }
+    closed_lead = ClosedLeadAttributes(
+        "status", {"Converted": True, "Dead": False}, "createdContactId", "createdAccountId"
+    )
+    """A Lead's only links to what it became are ``createdContact`` and ``createdAccount``, the other
+    ends of a Contact's and an Account's one ``originalLead``: giving them to a new lead takes them
+    from the converted one (EspoCRM 8.4.2), so a new lead names them in its description only
+    (:meth:`CrmProvider._successor_link` stays empty)."""
 
     def __init__(
         self,
@@ -204,7 +210,7 @@ class EspoCrmProvider(CrmProvider):
         )
         if not found:
             return None
-        open_leads = [lead for lead in found if lead.get("status") not in _CLOSED_STATUSES]
+        open_leads = [lead for lead in found if lead.get("status") not in self.closed_lead.closed]
         record_id = str((open_leads[0] if open_leads else found[-1])["id"])
         return ExistingLead(record_id, self._read(record_id))
 
@@ -215,21 +221,6 @@ class EspoCrmProvider(CrmProvider):
             if error.status == 404:
                 raise LeadNotFound(f"lead {record_id} does not exist", provider=self.name, status=404) from None
             raise
-
-    def _closed(self, lead: ExistingLead) -> ClosedLead | None:
-        """``Converted`` or ``Dead``. A Lead's only links to what it became are ``createdContact``
-        and ``createdAccount``, the other ends of a Contact's and an Account's one ``originalLead``:
-        giving them to a new lead takes them from the converted one (EspoCRM 8.4.2), so a new lead
-        names them in its description only (:meth:`CrmProvider._successor_link` stays empty)."""
-        status = lead.attributes.get("status")
-        if status not in _CLOSED_STATUSES:
-            return None
-        return ClosedLead(
-            lead.record_id,
-            converted=_CLOSED_STATUSES[str(status)],
-            contact_id=lead.attributes.get("createdContactId") or None,
-            account_id=lead.attributes.get("createdAccountId") or None,
-        )
 
     def _find_created_by(self, operation_id: UUID) -> ExistingLead | None:
         marker = operation_marker(operation_id)
