@@ -33,6 +33,7 @@ from crm_bridge.providers import CrmProvider, build_provider
 from crm_bridge.settings import load_settings
 from tests.simulators.bitrix24 import SimulatedBitrix24
 from tests.simulators.espocrm import SimulatedEspoCrm
+from tests.simulators.sessions import MemorySessions
 
 PROVIDERS = ("espocrm", "bitrix24")
 NEW_APPLICATION = "new application"
@@ -49,28 +50,6 @@ TARGETS: dict[tuple[str, str], int] = {
 """Most requests an operation may cost (issue 13); kinds without one are reported, not judged."""
 ESPOCRM_API_KEY = "bench-requests-espo-key-0001"
 BITRIX24_TOKEN = "benchrequests0token0x1"  # noqa: S105 - the simulator's, nothing real
-
-
-class MemorySessions:
-    """The VisitorSessions protocol in memory (the worker keeps it in DynamoDB)."""
-
-    def __init__(self) -> None:
-        self._leads: dict[tuple[str, str], str] = {}
-        self._claims: dict[tuple[str, str], str] = {}
-
-    def lead_for(self, provider: str, session_id: str) -> str | None:
-        return self._leads.get((provider, session_id))
-
-    def claim(self, provider: str, session_id: str, operation_id: str) -> bool:
-        return self._claims.setdefault((provider, session_id), operation_id) == operation_id
-
-    def release(self, provider: str, session_id: str, operation_id: str) -> None:
-        if self._claims.get((provider, session_id)) == operation_id:
-            del self._claims[(provider, session_id)]
-
-    def remember(self, provider: str, session_id: str, lead_id: str, *, replace: bool = False) -> None:
-        if replace or (provider, session_id) not in self._leads:
-            self._leads[(provider, session_id)] = lead_id
 
 
 @dataclass(frozen=True)

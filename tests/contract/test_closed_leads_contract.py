@@ -8,8 +8,9 @@ from uuid import uuid4
 from crm_bridge.delivery import deliver
 from crm_bridge.providers import LeadAction
 from tests.contract.conftest import Crm
-from tests.contract.test_delivery_contract import MemorySessions, click_operation
+from tests.contract.test_delivery_contract import click_operation
 from tests.contract.test_provider_contract import application, click
+from tests.simulators.sessions import MemorySessions
 
 PHONE = "+905321234567"
 

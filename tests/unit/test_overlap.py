@@ -20,6 +20,7 @@ from crm_bridge.errors import RetryableCrmError
 from crm_bridge.models import Application
 from crm_bridge.providers.budget import time_budget
 from crm_bridge.providers.http import BudgetExhausted, ReadsAhead, WriteAhead, make_client, send
+from tests.simulators.sessions import MemorySessions
 
 if TYPE_CHECKING:
     from crm_bridge.providers import CrmProvider
@@ -217,26 +218,19 @@ def test_the_waiting_for_the_search_counts_against_the_delivery_budget() -> None
         assert budget_left < 2.8
 
 
-class Sessions:
+class Sessions(MemorySessions):
+    """A store whose ``remember`` takes ``seconds`` (or fails with ``error``)."""
+
     def __init__(self, seconds: float = 0.0, error: Exception | None = None) -> None:
+        super().__init__()
         self.seconds = seconds
         self.error = error
-        self.leads: dict[tuple[str, str], str] = {}
-
-    def lead_for(self, provider: str, session_id: str) -> str | None:
-        return self.leads.get((provider, session_id))
-
-    def claim(self, provider: str, session_id: str, operation_id: str) -> bool:
-        return (provider, session_id) not in self.leads
-
-    def release(self, provider: str, session_id: str, operation_id: str) -> None:
-        pass
 
     def remember(self, provider: str, session_id: str, lead_id: str, *, replace: bool = False) -> None:
         time.sleep(self.seconds)
         if self.error is not None:
             raise self.error
-        self.leads[(provider, session_id)] = lead_id
+        super().remember(provider, session_id, lead_id, replace=True)
 
 
 def test_a_session_remembered_alongside_is_there_once_settled_and_for_a_later_read() -> None:
