@@ -34,12 +34,13 @@ from typing import IO, Any
 from bench.artifact import Twin
 from bench.cold import LAMBDA_PROC, click_operation
 from bench.requests import FIRST_CLICK, requests_per_operation
-from bench.stack import LeakyBucket, LoopbackStack, StubCrm
+from bench.stack import LoopbackStack, StubCrm
 from crm_bridge.delivery.queue import operation_attributes
 from crm_bridge.models import dump_operation
 from infra.local.functions import Invocation
 from infra.local.poller import BatchOutcome, sqs_record
 from infra.local.template import QueueSource
+from tests.simulators.bitrix24 import LeakyBucket
 
 ROOT = Path(__file__).parents[1]
 WORKER = "WorkerFunction"

@@ -26,7 +26,7 @@ from infra.local.functions import lambda_environment
 from infra.local.template import FunctionSpec, Resolver, Template, load_template, parameter_values
 from tests.e2e.stub_crm import StubEspoCrm
 from tests.simulators.base import Failure
-from tests.simulators.bitrix24 import SimulatedBitrix24
+from tests.simulators.bitrix24 import LeakyBucket, SimulatedBitrix24
 
 ROOT = Path(__file__).parents[1]
 STACK_NAME = "crm-bridge-bench"
@@ -47,33 +47,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-class LeakyBucket:
-    """Bitrix24's limit (research §6): a counter that each request raises by one and that drains by
-    ``rate`` per second; a request that would take it past ``capacity`` is refused."""
-
-    def __init__(self, rate: float = 2.0, capacity: int = 50) -> None:
-        self.rate = rate
-        self.capacity = capacity
-        self._lock = threading.Lock()
-        self.reset()
-
-    def reset(self) -> None:
-        """An empty counter, as a portal nobody has called for a while."""
-        with self._lock:
-            self._level = 0.0
-            self._last = time.monotonic()
-
-    def admit(self) -> bool:
-        with self._lock:
-            now = time.monotonic()
-            self._level = max(0.0, self._level - (now - self._last) * self.rate)
-            self._last = now
-            if self._level + 1 > self.capacity:
-                return False
-            self._level += 1
-            return True
 
 
 class StubCrm(StubEspoCrm):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -74,6 +75,39 @@ _OPERATING_WINDOW_SECONDS = 600  # "10 one-minute baskets" (DOCS: limits.md)
 # (DOCS: limits.md, research §6). "A batch counts as one HTTP request."
 RATE_PER_SECOND = 2.0
 BURST = 50
+
+
+class LeakyBucket:
+    """Bitrix24's limit (research §6): a counter that each request (a ``batch`` too) raises by one
+    and that drains by ``rate`` per second; a request that would take it past ``capacity`` is
+    refused and counts nothing. Thread-safe (the bench's loopback portal serves threads)."""
+
+    def __init__(
+        self, rate: float = RATE_PER_SECOND, capacity: int = BURST, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.capacity = capacity
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """An empty counter, as a portal nobody has called for a while."""
+        with self._lock:
+            self._level = 0.0
+            self._last = self._clock()
+
+    def admit(self) -> bool:
+        with self._lock:
+            now = self._clock()
+            self._level = max(0.0, self._level - (now - self._last) * self.rate)
+            self._last = now
+            if self._level + 1 > self.capacity:
+                return False
+            self._level += 1
+            return True
+
+
 BATCH_MAX_COMMANDS = 50  # "The number of requests in a batch is limited to 50" (DOCS: batch)
 _REFERENCE = re.compile(r"^\$result\[([^\]]+)\]((?:\[[^\]]*\])*)$")
 
@@ -359,11 +393,7 @@ class SimulatedBitrix24:
         self.batched_calls: list[tuple[str, dict[str, Any]]] = []
         self.rate_limited = 0
         """Requests the leaky bucket refused (503 QUERY_LIMIT_EXCEEDED)."""
-        self._clock = clock
-        self.rate_per_second = rate_per_second
-        self.burst = burst
-        self._bucket = 0.0
-        self._bucket_at = clock()
+        self.limit = LeakyBucket(rate_per_second, burst, clock) if rate_per_second is not None else None
         self._leads: dict[int, _Lead] = {}
         self._next_lead_id = FIRST_LEAD_ID
         self._next_multifield_id = FIRST_MULTIFIELD_ID
@@ -517,7 +547,7 @@ class SimulatedBitrix24:
         method = found.group("method").lower() if found else path
         params = self._decode(request)
         self.method_calls.append((method, params))
-        if self._over_limit():
+        if self.limit is not None and not self.limit.admit():
             self.rate_limited += 1
             return self._failure_response(Failure.RATE_LIMITED, request)
 
@@ -550,19 +580,6 @@ class SimulatedBitrix24:
             return error.response()
         # Success envelope: {"result", ["next", "total",] "time"} (DOCS: crm-lead-add, crm-lead-list).
         return _json_response(200, {"result": result, **extra, "time": self._time()})
-
-    def _over_limit(self) -> bool:
-        """The leaky bucket: drained at ``rate_per_second``, one request (a batch too) fills it by
-        one; a request that would take it over ``burst`` is refused and counts nothing."""
-        if self.rate_per_second is None:
-            return False
-        now = self._clock()
-        self._bucket = max(0.0, self._bucket - (now - self._bucket_at) * self.rate_per_second)
-        self._bucket_at = now
-        if self._bucket + 1 > self.burst:
-            return True
-        self._bucket += 1
-        return False
 
     # --- batch -------------------------------------------------------------------------------------
 
