@@ -10,7 +10,6 @@ an optional fixed latency per request and, for Bitrix24, the portal's leaky-buck
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 import uuid
@@ -21,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from infra.espocrm.local import free_port
 from infra.local.aws import REGION, LocalAws, provision, store_secret
 from infra.local.functions import lambda_environment
 from infra.local.template import FunctionSpec, Resolver, Template, load_template, parameter_values
@@ -41,12 +41,6 @@ REQUIRED_PARAMETERS = {
     "RedirectWhatsAppNumber": "905321112233",
     "RedirectInstagramUrl": "https://www.instagram.com/agency",
 }
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class StubCrm(StubEspoCrm):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,17 +23,12 @@ import boto3
 import httpx
 import pytest
 
+from infra.espocrm.local import free_port
 from tests.real_crm.espocrm import EspoCrmAdminClient
 from tests.real_crm.fixtures import RealEspoCrm
 
 ROOT = Path(__file__).parents[2]
 START_TIMEOUT_SECONDS = 45.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_for[T](probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:

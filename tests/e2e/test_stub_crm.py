@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import LocalRun, free_port, json_body, start_runner, wait_for
+from infra.espocrm.local import free_port
+from tests.e2e.conftest import LocalRun, json_body, start_runner, wait_for
 from tests.e2e.stub_crm import StubEspoCrm
 
 API_KEY = "e2e-espo-key-7d3f9a1c2b"

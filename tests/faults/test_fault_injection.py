@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import free_port
+from infra.espocrm.local import free_port
 from tests.faults.crm import FLAPPING, Fault, FaultyEspoCrm
 from tests.faults.scenario import (
     ANONYMOUS_SESSIONS,

@@ -21,7 +21,7 @@ from botocore.config import Config
 from crm_bridge.api.schemas import ErrorBody
 from crm_bridge.delivery import recovery
 from crm_bridge.observability import get_logger
-from tests.e2e.conftest import free_port
+from infra.espocrm.local import free_port
 from tests.faults.crm import FaultyEspoCrm
 from tests.faults.scenario import OPERATION_MARKER, VISITOR_SESSION
 from tests.faults.system import System, running_system

@@ -15,7 +15,7 @@ import pytest
 
 from crm_bridge.models import Operation
 from crm_bridge.providers import ProviderResult
-from tests.e2e.conftest import free_port
+from infra.espocrm.local import free_port
 from tests.faults.crm import FaultyEspoCrm
 from tests.faults.system import System, running_system
 from tests.infra.sam import sam_template
