@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -130,22 +130,21 @@ class ReadsAhead:
     def __init__(self) -> None:
         self._answers: deque[tuple[_RequestKey, httpx.Response | CrmError]] = deque()
 
-    @contextmanager
-    def sending(self) -> Iterator[None]:
-        token = _reads_ahead.set((self, False))
-        try:
-            yield
-        finally:
-            _reads_ahead.reset(token)
+    def sending(self) -> AbstractContextManager[None]:
+        return self._side(answering=False)
+
+    def answering(self) -> AbstractContextManager[None]:
+        return self._side(answering=True)
 
     @contextmanager
-    def answering(self) -> Iterator[None]:
-        token = _reads_ahead.set((self, True))
+    def _side(self, *, answering: bool) -> Iterator[None]:
+        token = _reads_ahead.set((self, answering))
         try:
             yield
         finally:
             _reads_ahead.reset(token)
-            self._answers.clear()
+            if answering:
+                self._answers.clear()
 
     def send(
         self, client: httpx.Client, provider: str, request: httpx.Request, *, writes: bool, answering: bool
