@@ -52,7 +52,8 @@ def redirect_documentation() -> APIGatewayHttpResolver:
         "/go/<channel>",
         summary="Redirect to a messenger",
         description="302 to the configured Telegram, WhatsApp or Instagram link, carrying the partner's referral "
-        "code (from ?ref= or the ref cookie); records the click for the CRM.",
+        "code (from ?ref= or the ref cookie); records the click for the CRM. `vs` is the visitor session, "
+        "added by the website snippet where the API cannot read the site's visitor_session cookie.",
         responses={
             302: redirect("Redirect to the messenger (Location header)"),
             404: error("Unknown channel"),
@@ -71,7 +72,14 @@ def redirect_documentation() -> APIGatewayHttpResolver:
         utm_content: RedirectTag = None,
         utm_id: RedirectTag = None,
         gclid: RedirectTag = None,
+        gbraid: RedirectTag = None,
+        wbraid: RedirectTag = None,
         fbclid: RedirectTag = None,
+        ttclid: RedirectTag = None,
+        msclkid: RedirectTag = None,
+        yclid: RedirectTag = None,
+        ctwa_clid: RedirectTag = None,
+        vs: RedirectTag = None,
     ) -> Response[str]:
         raise NotImplementedError("documentation only: functions/redirect/redirect_api.py answers this route")
 

@@ -21,7 +21,7 @@ from crm_bridge.api.endpoint import serve
 from crm_bridge.api.http import HttpProblem, HttpRequest, answer
 from crm_bridge.api.idempotency import Answer, IdempotentSubmissions, operation_id_for
 from crm_bridge.api.settings import get_api_settings
-from crm_bridge.api.validation import validated_body
+from crm_bridge.api.validation import refuse_without_consent, validated_body
 from crm_bridge.delivery.overlap import application_ahead
 from crm_bridge.delivery.queue import OperationQueue
 from crm_bridge.delivery.sessions import DynamoDbVisitorSessions
@@ -41,6 +41,8 @@ metrics = get_metrics()
 
 def post_application(request: HttpRequest) -> dict[str, Any]:
     application = validated_body(request, Application, settings.max_body_bytes)
+    if settings.consent_required:
+        refuse_without_consent(application)
     idempotency_key = request.idempotency_key()
     operation = UpsertLeadOperation(
         operation_id=operation_id_for(idempotency_key),

@@ -28,7 +28,7 @@ metrics = get_metrics()
 
 
 def go(request: HttpRequest) -> dict[str, Any]:
-    redirect = plan_redirect(request, settings.targets)
+    redirect = plan_redirect(request, settings)
     try:
         queue_or_seal(redirect.click, lambda: queue.send(redirect.click))
     except DeliveryUnavailable:

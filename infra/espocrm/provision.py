@@ -73,9 +73,20 @@ _VARCHAR_LENGTHS: dict[MappedField, int] = {
     MappedField.VISITOR_SESSION_ID: 64,
     MappedField.GCLID: 512,
     MappedField.FBCLID: 512,
+    MappedField.FIRST_REFERRAL_CODE: 64,
+    MappedField.CONSENT_VERSION: 64,
+    MappedField.FIRST_TOUCH_AT: 32,  # ISO 8601 text, as the website sent it
+    MappedField.CONSENT_AT: 32,
 }
+"""Others get 255: the rarer click ids and the pages too (a longer one is kept in the description
+instead: EspoCRM's row of varchar columns has a size limit, MariaDB's 64 KiB)."""
 _DEFAULT_VARCHAR_LENGTH = 255  # what the website may send for free-text values (MediumText)
-_LABEL_WORDS = {"utm": "UTM", "id": "ID", "gclid": "GCLID", "fbclid": "FBCLID"}
+_LABEL_WORDS = {
+    "utm": "UTM",
+    "id": "ID",
+    "ctwa": "CTWA",
+    **{name: name.upper() for name in ("gclid", "gbraid", "wbraid", "fbclid", "ttclid", "msclkid", "yclid", "clid")},
+}
 _MISSING_FIELD_REASON = "Can't read field defs"
 
 

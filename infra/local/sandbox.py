@@ -290,6 +290,8 @@ class SandboxStore:
 
 class SandboxProvider(CrmProvider):
     name = PROVIDER_NAME
+    identity_attributes = CONTACT_ATTRIBUTES
+    name_attributes = ("first_name", "last_name")
     closed_lead = ClosedLeadAttributes("status", CLOSED_STATUSES, "contact_id", "account_id")
 
     def __init__(

@@ -201,6 +201,9 @@ def test_a_failing_session_write_still_answers_with_the_lead_and_logs_no_persona
     handler: ModuleType, espocrm: SimulatedEspoCrm, aws: Aws, log_output: io.StringIO, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     class FailingDynamoDb:
+        def get_item(self, **request: Any) -> dict[str, Any]:
+            return {}  # no lead for the session yet: reads work, the write fails
+
         def put_item(self, **request: Any) -> dict[str, Any]:
             raise ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}}, "PutItem")
 

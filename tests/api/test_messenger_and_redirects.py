@@ -121,9 +121,10 @@ def test_telegram_carries_the_referral_code_and_sets_the_cookies(redirect: Modul
     (message,) = aws.queued()
     operation = parse_operation(message["Body"])
     assert isinstance(operation, MessengerClickOperation)
-    assert operation.payload.attribution.referral_code == "PARTNER-42"
-    assert operation.payload.attribution.utm_campaign == "autumn"
-    assert operation.payload.attribution.gclid == "abc.123"
+    assert operation.payload.last_touch is not None
+    assert operation.payload.last_touch.referral_code == "PARTNER-42"
+    assert operation.payload.last_touch.utm_campaign == "autumn"
+    assert operation.payload.last_touch.gclid == "abc.123"
     assert session.startswith(f"visitor_session={operation.payload.session_id};")
 
 

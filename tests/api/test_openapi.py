@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from crm_bridge.api.redirects import QUERY_TAGS
+from crm_bridge.api.redirects import QUERY_TAGS, SESSION_QUERY
 from infra.openapi import DOCUMENT, generate
 
 
@@ -37,5 +37,5 @@ def test_the_redirect_is_documented_with_the_parameters_its_handler_reads() -> N
     go = document["paths"]["/go/{channel}"]["get"]
     documented = {parameter["name"] for parameter in go["parameters"] if parameter["in"] == "query"}
 
-    assert documented == set(QUERY_TAGS)
+    assert documented == {*QUERY_TAGS, SESSION_QUERY}
     assert set(go["responses"]) == {"302", "404", "500"}, "the redirect refuses nothing but an unknown channel"

@@ -81,21 +81,57 @@ def test_a_click_naming_a_lead_that_is_gone_falls_back_to_the_visitor_session(cr
     assert len(crm.sim.leads()) == 1
 
 
-def test_after_applying_a_visitors_clicks_land_on_their_lead(crm: Crm) -> None:
-    """The anonymous lead of an earlier click stays as it was; the applicant's lead takes the session."""
+def test_an_application_completes_the_anonymous_lead_of_its_visitors_clicks(crm: Crm) -> None:
+    """Click first, apply later: one lead, with the click and the application, named and reachable;
+    later clicks land on it too."""
     sessions = MemorySessions()
+    anonymous = deliver(click_operation(), crm.provider, sessions).record_id
+    application = Application.model_validate(
+        {
+            "name": "Ali Veli",
+            "email": "ali@example.com",
+            "phone": "0532 765 43 21",
+            "session_id": "visitor-session-0042",
+        }
+    )
+    operation = UpsertLeadOperation(origin=Origin.APPLICATIONS_API, payload=application)
+
+    applicant = deliver(operation, crm.provider, sessions)
+    retried = deliver(operation, crm.provider, sessions)
+    later = deliver(click_operation(channel="instagram"), crm.provider, sessions)
+
+    assert applicant.record_id == anonymous == later.record_id == retried.record_id
+    assert (applicant.action, retried.action) == (LeadAction.UPDATED, LeadAction.UNCHANGED)
+    (lead,) = crm.sim.leads()
+    assert crm.sim.lead_emails(anonymous) == ["ali@example.com"]
+    assert crm.sim.lead_phones(anonymous) in (["+905327654321"], ["05327654321"])
+    name = crm.provider.name_attributes[-1]
+    assert lead[name] == "Veli", "the application's name replaces the visitor placeholder"
+    timeline = "\n".join([*(str(value) for value in lead.values()), *crm.sim.timeline(anonymous)])
+    assert "Telegram" in timeline and "Instagram" in timeline
+    assert sum("Application form on the website." in note for note in crm.sim.timeline(anonymous)) == 1
+
+
+def test_an_application_matching_someone_else_leaves_the_anonymous_lead_alone(crm: Crm) -> None:
+    """The session's anonymous lead is completed only when nobody has the phone or e-mail yet: a known
+    applicant's lead is updated as before, and the session follows it."""
+    sessions = MemorySessions()
+    known = crm.provider.upsert_lead(
+        Application.model_validate({"name": "Ali Veli", "email": "ali@example.com"}), uuid4()
+    ).record_id
     anonymous = deliver(click_operation(), crm.provider, sessions).record_id
     application = Application.model_validate(
         {"name": "Ali Veli", "email": "ali@example.com", "session_id": "visitor-session-0042"}
     )
+
     applicant = deliver(
         UpsertLeadOperation(origin=Origin.APPLICATIONS_API, payload=application), crm.provider, sessions
     )
-
     later = deliver(click_operation(channel="instagram"), crm.provider, sessions)
 
-    assert later.record_id == applicant.record_id != anonymous
-    assert any("Instagram" in note for note in crm.sim.timeline(applicant.record_id))
+    assert applicant.record_id == known == later.record_id != anonymous
+    assert crm.sim.lead_emails(anonymous) == []
+    assert any("Instagram" in note for note in crm.sim.timeline(known))
 
 
 @pytest.mark.parametrize(

@@ -271,6 +271,7 @@ LEAST_PRIVILEGE: dict[str, dict[str, set[str]]] = {
     "ApplicationsFunction": _IDEMPOTENCY
     | {
         "sqs:SendMessage": {"OperationsQueue", "DeadLetterQueue"},
+        "dynamodb:GetItem": {"IdempotencyTable", "VisitorSessionsTable"},
         "dynamodb:PutItem": {"IdempotencyTable", "VisitorSessionsTable"},
         "kms:Encrypt": {"RecoveryKey"},
         "crm-secrets": {"CrmSecretsReadPolicy"},

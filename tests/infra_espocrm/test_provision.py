@@ -52,6 +52,33 @@ FIELD_BODIES: list[tuple[str, dict[str, Any]]] = [
     ("cUtmId", {"name": "utmId", "type": "varchar", "maxLength": 255, "label": "UTM ID"}),
     ("cGclid", {"name": "gclid", "type": "varchar", "maxLength": 512, "label": "GCLID"}),
     ("cFbclid", {"name": "fbclid", "type": "varchar", "maxLength": 512, "label": "FBCLID"}),
+    ("cGbraid", {"name": "gbraid", "type": "varchar", "maxLength": 255, "label": "GBRAID"}),
+    ("cWbraid", {"name": "wbraid", "type": "varchar", "maxLength": 255, "label": "WBRAID"}),
+    ("cTtclid", {"name": "ttclid", "type": "varchar", "maxLength": 255, "label": "TTCLID"}),
+    ("cMsclkid", {"name": "msclkid", "type": "varchar", "maxLength": 255, "label": "MSCLKID"}),
+    ("cYclid", {"name": "yclid", "type": "varchar", "maxLength": 255, "label": "YCLID"}),
+    ("cCtwaClid", {"name": "ctwaClid", "type": "varchar", "maxLength": 255, "label": "CTWA CLID"}),
+    ("cLandingPage", {"name": "landingPage", "type": "varchar", "maxLength": 255, "label": "Landing Page"}),
+    ("cReferrer", {"name": "referrer", "type": "varchar", "maxLength": 255, "label": "Referrer"}),
+    (
+        "cFirstReferralCode",
+        {"name": "firstReferralCode", "type": "varchar", "maxLength": 64, "label": "First Referral Code"},
+    ),
+    ("cFirstUtmSource", {"name": "firstUtmSource", "type": "varchar", "maxLength": 255, "label": "First UTM Source"}),
+    ("cFirstUtmMedium", {"name": "firstUtmMedium", "type": "varchar", "maxLength": 255, "label": "First UTM Medium"}),
+    (
+        "cFirstUtmCampaign",
+        {"name": "firstUtmCampaign", "type": "varchar", "maxLength": 255, "label": "First UTM Campaign"},
+    ),
+    (
+        "cFirstLandingPage",
+        {"name": "firstLandingPage", "type": "varchar", "maxLength": 255, "label": "First Landing Page"},
+    ),
+    ("cFirstReferrer", {"name": "firstReferrer", "type": "varchar", "maxLength": 255, "label": "First Referrer"}),
+    ("cFirstTouchAt", {"name": "firstTouchAt", "type": "varchar", "maxLength": 32, "label": "First Touch At"}),
+    ("cConsentVersion", {"name": "consentVersion", "type": "varchar", "maxLength": 64, "label": "Consent Version"}),
+    ("cConsentAt", {"name": "consentAt", "type": "varchar", "maxLength": 32, "label": "Consent At"}),
+    ("cConsentPage", {"name": "consentPage", "type": "varchar", "maxLength": 255, "label": "Consent Page"}),
     (
         "cVisitorSessionId",
         {"name": "visitorSessionId", "type": "varchar", "maxLength": 64, "label": "Visitor Session ID"},
@@ -214,7 +241,7 @@ def test_dry_run_only_reads_and_shows_the_plan(sim: EspoAdminSimulator) -> None:
     assert "  + create field cUserType (enum: Student, Parent, Other)" in out
     assert "  + create role 'crm-bridge API' (Lead: create yes, read all, edit all, delete no, stream all; " in out
     assert "  + create API user 'crm-bridge' (ApiKey, role 'crm-bridge API')" in out
-    assert "Dry run: 18 change(s) planned, nothing written." in out
+    assert f"Dry run: {len(FIELD_BODIES) + 2} change(s) planned, nothing written." in out
     assert "put-parameter" not in out
 
 

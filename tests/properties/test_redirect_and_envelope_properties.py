@@ -27,6 +27,7 @@ from crm_bridge.models import (
     dump_operation,
     parse_operation,
 )
+from crm_bridge.models.attribution import Touch
 from crm_bridge.normalization import ATTRIBUTION_RULES, page_location, valid_attribution_tags
 
 TARGETS = load_redirect_settings(
@@ -153,7 +154,7 @@ def test_the_redirects_page_rule_agrees_with_the_messenger_model(page: str) -> N
     channel=st.sampled_from(list(Channel)),
     session=st.from_regex(r"[A-Za-z0-9_-]{8,64}", fullmatch=True),
     page=st.one_of(st.none(), st.from_regex(r"/[!-~]{0,50}", fullmatch=True)),
-    tags=st.dictionaries(st.sampled_from(list(ATTRIBUTION_RULES)), TAG_VALUES, max_size=9),
+    tags=st.dictionaries(st.sampled_from(list(ATTRIBUTION_RULES)), TAG_VALUES, max_size=15),
     correlation_id=st.one_of(st.none(), st.text(min_size=1, max_size=128)),
     moment=st.datetimes(timezones=st.just(UTC)),
 )
@@ -169,7 +170,7 @@ def test_the_redirects_click_is_the_envelope_the_models_write(
     message = click_message(
         channel=channel,
         session_id=session,
-        attribution=attribution,
+        last_touch=attribution,
         page=page,
         occurred_at=moment,
         origin=Origin.REDIRECT,
@@ -181,7 +182,11 @@ def test_the_redirects_click_is_the_envelope_the_models_write(
         origin=Origin.REDIRECT,
         correlation_id=correlation_id,
         payload=MessengerActivity(
-            channel=channel, session_id=session, page=page, occurred_at=moment, attribution=Attribution(**attribution)
+            channel=channel,
+            session_id=session,
+            page=page,
+            occurred_at=moment,
+            last_touch=Touch(**attribution) if attribution else None,
         ),
     )
 
@@ -194,7 +199,7 @@ def test_a_click_truncates_an_overlong_request_id_instead_of_failing() -> None:
     message = click_message(
         channel=Channel.TELEGRAM,
         session_id="session-0001",
-        attribution={},
+        last_touch={},
         page=None,
         occurred_at=datetime.now(UTC),
         origin=Origin.REDIRECT,

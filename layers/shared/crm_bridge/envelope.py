@@ -22,6 +22,8 @@ from crm_bridge.normalization import ATTRIBUTION_RULES
 SCHEMA_VERSION: Literal[1] = 1
 MAX_CORRELATION_ID_LENGTH = 128
 _MAX_ATTRIBUTE_LENGTH = 256  # SQS message attributes allow 256 KiB in all; these are short.
+_TOUCH_PLACE = ("landing_page", "referrer", "touched_at")
+"""A touch's keys after its attribution tags (``crm_bridge.models.attribution.Touch``)."""
 
 
 class OperationKind(StrEnum):
@@ -86,14 +88,14 @@ def click_message(
     *,
     channel: Channel,
     session_id: str,
-    attribution: Mapping[str, str],
+    last_touch: Mapping[str, str],
     page: str | None,
     occurred_at: datetime,
     origin: Origin,
     correlation_id: str | None,
 ) -> QueueMessage:
     """A messenger click, already valid (the caller applied ``crm_bridge.normalization``), as the
-    envelope of a ``MessengerClickOperation``."""
+    envelope of a ``MessengerClickOperation``; ``last_touch`` holds the link's attribution tags."""
     operation_id = str(uuid4())
     moment = json_time(occurred_at)
     envelope = {
@@ -104,12 +106,16 @@ def click_message(
         "correlation_id": correlation_id[:MAX_CORRELATION_ID_LENGTH] if correlation_id else None,
         "kind": OperationKind.MESSENGER_CLICK.value,
         "payload": {
+            "first_touch": None,
+            "last_touch": {name: last_touch.get(name) for name in (*ATTRIBUTION_RULES, *_TOUCH_PLACE)}
+            if last_touch
+            else None,
+            "attribution": None,
             "channel": channel.value,
             "session_id": session_id,
             "lead_id": None,
             "page": page,
             "occurred_at": moment,
-            "attribution": {name: attribution.get(name) for name in ATTRIBUTION_RULES},
         },
     }
     body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))

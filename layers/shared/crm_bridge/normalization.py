@@ -20,8 +20,11 @@ MAX_EMAIL_LENGTH = 254
 maxLength) and PHP's limit of 254 characters outside quotes."""
 MAX_EMAIL_LOCAL_LENGTH = 64
 REFERRAL_CODE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-# Click ids (gclid, fbclid) are URL-safe base64-like tokens.
+# Ad click ids (Google's gclid/gbraid/wbraid, Meta's fbclid and WhatsApp click-to-chat's ctwa_clid,
+# TikTok's ttclid, Microsoft's msclkid, Yandex's yclid) are URL-safe tokens.
 CLICK_ID_PATTERN = re.compile(r"[A-Za-z0-9_\-.~]{1,512}")
+CONSENT_VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+"""The privacy notice's version as the site names it, e.g. ``kvkk-2026-03`` or ``v4.1``."""
 SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{8,64}")
 PAGE_URL_PATTERN = re.compile(r"(https?://|/)[!-~]*")
 """Visible ASCII, as browsers send a location (anything else percent-encoded): nothing invisible."""
@@ -281,7 +284,13 @@ ATTRIBUTION_RULES: dict[str, Callable[[str], str | None]] = {
     "utm_content": medium_text,
     "utm_id": medium_text,
     "gclid": normalize_click_id,
+    "gbraid": normalize_click_id,
+    "wbraid": normalize_click_id,
     "fbclid": normalize_click_id,
+    "ttclid": normalize_click_id,
+    "msclkid": normalize_click_id,
+    "yclid": normalize_click_id,
+    "ctwa_clid": normalize_click_id,
 }
 """Each attribution tag and its rule, in the order of the ``Attribution`` model's fields (a test
 keeps the two in step)."""

@@ -43,12 +43,16 @@ QUERY_TAGS = {
     "utm_term": "utm_term",
     "utm_content": "utm_content",
     "utm_id": "utm_id",
-    "gclid": "gclid",
-    "fbclid": "fbclid",
+    **{click_id: click_id for click_id in ("gclid", "gbraid", "wbraid", "fbclid", "ttclid", "msclkid", "yclid")},
+    "ctwa_clid": "ctwa_clid",
 }
 """Query parameters a link may carry, and the attribution tag each one fills."""
+SESSION_QUERY = "vs"
+"""The visitor session, added to ``/go`` links by the website snippet where the API's host cannot
+read the site's cookie (an ``execute-api`` host, or no ``CookieDomain``)."""
 
 _WHATSAPP_NUMBER = re.compile(r"[1-9]\d{6,14}")
+_COOKIE_DOMAIN = re.compile(r"\.?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]")
 _MAX_URL_LENGTH = 2083
 
 
@@ -72,6 +76,9 @@ class RedirectSettings:
     queue_url: str
     dead_letter_queue_url: str
     targets: RedirectTargets
+    cookie_domain: str | None = None
+    """``.agency.com``: the cookies /go sets are the whole site's, so the site's pages and the API on
+    another host of that domain read them (None: the API's host only)."""
 
 
 def _https_url_problem(url: str) -> str | None:
@@ -96,6 +103,7 @@ def load_redirect_settings(environ: Mapping[str, str] | None = None) -> Redirect
         "REDIRECT_INSTAGRAM_URL",
     )
     values = {name: env.get(name, "") for name in names}
+    cookie_domain = env.get("COOKIE_DOMAIN", "").strip().lower() or None
     text = env.get("REDIRECT_WHATSAPP_TEXT") or DEFAULT_WHATSAPP_TEXT
     suffix = env.get("REDIRECT_WHATSAPP_REF_SUFFIX") or DEFAULT_WHATSAPP_REF_SUFFIX
     checks = {
@@ -110,6 +118,9 @@ def load_redirect_settings(environ: Mapping[str, str] | None = None) -> Redirect
         if len(suffix) <= 100 and "{ref}" in suffix
         else "must be at most 100 characters and contain {ref}",
         "REDIRECT_INSTAGRAM_URL": _https_url_problem(values["REDIRECT_INSTAGRAM_URL"]),
+        "COOKIE_DOMAIN": None
+        if cookie_domain is None or (_COOKIE_DOMAIN.fullmatch(cookie_domain) and len(cookie_domain) <= 253)
+        else "must be a domain name such as .agency.com (the site's and the API's common domain)",
     }
     problems = [f"{name}: {problem}" for name, problem in checks.items() if problem]
     if problems:
@@ -124,6 +135,7 @@ def load_redirect_settings(environ: Mapping[str, str] | None = None) -> Redirect
             whatsapp_ref_suffix=suffix,
             instagram_url=values["REDIRECT_INSTAGRAM_URL"],
         ),
+        cookie_domain=cookie_domain,
     )
 
 
@@ -141,21 +153,22 @@ def target_url(channel: Channel, referral_code: str | None, targets: RedirectTar
             return targets.instagram_url
 
 
-def ref_cookie(referral_code: str) -> Cookie:
-    return _cookie(REF_COOKIE, referral_code, REF_COOKIE_MAX_AGE, http_only=True)
+def ref_cookie(referral_code: str, domain: str | None = None) -> Cookie:
+    return _cookie(REF_COOKIE, referral_code, REF_COOKIE_MAX_AGE, domain, http_only=True)
 
 
-def session_cookie(session_id: str) -> Cookie:
+def session_cookie(session_id: str, domain: str | None = None) -> Cookie:
     """Readable by the site's script, which reports messenger clicks with the same session id."""
-    return _cookie(SESSION_COOKIE, session_id, SESSION_COOKIE_MAX_AGE, http_only=False)
+    return _cookie(SESSION_COOKIE, session_id, SESSION_COOKIE_MAX_AGE, domain, http_only=False)
 
 
-def _cookie(name: str, value: str, max_age: int, *, http_only: bool) -> Cookie:
+def _cookie(name: str, value: str, max_age: int, domain: str | None, *, http_only: bool) -> Cookie:
     """Site-wide, HTTPS-only, sent on top-level navigation from other sites (a partner's link)."""
     return Cookie(
         name=name,
         value=value,
         path="/",
+        domain=domain or "",
         secure=True,
         http_only=http_only,
         same_site=SameSite.LAX_MODE,
@@ -177,7 +190,16 @@ class Redirect:
     """The click, for the worker to note on the visitor's lead."""
 
 
-def plan_redirect(request: HttpRequest, targets: RedirectTargets) -> Redirect:
+def visitor_session(request: HttpRequest) -> str | None:
+    """The visitor session the request carries: the cookie (the site's snippet or an earlier /go set
+    it), else the snippet's ``vs`` parameter; None when neither is a valid session id."""
+    for candidate in (request.cookies.get(SESSION_COOKIE, ""), request.query.get(SESSION_QUERY, "")):
+        if SESSION_ID_PATTERN.fullmatch(candidate):
+            return candidate
+    return None
+
+
+def plan_redirect(request: HttpRequest, settings: RedirectSettings) -> Redirect:
     """Where the visitor goes, the cookies to set, the click to queue; 404 for an unknown channel."""
     channel_name = request.path_parameters.get("channel", "")
     if channel_name not in Channel.__members__.values():
@@ -188,18 +210,19 @@ def plan_redirect(request: HttpRequest, targets: RedirectTargets) -> Redirect:
     referral_code = from_query or from_cookie
     tags = {QUERY_TAGS[name]: value for name, value in request.query.items() if name in QUERY_TAGS}
     attribution = valid_attribution_tags(tags | {"referral_code": referral_code})
-    session_id = request.cookies.get(SESSION_COOKIE, "")
-    new_session = not SESSION_ID_PATTERN.fullmatch(session_id)
-    if new_session:
-        session_id = secrets.token_urlsafe(16)
+    known_session = visitor_session(request)
+    session_id = known_session or secrets.token_urlsafe(16)
     click = click_message(
         channel=channel,
         session_id=session_id,
-        attribution=attribution,
+        last_touch=attribution,
         page=referring_page(request.headers.get("referer") or ""),
         occurred_at=datetime.now(UTC),
         origin=Origin.REDIRECT,
         correlation_id=request.request_id,
     )
-    cookies = ([ref_cookie(from_query)] if from_query else []) + ([session_cookie(session_id)] if new_session else [])
-    return Redirect(target_url(channel, referral_code, targets), cookies, click)
+    domain = settings.cookie_domain
+    cookies = [ref_cookie(from_query, domain)] if from_query else []
+    if request.cookies.get(SESSION_COOKIE) != session_id:
+        cookies.append(session_cookie(session_id, domain))
+    return Redirect(target_url(channel, referral_code, settings.targets), cookies, click)

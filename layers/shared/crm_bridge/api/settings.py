@@ -22,6 +22,9 @@ class ApiSettings(BaseModel):
     max_body_bytes: int = Field(default=32_768, ge=1024, le=1_048_576)
     idempotency_table: str | None = None
     sessions_table: str | None = None
+    consent_required: bool = True
+    """Applications must carry the applicant's acceptance of the privacy notice (KVKK, GDPR); false
+    for forms that collect consent elsewhere."""
     health_cache_seconds: int = Field(default=60, ge=1, le=3600)
     """How long one container reuses the CRM's health answer: a storm of health checks costs the CRM
     (Bitrix24 allows about 2 requests/s per webhook) one call per this many seconds."""
@@ -36,6 +39,7 @@ _ENV_NAMES: dict[tuple[str, ...], str] = {
     ("idempotency_table",): "IDEMPOTENCY_TABLE",
     ("sessions_table",): "SESSIONS_TABLE",
     ("health_cache_seconds",): "HEALTH_CACHE_SECONDS",
+    ("consent_required",): "CONSENT_REQUIRED",
 }
 
 
@@ -50,6 +54,7 @@ def load_api_settings(environ: Mapping[str, str] | None = None) -> ApiSettings:
         "idempotency_table": env.get("IDEMPOTENCY_TABLE") or None,
         "sessions_table": env.get("SESSIONS_TABLE") or None,
         "health_cache_seconds": env.get("HEALTH_CACHE_SECONDS") or 60,
+        "consent_required": env.get("CONSENT_REQUIRED") or True,
     }
     return validate_environment(ApiSettings, raw, _ENV_NAMES)
 

@@ -31,9 +31,21 @@ def deliver(operation: Operation, provider: CrmProvider, sessions: VisitorSessio
     """Execute an operation against the CRM. Raises :class:`crm_bridge.errors.CrmError`."""
     match operation:
         case UpsertLeadOperation(payload=application):
-            result = provider.upsert_lead(application, operation.operation_id)
-            if sessions is not None and application.session_id:
-                sessions.remember(provider.name, application.session_id, result.record_id, replace=True)
+            session_id = application.session_id
+            if sessions is None or not session_id:
+                return provider.upsert_lead(application, operation.operation_id)
+            known = sessions
+
+            def session_lead() -> str | None:
+                """The visitor's clicks may have made an anonymous lead, which the application then
+                completes. Unknown when the store fails: the applicant's lead is made now, apart."""
+                try:
+                    return known.lead_for(provider.name, session_id)
+                except RetryableCrmError:
+                    return None
+
+            result = provider.upsert_lead(application, operation.operation_id, session_lead=session_lead)
+            sessions.remember(provider.name, session_id, result.record_id, replace=True)
             return result
         case MessengerClickOperation(payload=activity):
             # The session's lead first: it follows the visitor (an application replaces an anonymous

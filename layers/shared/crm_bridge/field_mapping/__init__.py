@@ -40,9 +40,59 @@ class MappedField(StrEnum):
     UTM_CONTENT = "utm_content"
     UTM_ID = "utm_id"
     GCLID = "gclid"
+    GBRAID = "gbraid"
+    WBRAID = "wbraid"
     FBCLID = "fbclid"
+    TTCLID = "ttclid"
+    MSCLKID = "msclkid"
+    YCLID = "yclid"
+    CTWA_CLID = "ctwa_clid"
+    LANDING_PAGE = "landing_page"
+    REFERRER = "referrer"
+    FIRST_REFERRAL_CODE = "first_referral_code"
+    FIRST_UTM_SOURCE = "first_utm_source"
+    FIRST_UTM_MEDIUM = "first_utm_medium"
+    FIRST_UTM_CAMPAIGN = "first_utm_campaign"
+    FIRST_LANDING_PAGE = "first_landing_page"
+    FIRST_REFERRER = "first_referrer"
+    FIRST_TOUCH_AT = "first_touch_at"
+    CONSENT_VERSION = "consent_version"
+    CONSENT_AT = "consent_at"
+    CONSENT_PAGE = "consent_page"
     VISITOR_SESSION_ID = "visitor_session_id"
     MESSENGER_CHANNEL = "messenger_channel"
+
+
+LAST_TOUCH_FIELDS: tuple[MappedField, ...] = (
+    MappedField.REFERRAL_CODE,
+    MappedField.UTM_SOURCE,
+    MappedField.UTM_MEDIUM,
+    MappedField.UTM_CAMPAIGN,
+    MappedField.UTM_TERM,
+    MappedField.UTM_CONTENT,
+    MappedField.UTM_ID,
+    MappedField.GCLID,
+    MappedField.GBRAID,
+    MappedField.WBRAID,
+    MappedField.FBCLID,
+    MappedField.TTCLID,
+    MappedField.MSCLKID,
+    MappedField.YCLID,
+    MappedField.CTWA_CLID,
+    MappedField.LANDING_PAGE,
+    MappedField.REFERRER,
+)
+"""The last touch's values with a field of their own, named like the touch's keys."""
+FIRST_TOUCH_FIELDS: dict[str, MappedField] = {
+    "referral_code": MappedField.FIRST_REFERRAL_CODE,
+    "utm_source": MappedField.FIRST_UTM_SOURCE,
+    "utm_medium": MappedField.FIRST_UTM_MEDIUM,
+    "utm_campaign": MappedField.FIRST_UTM_CAMPAIGN,
+    "landing_page": MappedField.FIRST_LANDING_PAGE,
+    "referrer": MappedField.FIRST_REFERRER,
+    "touched_at": MappedField.FIRST_TOUCH_AT,
+}
+"""The first touch's values with a field of their own (the rest is in the lead's description)."""
 
 
 ENUM_DOMAINS: dict[MappedField, frozenset[str]] = {

@@ -7,8 +7,17 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from crm_bridge.models.attribution import Attribution
-from crm_bridge.models.fields import Email, LongText, MediumText, Phone, ShortText
+from crm_bridge.models.attribution import Touches
+from crm_bridge.models.fields import (
+    ConsentVersion,
+    Email,
+    LongText,
+    MediumText,
+    OccurredAt,
+    PageUrl,
+    Phone,
+    ShortText,
+)
 from crm_bridge.models.messenger import SessionId
 
 
@@ -36,7 +45,7 @@ class PersonName(BaseModel):
         return " ".join(part for part in (self.first_name, self.last_name) if part) or None
 
 
-class Application(BaseModel):
+class Application(Touches):
     """What the application form sends. At least a name and one way to reach the person."""
 
     model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid", str_max_length=20_000)
@@ -52,10 +61,14 @@ class Application(BaseModel):
     university: MediumText = Field(default=None, description="University of interest")
     message: LongText = None
     consent: bool = Field(default=False, description="The applicant accepted the privacy notice")
+    consent_version: ConsentVersion | None = Field(
+        default=None, description="Which privacy notice was accepted, as the site names it (e.g. kvkk-2026-03)"
+    )
+    consent_at: OccurredAt | None = Field(default=None, description="When it was accepted (ISO 8601)")
+    consent_page: PageUrl | None = Field(default=None, description="The page the notice was accepted on")
     session_id: SessionId | None = Field(
         default=None, description="The visitor_session cookie: later messenger clicks of this visitor land on this lead"
     )
-    attribution: Attribution = Field(default_factory=Attribution)
 
     @model_validator(mode="after")
     def _reachable_and_named(self) -> Application:
@@ -63,6 +76,8 @@ class Application(BaseModel):
             raise ValueError("give a name: either 'name' or 'first_name'/'last_name'")
         if not (self.phone or self.email):
             raise ValueError("give a way to reach the applicant: 'phone' or 'email'")
+        if not self.consent and (self.consent_version or self.consent_at or self.consent_page):
+            raise ValueError("consent_version, consent_at and consent_page describe a consent: send consent true")
         return self
 
     def person_name(self) -> PersonName:

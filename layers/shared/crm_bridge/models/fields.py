@@ -5,12 +5,16 @@ Trimmed, cleaned, bounded; an empty string means absent.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, StringConstraints
 
 from crm_bridge.normalization import (
+    CONSENT_VERSION_PATTERN,
+    MAX_PAGE_URL_LENGTH,
     MEDIUM_TEXT_LENGTH,
+    PAGE_URL_PATTERN,
     bounded_text,
     normalize_click_id,
     normalize_email,
@@ -40,3 +44,21 @@ ReferralCode = Annotated[
     str | None, EmptyIsNone, AfterValidator(lambda v: None if v is None else normalize_referral_code(v))
 ]
 ClickId = Annotated[str | None, EmptyIsNone, AfterValidator(lambda v: None if v is None else normalize_click_id(v))]
+PageUrl = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=MAX_PAGE_URL_LENGTH, pattern=f"^{PAGE_URL_PATTERN.pattern}$"),
+]
+ConsentVersion = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=f"^{CONSENT_VERSION_PATTERN.pattern}$")
+]
+
+
+def _date_time_text(value: object) -> object:
+    """JSON carries a time as ISO 8601 text, as the API documents; a bare number (which pydantic would
+    read as Unix time) is refused rather than guessed at."""
+    if not isinstance(value, str | datetime):
+        raise ValueError("give the time as an ISO 8601 date-time with its offset, e.g. 2024-05-01T12:30:00Z")
+    return value
+
+
+OccurredAt = Annotated[AwareDatetime, BeforeValidator(_date_time_text)]

@@ -28,9 +28,11 @@ from crm_bridge.providers.lead_draft import (
     LeadDraft,
     activity_note,
     add_details,
+    application_summary,
     closed_lead_line,
     draft_from_activity,
     draft_from_application,
+    is_empty,
     repeat_application_note,
 )
 
@@ -141,8 +143,13 @@ class CrmProvider(ABC):
     whose CRM refuses a whole write over one field's value and names that field (EspoCRM's 400
     ``validationFailure``); None keeps such a refusal permanent (a dead letter)."""
     contact_attributes: ClassVar[Mapping[str, str]] = {}
-    closed_lead: ClassVar[ClosedLeadAttributes]
     """The CRM's attributes for :meth:`LeadDraft.contacts`' keys (``first_name``, ``phone``, ...)."""
+    closed_lead: ClassVar[ClosedLeadAttributes]
+    identity_attributes: ClassVar[tuple[str, ...]] = ()
+    """The lead attributes holding its phones and e-mails: a lead with none is an anonymous visitor's
+    (made from a click), which the visitor's application completes instead of making a second lead."""
+    name_attributes: ClassVar[tuple[str, ...]] = ()
+    """The attributes an application overwrites on an anonymous visitor's lead (its placeholder name)."""
 
     def __init__(self, mapping: ProviderMapping, clock: Callable[[], float] = time.perf_counter) -> None:
         self.mapping = mapping
@@ -155,14 +162,26 @@ class CrmProvider(ABC):
 
     # --- the interface ---------------------------------------------------------------------------
 
-    def upsert_lead(self, application: Application, operation_id: UUID) -> ProviderResult:
+    def upsert_lead(
+        self,
+        application: Application,
+        operation_id: UUID,
+        session_lead: Callable[[], str | None] | None = None,
+    ) -> ProviderResult:
         """Create the lead, or, when one with the same phone or e-mail exists, fill its empty
-        fields and record the repeat submission on its timeline. Safe to retry."""
+        fields and record the repeat submission on its timeline. Safe to retry.
+
+        ``session_lead`` tells the lead of the applicant's visitor session (asked only when no lead
+        has their phone or e-mail): when it is an anonymous visitor's lead, made from their clicks,
+        the application completes it, so the clicks and the application are one lead."""
         started = self._clock()
         draft = draft_from_application(application, operation_id)
         payload = self._lead_payload(draft, operation_id)
         details = self._details(draft.values, draft.contacts())
         existing = self._find_lead(phone=draft.phone, email=draft.email)
+        anonymous = self._anonymous_lead(session_lead()) if existing is None and session_lead is not None else None
+        if anonymous is not None:
+            return self._complete_anonymous_lead(anonymous, application, payload, details, operation_id, started)
         if existing is None:
             try:
                 created, _ = self._write_without_refused(self._create, payload, details)
@@ -354,6 +373,46 @@ class CrmProvider(ABC):
         return None
 
     # --- shared helpers ---------------------------------------------------------------------------
+
+    def _anonymous_lead(self, record_id: str | None) -> ExistingLead | None:
+        """The lead ``record_id`` when it is an open lead without a phone or an e-mail; else None."""
+        if record_id is None or not self.identity_attributes or not self._accepts_record_id(record_id):
+            return None
+        try:
+            lead = self._read_lead(record_id)
+        except LeadNotFound:
+            return None
+        if self._closed(lead) is not None:
+            return None
+        if any(not is_empty(lead.attributes.get(attribute)) for attribute in self.identity_attributes):
+            return None
+        return lead
+
+    def _complete_anonymous_lead(
+        self,
+        lead: ExistingLead,
+        application: Application,
+        payload: dict[str, Any],
+        details: Details,
+        operation_id: UUID,
+        started: float,
+    ) -> ProviderResult:
+        """The application written onto the visitor's anonymous lead: the name replaces the
+        placeholder, the empty fields (contacts, first touch, ...) are filled, and the application is a
+        note beside the clicks. A retry finds it by phone or e-mail and its note's marker."""
+        if self._recorded(lead, operation_id):
+            return self._result(lead.record_id, LeadAction.UNCHANGED, started)
+        names = {attribute: payload[attribute] for attribute in self.name_attributes if attribute in payload}
+        patch = self._missing_values(lead, payload) | names
+        outcome, unwritten = self._write_without_refused(
+            lambda attributes: self._update(lead.record_id, attributes), patch, details
+        )
+        note_id = self._add_note(lead.record_id, add_details(application_summary(application, operation_id), unwritten))
+        self._log.info(
+            "application completed the visitor's anonymous lead",
+            extra={"provider": self.name, "record_id": lead.record_id},
+        )
+        return self._result(lead.record_id, LeadAction.UPDATED, started, outcome, activity_id=note_id)
 
     def _create_successor(
         self, closed: ClosedLead, draft: LeadDraft, operation_id: UUID, started: float, *, again: str

@@ -116,6 +116,8 @@ _prefetched: ContextVar[_Prefetched | None] = ContextVar("bitrix24_prefetched", 
 
 class Bitrix24Provider(CrmProvider):
     name = "bitrix24"
+    identity_attributes = ("PHONE", "EMAIL")
+    name_attributes = ("TITLE", "NAME", "LAST_NAME")
     closed_lead = ClosedLeadAttributes("STATUS_SEMANTIC_ID", {"S": True, "F": False}, "CONTACT_ID", "COMPANY_ID")
 
     def __init__(
@@ -154,9 +156,14 @@ class Bitrix24Provider(CrmProvider):
         finally:
             _prefetched.reset(token)
 
-    def upsert_lead(self, application: Application, operation_id: UUID) -> ProviderResult:
+    def upsert_lead(
+        self,
+        application: Application,
+        operation_id: UUID,
+        session_lead: Callable[[], str | None] | None = None,
+    ) -> ProviderResult:
         with self.operation(operation_id):
-            return super().upsert_lead(application, operation_id)
+            return super().upsert_lead(application, operation_id, session_lead)
 
     def log_activity(
         self, lead_id: str, activity: MessengerActivity, operation_id: UUID | None = None

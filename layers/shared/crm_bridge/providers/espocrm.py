@@ -65,6 +65,8 @@ class EspoCrmProvider(CrmProvider):
         "phone": "phoneNumber",
         "email": "emailAddress",
     }
+    identity_attributes = ("phoneNumber", "emailAddress")
+    name_attributes = ("firstName", "lastName")
     closed_lead = ClosedLeadAttributes(
         "status", {"Converted": True, "Dead": False}, "createdContactId", "createdAccountId"
     )

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from uuid import UUID
 
-from crm_bridge.field_mapping import LeadSourceKind, MappedField
-from crm_bridge.models import Application, Attribution, MessengerActivity
+from crm_bridge.envelope import json_time
+from crm_bridge.field_mapping import FIRST_TOUCH_FIELDS, LAST_TOUCH_FIELDS, LeadSourceKind, MappedField
+from crm_bridge.models import Application, MessengerActivity
+from crm_bridge.models.attribution import Touch, Touches
 
 CHANNEL_LABELS = {"telegram": "Telegram", "whatsapp": "WhatsApp", "instagram": "Instagram"}
 FIELD_LABELS: dict[MappedField, str] = {
@@ -28,7 +31,25 @@ FIELD_LABELS: dict[MappedField, str] = {
     MappedField.UTM_CONTENT: "UTM content",
     MappedField.UTM_ID: "UTM id",
     MappedField.GCLID: "Google click id",
+    MappedField.GBRAID: "Google app click id (gbraid)",
+    MappedField.WBRAID: "Google web click id (wbraid)",
     MappedField.FBCLID: "Facebook click id",
+    MappedField.TTCLID: "TikTok click id",
+    MappedField.MSCLKID: "Microsoft click id",
+    MappedField.YCLID: "Yandex click id",
+    MappedField.CTWA_CLID: "WhatsApp click-to-chat id",
+    MappedField.LANDING_PAGE: "Landing page",
+    MappedField.REFERRER: "Referrer",
+    MappedField.FIRST_REFERRAL_CODE: "First touch: referral code",
+    MappedField.FIRST_UTM_SOURCE: "First touch: UTM source",
+    MappedField.FIRST_UTM_MEDIUM: "First touch: UTM medium",
+    MappedField.FIRST_UTM_CAMPAIGN: "First touch: UTM campaign",
+    MappedField.FIRST_LANDING_PAGE: "First touch: landing page",
+    MappedField.FIRST_REFERRER: "First touch: referrer",
+    MappedField.FIRST_TOUCH_AT: "First touch: time",
+    MappedField.CONSENT_VERSION: "Privacy notice version",
+    MappedField.CONSENT_AT: "Privacy consent given at",
+    MappedField.CONSENT_PAGE: "Privacy consent page",
     MappedField.VISITOR_SESSION_ID: "Visitor session",
     MappedField.MESSENGER_CHANNEL: "Messenger",
 }
@@ -82,16 +103,60 @@ def add_details(text: str, details: Iterable[tuple[str, object]]) -> str:
     return "\n".join([*lines[:end], *added, *lines[end:]])
 
 
-def _attribution_values(attribution: Attribution) -> dict[MappedField, str | bool]:
-    return {MappedField(name): value for name, value in attribution.present().items()}
+def moment_text(moment: datetime) -> str:
+    """A time as a salesperson reads it in a lead's text: ``2026-12-05 17:43 UTC``."""
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
-def _attribution_lines(attribution: Attribution) -> list[str]:
-    lines = detail_lines([(FIELD_LABELS[MappedField.REFERRAL_CODE], attribution.referral_code)])
-    tags = [f"{name}={value}" for name, value in attribution.present().items() if name != "referral_code"]
+def _touch_values(touches: Touches) -> dict[MappedField, str | bool]:
+    """The touches' values that have a field of their own: the last touch under the plain names
+    (Bitrix24's native ``UTM_*``), the first touch's core under ``first_*``."""
+    values: dict[MappedField, str | bool] = {}
+    latest = touches.latest_touch()
+    if latest is not None:
+        last = latest.present()
+        values.update({mapped: last[mapped.value] for mapped in LAST_TOUCH_FIELDS if mapped.value in last})
+    if touches.first_touch is not None:
+        first = touches.first_touch.present()
+        values.update({mapped: first[name] for name, mapped in FIRST_TOUCH_FIELDS.items() if name in first})
+    referral_code = touches.referral_code()
+    if referral_code is not None:  # the partner to pay, whichever touch carried the code
+        values[MappedField.REFERRAL_CODE] = referral_code
+    return values
+
+
+def _touch_line(label: str, touch: Touch) -> str:
+    """``First touch: ref=P-1, utm_source=fb; landed on https://…; from https://…; at 2026-12-05 17:43 UTC``."""
+    parts = []
+    tags = touch.tags()
     if tags:
-        lines.append("Tracking: " + ", ".join(tags))
-    return lines
+        parts.append(", ".join(f"{'ref' if name == 'referral_code' else name}={value}" for name, value in tags.items()))
+    if touch.landing_page:
+        parts.append(f"landed on {touch.landing_page}")
+    if touch.referrer:
+        parts.append(f"from {touch.referrer}")
+    if touch.touched_at:
+        parts.append(f"at {moment_text(touch.touched_at)}")
+    return f"{label}: " + "; ".join(parts)
+
+
+def _attribution_lines(touches: Touches) -> list[str]:
+    lines = detail_lines([(FIELD_LABELS[MappedField.REFERRAL_CODE], touches.referral_code())])
+    return lines + [_touch_line(label, touch) for label, touch in touches.touches()]
+
+
+def _consent_line(application: Application) -> str | None:
+    """What the applicant agreed to, when and where: the evidence KVKK and the GDPR ask for."""
+    if not application.consent:
+        return None
+    line = "Privacy notice accepted"
+    if application.consent_version:
+        line += f" (version {application.consent_version})"
+    if application.consent_at:
+        line += f" at {moment_text(application.consent_at)}"
+    if application.consent_page:
+        line += f" on {application.consent_page}"
+    return line + "."
 
 
 def operation_marker(operation_id: UUID) -> str:
@@ -115,7 +180,8 @@ def application_summary(application: Application, operation_id: UUID) -> str:
             (FIELD_LABELS[MappedField.CONSENT], application.consent),
         ]
     )
-    lines.extend(_attribution_lines(application.attribution))
+    lines += [line for line in (_consent_line(application),) if line]
+    lines.extend(_attribution_lines(application))
     if application.message:
         lines.append(f"Message:\n{application.message}")
     lines.append(operation_marker(operation_id))
@@ -144,7 +210,7 @@ def activity_note(activity: MessengerActivity, operation_id: UUID | None = None)
     lines = [f'Clicked "message us on {channel}" on the website at {activity.occurred_at:%Y-%m-%d %H:%M} UTC.']
     if activity.page:
         lines.append(f"Page: {activity.page}")
-    lines.extend(_attribution_lines(activity.attribution))
+    lines.extend(_attribution_lines(activity))
     lines += detail_lines([(FIELD_LABELS[MappedField.VISITOR_SESSION_ID], activity.session_id)])
     if operation_id is not None:
         lines.append(operation_marker(operation_id))
@@ -153,15 +219,19 @@ def activity_note(activity: MessengerActivity, operation_id: UUID | None = None)
 
 def draft_from_application(application: Application, operation_id: UUID) -> LeadDraft:
     name = application.person_name()
-    values: dict[MappedField, str | bool] = _attribution_values(application.attribution)
+    values = _touch_values(application)
     for mapped, value in (
         (MappedField.USER_TYPE, application.user_type),
         (MappedField.PREFERRED_LANGUAGE, application.preferred_language),
         (MappedField.PROGRAM, application.program),
         (MappedField.UNIVERSITY, application.university),
+        (MappedField.CONSENT_VERSION, application.consent_version),
+        (MappedField.CONSENT_PAGE, application.consent_page),
     ):
         if value is not None:
             values[mapped] = str(value)
+    if application.consent_at is not None:
+        values[MappedField.CONSENT_AT] = json_time(application.consent_at)
     values[MappedField.CONSENT] = application.consent
     return LeadDraft(
         first_name=name.first_name,
@@ -177,7 +247,7 @@ def draft_from_application(application: Application, operation_id: UUID) -> Lead
 def draft_from_activity(activity: MessengerActivity, operation_id: UUID | None = None) -> LeadDraft:
     """A minimal lead for an anonymous visitor: no name, no contact, only where they came from."""
     channel = CHANNEL_LABELS[activity.channel]
-    values = _attribution_values(activity.attribution)
+    values = _touch_values(activity)
     values[MappedField.VISITOR_SESSION_ID] = activity.session_id
     values[MappedField.MESSENGER_CHANNEL] = activity.channel.value
     return LeadDraft(
