@@ -47,7 +47,7 @@ CRM_SETTINGS = (
 )
 SECRETS = ("ESPOCRM_API_KEY", "ESPOCRM_HMAC_SECRET", "BITRIX24_WEBHOOK_URL")
 LOCAL_PARAMETER_PREFIX = "/crm-bridge/local/"
-RUNNER_SETTINGS = ("LOCAL_PORT",)
+RUNNER_SETTINGS = ("LOCAL_PORT", "DEMO_API_ORIGIN")
 DEFAULT_PORT = 3000
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 
@@ -111,6 +111,23 @@ class LocalConfig:
         if not raw.isdigit() or not 0 <= int(raw) < 65536:
             raise ConfigError(f"LOCAL_PORT: {raw!r} is not a port")
         return int(raw)
+
+    @property
+    def demo_api_origin(self) -> str:
+        """Where the demo page's snippet finds the API (``data-api``): "" for the page's own origin,
+        else an origin such as ``http://go.agency.test:3000`` (the site and the API on two hosts)."""
+        raw = (self.get("DEMO_API_ORIGIN") or "").rstrip("/")
+        if not raw:
+            return ""
+        parts = urlsplit(raw)
+        try:
+            port_ok = parts.port != 0
+        except ValueError:  # not a number, or out of range
+            port_ok = False
+        extra = parts.path or parts.query or parts.fragment or parts.username
+        if not port_ok or parts.scheme not in ("http", "https") or not parts.hostname or extra:
+            raise ConfigError(f"DEMO_API_ORIGIN: {raw!r} is not an origin such as http://go.agency.test:3000")
+        return raw
 
 
 def load_config(env_file: Path | None, known: set[str], environ: Mapping[str, str] | None = None) -> LocalConfig:

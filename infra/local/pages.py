@@ -1,7 +1,8 @@
 """The runner's own pages beside the API: the demo site, Swagger UI, and the sandbox's console.
 
 None of this is deployed: the demo page plays the agency's website (the form, the messenger
-buttons, a partner link), ``/docs`` renders the committed ``docs/openapi.json`` with the Swagger UI
+buttons, a partner link) with the site's own snippet, ``/crm-bridge.js`` (``site/crm-bridge.js``, as
+the API's host serves it to a real site), and ``/docs`` renders the committed ``docs/openapi.json`` with the Swagger UI
 that Powertools ships (no CDN: everything is served from here), and ``/_local/...`` lets the demo
 show the queues and the sandbox CRM, and make the sandbox fail so that retries and the dead-letter
 queue can be watched.
@@ -9,8 +10,10 @@ queue can be watched.
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +24,38 @@ from infra.local.gateway import Reply, Request
 from infra.local.sandbox import SandboxFault, SandboxStore
 
 DEMO_DIR = Path(__file__).parent / "demo"
+SNIPPET = Path(__file__).parents[2] / "site" / "crm-bridge.js"
 SWAGGER_ASSETS = Path(swagger_ui.__file__).parent
 _STATIC = {
-    "/": (DEMO_DIR / "index.html", "text/html; charset=utf-8"),
+    "/crm-bridge.js": (SNIPPET, "text/javascript; charset=utf-8"),
     "/docs/swagger-ui-bundle.min.js": (SWAGGER_ASSETS / "swagger-ui-bundle.min.js", "text/javascript"),
     "/docs/swagger-ui.min.css": (SWAGGER_ASSETS / "swagger-ui.min.css", "text/css"),
 }
 
 
+@dataclass(frozen=True)
+class DemoSettings:
+    """What the demo page's snippet tag says (``data-api``, ``data-cookie-domain``)."""
+
+    api_origin: str = ""
+    """Where the API is: "" for the page's own origin (``DEMO_API_ORIGIN``)."""
+    cookie_domain: str = ""
+    """The domain the site and the API share: the ``COOKIE_DOMAIN`` the redirect function gets."""
+
+
 class LocalPages:
-    def __init__(self, openapi_file: Path, status: Callable[[], dict[str, Any]], sandbox: SandboxStore | None) -> None:
+    def __init__(
+        self,
+        openapi_file: Path,
+        status: Callable[[], dict[str, Any]],
+        sandbox: SandboxStore | None,
+        demo: DemoSettings | None = None,
+    ) -> None:
         self._openapi_file = openapi_file
         self._status = status
         self._sandbox = sandbox
+        self.demo = demo or DemoSettings()
+        """Settable until the gateway serves: the runner knows the cookie domain once the functions have it."""
 
     def __call__(self, request: Request) -> Reply | None:
         if request.method in ("GET", "HEAD"):
@@ -47,6 +69,7 @@ class LocalPages:
             path, content_type = _STATIC[request.path]
             return Reply(200, [("Content-Type", content_type), ("Cache-Control", "no-cache")], path.read_bytes())
         pages: dict[str, Callable[[Request], Reply]] = {
+            "/": self._demo,
             "/docs": self._docs,
             "/openapi.json": self._docs,
             "/favicon.ico": lambda _: Reply(204),
@@ -55,6 +78,13 @@ class LocalPages:
         }
         page = pages.get(request.path)
         return page(request) if page else None
+
+    def _demo(self, _: Request) -> Reply:
+        """The demo page, its snippet tag filled in (``{{api}}``, ``{{cookie_domain}}``)."""
+        page = (DEMO_DIR / "index.html").read_text(encoding="utf-8")
+        page = page.replace("{{api}}", html.escape(self.demo.api_origin, quote=True))
+        page = page.replace("{{cookie_domain}}", html.escape(self.demo.cookie_domain, quote=True))
+        return Reply(200, [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-cache")], page.encode())
 
     def _docs(self, request: Request) -> Reply:
         spec = self._openapi_file.read_text(encoding="utf-8")

@@ -36,8 +36,8 @@ from infra.local.config import (
 )
 from infra.local.console import Console
 from infra.local.functions import Invocation, LocalFunction, lambda_environment
-from infra.local.gateway import Gateway
-from infra.local.pages import LocalPages
+from infra.local.gateway import Cors, Gateway
+from infra.local.pages import DemoSettings, LocalPages
 from infra.local.poller import BatchOutcome, QueuePoller
 from infra.local.sandbox import SandboxStore
 from infra.local.template import Resolver, Template, TemplateError, load_template, parameter_values
@@ -70,6 +70,8 @@ class Runner:
         self.dead_letter_url = ""
         self._dead_letters = 0
         self._dead_letter_lock = threading.Lock()
+        self._settings: dict[str, dict[str, str]] = {}
+        """Each function's variables (the template's, resolved, with the local values)."""
 
     def start(self) -> None:
         started = time.perf_counter()
@@ -77,13 +79,23 @@ class Runner:
         config = load_config(self.arguments.env_file, known_settings(template))
         crm = choose_crm(config, self.data_dir)
         placement = place_settings(config, template)
-        parameters = parameter_values(template, placement.parameters)
+        # SITE_ORIGINS is the SiteOrigins list joined: its local value is the parameter's too, so that
+        # the HttpApi's CORS origins (!Ref SiteOrigins) are the ones the functions get.
+        joined = {
+            parameter: placement.overrides[name]
+            for name, parameter in template.list_parameter_for_variable().items()
+            if name in placement.overrides
+        }
+        parameters = parameter_values(template, joined | placement.parameters)
         port = self.arguments.port if self.arguments.port is not None else config.port
+        demo_api_origin = config.demo_api_origin
+        resolver = Resolver(template, parameters, region=REGION, stack_name=STACK_NAME)
+        cors = Cors.from_template(resolver.resolve(template.cors_configuration()))
 
         sandbox = SandboxStore(Path(crm.settings["SANDBOX_DB_PATH"])) if crm.is_sandbox else None
         pages = LocalPages(ROOT / "docs" / "openapi.json", lambda: self._status(crm.describe(), sandbox), sandbox)
         try:  # the port first: if it is taken, nothing else needs starting
-            self.gateway = Gateway(template.routes(), self._invoke, self.console, port=port, pages=pages)
+            self.gateway = Gateway(template.routes(), self._invoke, self.console, port=port, pages=pages, cors=cors)
         except OSError as exc:
             raise ConfigError(
                 f"cannot listen on 127.0.0.1:{port} ({exc.strerror}): try make run PORT=<another>"
@@ -96,15 +108,18 @@ class Runner:
         for name in sorted(placement.wired):
             self.console.banner("ignored", f"{name}: {self.arguments.template.name} sets it to its own resource")
 
-        resolver = Resolver(template, parameters, region=REGION, stack_name=STACK_NAME)
         self._start_aws(template, resolver, crm)
         self._start_functions(template, resolver, placement, crm)
         self._start_pollers(template, resolver)
+        pages.demo = DemoSettings(demo_api_origin, self._function_setting("COOKIE_DOMAIN"))
         self.gateway.start()
         self._write_state()
         for route in template.routes():
             self.console.banner("route", f"{route.route_key:<32} -> {route.function}")
         self.console.banner("demo", f"{self.gateway.url}/   (Swagger UI: {self.gateway.url}/docs)")
+        if demo_api_origin:
+            self.console.banner("", f"its snippet calls the API at {demo_api_origin} (DEMO_API_ORIGIN)")
+        self.console.banner("CORS", self._cors_text(cors))
         self.console.banner(
             "DLQ", f"set -a; . {self._state_path()}; make dlq-inspect   (in another terminal, while this runs)"
         )
@@ -128,6 +143,7 @@ class Runner:
         """Every function's process, started together; each cold start is over when this returns."""
         for spec in template.functions().values():
             declared = function_settings(spec, resolver.environment(spec), placement, crm)
+            self._settings[spec.logical_id] = declared
             environment = lambda_environment(spec, declared | self.aws.environment(), REGION)
             # The sandbox is not in the layer: a function that may build it gets it registered first.
             preload = (SandboxStore.__module__,) if declared.get("CRM_PROVIDER") == CrmProviderName.SANDBOX else ()
@@ -159,6 +175,18 @@ class Runner:
             )
             poller.start()
             self.pollers.append(poller)
+
+    def _function_setting(self, name: str) -> str:
+        """A variable as the functions that declare it got it ("" when none does)."""
+        return next((settings[name] for settings in self._settings.values() if settings.get(name)), "")
+
+    @staticmethod
+    def _cors_text(cors: Cors | None) -> str:
+        if cors is None:
+            return "none: the HttpApi has no CorsConfiguration"
+        if not cors.allow_origins:
+            return "no origin allowed (SITE_ORIGINS is empty): only the demo page, same-origin, calls the API"
+        return f"{', '.join(cors.allow_origins)} may call the API from a browser (SITE_ORIGINS)"
 
     def _invoke(self, function: str, event: dict[str, Any]) -> Invocation:
         invocation = self.functions[function].invoke(event)

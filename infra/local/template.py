@@ -249,6 +249,36 @@ class Template:
             if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in self.parameters
         }
 
+    def list_parameter_for_variable(self) -> dict[str, str]:
+        """Variables that join a list parameter as they stand (``VAR: !Join [",", !Ref Param]`` with
+        ``Param`` a ``CommaDelimitedList``): a local value of such a variable is that parameter's value
+        too, wherever else the template uses it (``SITE_ORIGINS`` and the HttpApi's CORS origins)."""
+        found: dict[str, str] = {}
+        for name, value in self.variables().items():
+            joined = value.get("Fn::Join") if isinstance(value, dict) and set(value) == {"Fn::Join"} else None
+            if not (isinstance(joined, list) and len(joined) == 2 and joined[0] == ","):
+                continue
+            reference = joined[1]
+            if isinstance(reference, dict) and set(reference) == {"Ref"}:
+                declaration = self.parameters.get(str(reference["Ref"])) or {}
+                if declaration.get("Type") == "CommaDelimitedList":
+                    found[name] = str(reference["Ref"])
+        return found
+
+    def cors_configuration(self) -> Any:
+        """The ``CorsConfiguration`` of the template's HttpApi (unresolved), None without one.
+
+        The local gateway serves every route on one host, so the HttpApis of the template (there is
+        one) must not disagree about CORS."""
+        configurations = [
+            properties["CorsConfiguration"]
+            for properties in self.of_type(HTTP_API).values()
+            if properties.get("CorsConfiguration") not in (None, False)
+        ]
+        if any(configuration != configurations[0] for configuration in configurations[1:]):
+            raise TemplateError("the HttpApis differ in CorsConfiguration: the local gateway serves them as one")
+        return configurations[0] if configurations else None
+
     def variables_wired_to_resources(self) -> set[str]:
         """Variables whose value names a resource of the template (a queue URL, a table name): the
         stack, or the runner, sets them; configuration cannot."""

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.e2e.conftest import CrmView, LocalRun, wait_for
+from tests.e2e.conftest import CrmView, LocalRun, person_user_agent, wait_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 LAUNCH_ARGS = [
@@ -61,7 +61,7 @@ def test_the_demo_page_submits_an_application_and_sends_the_visitor_to_telegram(
         else:
             route.abort("blockedbyclient")
 
-    context = browser.new_context()
+    context = browser.new_context(user_agent=person_user_agent(browser.version))
     context.route("**/*", only_loopback)
     context.on("request", lambda request: requested.append(request.url))
     context.on("requestfailed", lambda request: failed.append(request.url))
@@ -72,6 +72,7 @@ def test_the_demo_page_submits_an_application_and_sends_the_visitor_to_telegram(
         page.fill("#name", "Deniz Aydın")
         page.fill("#phone", "+90 535 222 33 44")
         page.fill("#email", "deniz.aydin@example.com")
+        page.check("#consent")  # the visitor accepts the privacy notice: without it the API refuses (422)
         page.click("#submit")
         page.wait_for_function("document.querySelector('#application-result').textContent.includes('lead')")
         result = page.inner_text("#application-result")
