@@ -15,7 +15,7 @@ SAM := SAM_CLI_TELEMETRY=0 __SAM_CLI_APP_DIR=$(CURDIR)/$(TOOLS)/sam-app AWS_EC2_
 	AWS_REGION=$${AWS_REGION:-eu-central-1} PATH="$(CURDIR)/$(BIN):$$PATH" $(TOOLS)/bin/sam
 ENV ?= dev
 
-.PHONY: help venv run tools lint types security validate build system-packages espocrm unit reliability test bench deploy dlq-inspect dlq-redrive clean
+.PHONY: help venv run tools lint types security validate build system-packages espocrm unit reliability traffic test bench deploy dlq-inspect dlq-redrive clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -90,6 +90,9 @@ espocrm: $(STAMP) ## a real EspoCRM 8.4.2 on 127.0.0.1, provisioned, for make ru
 
 unit: $(STAMP) ## the test suite only
 	$(BIN)/pytest -q
+
+traffic: $(STAMP) ## the full traffic mix (bots, previews, a flood, 200 people in Chromium); figures into docs/traffic.md
+	TRAFFIC_REPORT=docs/traffic.md $(BIN)/pytest -q -s tests/e2e/test_traffic.py
 
 reliability: $(STAMP) ## rerun the fault-injection run and write its figures into docs/reliability.md (FAULT_SEED=...)
 	RELIABILITY_REPORT=docs/reliability.md $(BIN)/pytest -q -s tests/faults/test_fault_injection.py

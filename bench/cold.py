@@ -35,6 +35,11 @@ ROOT = Path(__file__).parents[1]
 LAMBDA_PROC = Path(__file__).with_name("lambda_proc.py")
 PROCESS_TIMEOUT_SECONDS = 60.0
 SITE = "https://www.agency.example"
+BROWSER_USER_AGENT = (
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Mobile Safari/537.36"
+)
+"""A person's click: the redirect's crawler check ends at its cheap browser test (crm_bridge.api.crawlers)."""
 
 
 def _json_request(path: str, route_key: str, body: dict[str, Any], **headers: str) -> dict[str, Any]:
@@ -62,7 +67,7 @@ def redirect_event(stack: LoopbackStack) -> dict[str, Any]:
         route_key="GET /go/{channel}",
         path_parameters={"channel": "telegram"},
         query="ref=PARTNER-42&utm_source=instagram&utm_medium=bio",
-        headers={"referer": f"{SITE}/programs?from=menu", "user-agent": "Mozilla/5.0 (bench)"},
+        headers={"referer": f"{SITE}/programs?from=menu", "user-agent": BROWSER_USER_AGENT},
     )
 
 

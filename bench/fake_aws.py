@@ -98,9 +98,14 @@ class FakeDynamoDb(_Fake):
             return {}
 
     def update_item(self, **request: Any) -> dict[str, Any]:
+        """Writes the key; of the update expressions, only the visitor-session store's ``ADD`` of a
+        string set (its hourly click count) is applied, which it reads back."""
         with self._call():
-            self.items.setdefault(self._key(request["Key"]), dict(request["Key"]))
-            return {}
+            item = self.items.setdefault(self._key(request["Key"]), dict(request["Key"]))
+            added = (request.get("ExpressionAttributeValues") or {}).get(":click", {}).get("SS")
+            if added is not None and request["UpdateExpression"].startswith("ADD clicks"):
+                item["clicks"] = {"SS": sorted({*item.get("clicks", {}).get("SS", []), *added})}
+            return {"Attributes": item} if request.get("ReturnValues") == "ALL_NEW" else {}
 
     def delete_item(self, **request: Any) -> dict[str, Any]:
         with self._call():

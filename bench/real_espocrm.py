@@ -212,7 +212,8 @@ def floor_requests(applicant: Applicant) -> dict[str, Any]:
             f"E-mail: {applicant.email}",
             "Privacy consent: given",
             f"Partner referral code: {ATTRIBUTION['referral_code']}",
-            f"Tracking: utm_source={ATTRIBUTION['utm_source']}, utm_campaign={ATTRIBUTION['utm_campaign']}",
+            f"Last touch: ref={ATTRIBUTION['referral_code']}, utm_source={ATTRIBUTION['utm_source']}, "
+            f"utm_campaign={ATTRIBUTION['utm_campaign']}",
             f"crm-bridge operation {uuid.uuid4()}",
         ]
     )

@@ -95,7 +95,11 @@ def messenger_events_documentation() -> APIGatewayHttpResolver:
         summary="Report a click on a messenger button",
         description="Queues an activity for the visitor's lead (or one minimal lead per anonymous visitor session). "
         "Send an Idempotency-Key to make a retry (after a 503) the same click.",
-        responses={202: answer("Queued", Queued), **COMMON_ERRORS},
+        responses={
+            202: answer("Queued", Queued),
+            403: error("A page of another site (Origin not among SITE_ORIGINS)"),
+            **COMMON_ERRORS,
+        },
         tags=["messenger"],
     )
     def post_messenger_event(

@@ -17,7 +17,7 @@ from crm_bridge.api.endpoint import serve
 from crm_bridge.api.http import HttpRequest, answer
 from crm_bridge.api.keys import operation_id_for
 from crm_bridge.api.settings import get_api_settings
-from crm_bridge.api.validation import validated_body
+from crm_bridge.api.validation import refuse_foreign_origin, validated_body
 from crm_bridge.delivery.queue import OperationQueue
 from crm_bridge.delivery.submission import enqueue
 from crm_bridge.models import MessengerActivity, MessengerClickOperation, Origin
@@ -31,6 +31,7 @@ metrics = get_metrics()
 
 
 def post_messenger_event(request: HttpRequest) -> dict[str, Any]:
+    refuse_foreign_origin(request, settings.site_origins)
     activity = validated_body(request, MessengerActivity, settings.max_body_bytes)
     idempotency_key = request.idempotency_key()
     operation = MessengerClickOperation(

@@ -19,7 +19,7 @@ from crm_bridge.api.redirects import load_redirect_settings, plan_redirect
 from crm_bridge.delivery.queue import OperationQueue
 from crm_bridge.delivery.recovery import DeliveryUnavailable, queue_or_seal
 from crm_bridge.observability import get_logger
-from crm_bridge.observability.metrics import count, get_metrics
+from crm_bridge.observability.metrics import clicks_ignored, count, get_metrics
 
 settings = load_redirect_settings()
 queue = OperationQueue(settings.queue_url, settings.dead_letter_queue_url)
@@ -29,12 +29,17 @@ metrics = get_metrics()
 
 def go(request: HttpRequest) -> dict[str, Any]:
     redirect = plan_redirect(request, settings)
-    try:
-        queue_or_seal(redirect.click, lambda: queue.send(redirect.click))
-    except DeliveryUnavailable:
-        count("RedirectClickNotQueued")  # sealed into the log; the visitor still goes on
+    click = redirect.click
+    if click is None:
+        clicks_ignored(redirect.not_a_person or "unknown")
+        logger.info("click not recorded: not a person", extra={"reason": redirect.not_a_person})
     else:
-        count("OperationsQueued")
+        try:
+            queue_or_seal(click, lambda: queue.send(click))
+        except DeliveryUnavailable:
+            count("RedirectClickNotQueued")  # sealed into the log; the visitor still goes on
+        else:
+            count("OperationsQueued")
     headers = {"Location": redirect.location, "Cache-Control": "no-store"}
     return answer(302, headers=headers, cookies=[str(cookie) for cookie in redirect.cookies])
 

@@ -47,6 +47,7 @@ _FIELDS: dict[str, Callable[[Any], str]] = {
     "ignored_fields": lambda value: "ignored " + ", ".join(map(str, value)),
     "dropped_fields": lambda value: "refused by the CRM, kept in the description: " + ", ".join(map(str, value)),
     "why": str,
+    "reason": lambda value: f"reason {value}",
 }
 
 

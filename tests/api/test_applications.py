@@ -87,7 +87,7 @@ def test_a_crm_outage_queues_the_exact_operation(handler: ModuleType, espocrm: S
     assert str(operation.operation_id) == answer.body["operationId"]
     assert operation.correlation_id == event["requestContext"]["requestId"]
     assert operation.payload.phone == "+905321234567"
-    assert operation.payload.attribution.referral_code == "PARTNER-42"
+    assert operation.payload.referral_code() == "PARTNER-42"
     assert message["MessageAttributes"]["kind"]["StringValue"] == "lead.upsert"
     assert espocrm.leads() == []
 

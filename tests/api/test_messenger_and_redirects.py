@@ -13,6 +13,7 @@ import pytest
 from crm_bridge.models import MessengerClickOperation, parse_operation
 from infra.local.http_events import http_api_event
 from tests.api.conftest import Answer, Aws, invoke, post
+from tests.user_agents import BROWSER
 
 CLICK = {
     "channel": "telegram",
@@ -42,7 +43,7 @@ def test_a_click_is_queued_for_the_worker(messenger: ModuleType, aws: Aws) -> No
     assert isinstance(operation, MessengerClickOperation)
     assert str(operation.operation_id) == answer.body["operationId"]
     assert operation.payload.session_id == "visitor-session-0001"
-    assert operation.payload.attribution.referral_code == "PARTNER-42"
+    assert operation.payload.referral_code() == "PARTNER-42"
 
 
 @pytest.mark.parametrize(
@@ -90,7 +91,7 @@ def test_a_click_that_cannot_be_queued_is_a_503(messenger: ModuleType, aws: Aws)
 
 
 def go(redirect: ModuleType, path: str, query: str = "", cookie: str = "", referer: str = "") -> Answer:
-    headers = {"host": "api.agency.example"}
+    headers = {"host": "api.agency.example", "user-agent": BROWSER}
     if cookie:
         headers["cookie"] = cookie
     if referer:

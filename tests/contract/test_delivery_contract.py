@@ -7,6 +7,7 @@ from uuid import uuid4
 import pytest
 
 from crm_bridge.delivery import deliver
+from crm_bridge.delivery.execute import CLICKS_PER_SESSION_PER_HOUR
 from crm_bridge.errors import RetryableCrmError
 from crm_bridge.models import Application, MessengerActivity, MessengerClickOperation, Origin, UpsertLeadOperation
 from crm_bridge.providers import LeadAction
@@ -108,7 +109,8 @@ def test_an_application_completes_the_anonymous_lead_of_its_visitors_clicks(crm:
     name = crm.provider.name_attributes[-1]
     assert lead[name] == "Veli", "the application's name replaces the visitor placeholder"
     timeline = "\n".join([*(str(value) for value in lead.values()), *crm.sim.timeline(anonymous)])
-    assert "Telegram" in timeline and "Instagram" in timeline
+    assert "Telegram" in timeline
+    assert "Instagram" in timeline
     assert sum("Application form on the website." in note for note in crm.sim.timeline(anonymous)) == 1
 
 
@@ -162,3 +164,50 @@ def test_a_click_naming_a_foreign_or_malformed_lead_id_falls_back_to_the_visitor
     assert result.record_id != other
     assert len(crm.sim.leads()) == 2
     assert crm.sim.timeline(other) == notes_before
+
+
+def test_a_click_whose_session_the_redirect_started_is_held_until_the_session_returns(crm: Crm) -> None:
+    """Nothing shows a person behind a /go request without a session (a previewer that passed the
+    User-Agent check, a crawler, a script): no lead. When the session comes back, the held click
+    is written onto its lead, once."""
+    sessions = MemorySessions()
+    first = deliver(click_operation(session_started=True, attribution={"referral_code": "P-7"}), crm.provider, sessions)
+
+    assert first.action is LeadAction.HELD
+    assert crm.sim.leads() == []
+
+    second = click_operation(channel="whatsapp")
+    returned = deliver(second, crm.provider, sessions)
+    again = deliver(second, crm.provider, sessions)  # a retry: the held click is not written twice
+
+    assert returned.action is LeadAction.CREATED
+    assert again.record_id == returned.record_id
+    assert len(crm.sim.leads()) == 1
+    timeline = crm.sim.timeline(returned.record_id)
+    assert sum("Telegram" in note and "P-7" in note for note in timeline) == 1
+    assert sessions.held_clicks(crm.provider.name, "visitor-session-0042") == []
+
+
+def test_an_application_brings_its_sessions_held_clicks_onto_its_lead(crm: Crm) -> None:
+    sessions = MemorySessions()
+    deliver(click_operation(session_started=True), crm.provider, sessions)
+    application = Application.model_validate(
+        {"name": "Ali Veli", "email": "ali@example.com", "session_id": "visitor-session-0042"}
+    )
+
+    applicant = deliver(
+        UpsertLeadOperation(origin=Origin.APPLICATIONS_API, payload=application), crm.provider, sessions
+    )
+
+    assert applicant.action is LeadAction.CREATED
+    assert len(crm.sim.leads()) == 1
+    assert any("Telegram" in note for note in crm.sim.timeline(applicant.record_id))
+
+
+def test_clicks_over_a_sessions_hourly_cap_are_folded(crm: Crm) -> None:
+    sessions = MemorySessions()
+    results = [deliver(click_operation(), crm.provider, sessions) for _ in range(CLICKS_PER_SESSION_PER_HOUR + 2)]
+
+    assert [result.action for result in results].count(LeadAction.FOLDED) == 2
+    assert len(crm.sim.leads()) == 1
+    assert len({result.record_id for result in results if result.action is not LeadAction.FOLDED}) == 1

@@ -29,6 +29,7 @@ from tests.real_crm.fixtures import RealEspoCrm
 
 ROOT = Path(__file__).parents[2]
 START_TIMEOUT_SECONDS = 45.0
+DEFAULT_MAPPING = ROOT / "layers/shared/crm_bridge/field_mapping/default_mapping.json"
 
 
 def wait_for[T](probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
@@ -119,11 +120,12 @@ class LocalRun:
                 self.process.stdin.close()
 
 
-def start_runner(tmp: Path, settings: dict[str, str]) -> LocalRun:
+def start_runner(tmp: Path, settings: dict[str, str], port: int | None = None) -> LocalRun:
+    """A runner with these ``.env`` settings on ``port`` (a free one by default)."""
     data_dir = tmp / "data"
     env_file = tmp / "local.env"
     env_file.write_text("".join(f"{name}={value}\n" for name, value in settings.items()), encoding="utf-8")
-    port = free_port()
+    port = port or free_port()
     console_file = tmp / "console.txt"
     environment = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "TMPDIR") if name in os.environ}
     with console_file.open("wb") as console:
@@ -172,13 +174,15 @@ def sandbox_leads(run: LocalRun) -> list[dict[str, Any]]:
     return SandboxStore(run.data_dir / "sandbox.sqlite3").leads()
 
 
+def espocrm_settings(real_espocrm: RealEspoCrm) -> dict[str, str]:
+    """The real EspoCRM, as a developer's ``.env`` would configure it."""
+    return {"CRM_PROVIDER": "espocrm", "ESPOCRM_URL": real_espocrm.site.url, "ESPOCRM_API_KEY": real_espocrm.api_key}
+
+
 @pytest.fixture(scope="module")
 def espocrm_run(real_espocrm: RealEspoCrm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRun]:
     """One runner configured for the real EspoCRM, as a developer's ``.env`` would configure it."""
-    run = start_runner(
-        tmp_path_factory.mktemp("espocrm-run"),
-        {"CRM_PROVIDER": "espocrm", "ESPOCRM_URL": real_espocrm.site.url, "ESPOCRM_API_KEY": real_espocrm.api_key},
-    )
+    run = start_runner(tmp_path_factory.mktemp("espocrm-run"), espocrm_settings(real_espocrm))
     yield run
     assert run.stop() == 0, f"the runner did not stop cleanly:\n{run.console}"
 
@@ -205,6 +209,19 @@ class CrmView(Protocol):
 
     def lead_of_session(self, session_id: str) -> SeenLead | None: ...
 
+    def leads_of_session(self, session_id: str) -> list[SeenLead]: ...
+
+    def leads_with_email(self, email: str) -> list[SeenLead]: ...
+
+    def lead_count(self) -> int:
+        """Every lead the CRM holds (other tests' too, on a shared EspoCRM: compare before and after)."""
+        ...
+
+    def fields(self, lead_id: str) -> dict[str, Any]:
+        """The lead's mapped fields by their domain names (``first_referral_code``, ``consent_version``...,
+        the default mapping's) and its ``description``; the fields it has no value in left out."""
+        ...
+
 
 class SandboxView:
     provider = "sandbox"
@@ -221,14 +238,28 @@ class SandboxView:
         return list(self._store.notes(lead_id))
 
     def lead_of_session(self, session_id: str) -> SeenLead | None:
-        found = [lead for lead in self._store.leads() if lead.get("visitor_session_id") == session_id]
-        return self._seen(found[0]) if found else None
+        found = self.leads_of_session(session_id)
+        return found[0] if found else None
+
+    def leads_of_session(self, session_id: str) -> list[SeenLead]:
+        return [self._seen(lead) for lead in self._store.leads() if lead.get("visitor_session_id") == session_id]
+
+    def leads_with_email(self, email: str) -> list[SeenLead]:
+        return [self._seen(lead) for lead in self._store.leads() if email in (lead.get("emails") or [])]
+
+    def lead_count(self) -> int:
+        return len(self._store.leads())
+
+    def fields(self, lead_id: str) -> dict[str, Any]:
+        lead = self._store.lead(lead_id)
+        names = {*json.loads(DEFAULT_MAPPING.read_text(encoding="utf-8"))["sandbox"]["lead_fields"], "description"}
+        return {name: value for name, value in lead.items() if name in names and value not in (None, "")}
 
     @staticmethod
     def _seen(lead: dict[str, Any]) -> SeenLead:
         return SeenLead(
             lead["id"],
-            lead["phones"],
+            lead.get("phones") or [],  # none on an anonymous lead (a messenger click's)
             lead.get("referral_code"),
             lead.get("utm_source"),
             lead.get("visitor_session_id"),
@@ -250,16 +281,38 @@ class EspoCrmView:
         return self._admin.posts(lead_id)
 
     def lead_of_session(self, session_id: str) -> SeenLead | None:
+        found = self.leads_of_session(session_id)
+        return found[0] if found else None
+
+    def leads_of_session(self, session_id: str) -> list[SeenLead]:
+        return self._where("cVisitorSessionId", session_id)
+
+    def leads_with_email(self, email: str) -> list[SeenLead]:
+        return self._where("emailAddress", email)
+
+    def lead_count(self) -> int:
+        return int(self._admin.request("GET", "Lead", params={"maxSize": 1, "select": "id"})["total"])
+
+    def fields(self, lead_id: str) -> dict[str, Any]:
+        lead = self._admin.lead(lead_id)
+        attributes = json.loads(DEFAULT_MAPPING.read_text(encoding="utf-8"))["espocrm"]["lead_fields"]
+        found = {name: lead.get(attribute) for name, attribute in attributes.items()}
+        found["description"] = lead.get("description")
+        return {name: value for name, value in found.items() if value not in (None, "")}
+
+    def _where(self, attribute: str, value: str) -> list[SeenLead]:
         found = self._admin.request(
             "GET",
             "Lead",
             params={
+                "orderBy": "createdAt",
+                "order": "asc",
                 "where[0][type]": "equals",
-                "where[0][attribute]": "cVisitorSessionId",
-                "where[0][value]": session_id,
+                "where[0][attribute]": attribute,
+                "where[0][value]": value,
             },
         )["list"]
-        return self.lead(found[0]["id"]) if found else None
+        return [self.lead(item["id"]) for item in found]
 
     @staticmethod
     def _seen(lead: dict[str, Any]) -> SeenLead:
@@ -285,6 +338,63 @@ def crm_run(request: pytest.FixtureRequest) -> Iterator[tuple[LocalRun, CrmView]
         yield request.getfixturevalue("espocrm_run"), EspoCrmView(admin)
     finally:
         admin.close()
+
+
+def person_user_agent(browser_version: str) -> str:
+    """The User-Agent of the same Chromium with a window: a person's browser, not ``HeadlessChrome``
+    (which /go takes for a script, whose clicks it does not record)."""
+    return (
+        f"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{browser_version} Safari/537.36"
+    )
+
+
+SITE_HOST = "www.agency.test"
+API_HOST = "go.agency.test"
+SHARED_COOKIE_DOMAIN = ".agency.test"
+
+
+@dataclass(frozen=True)
+class TwoHostRun:
+    """A run whose demo page (the site) and API answer on two hosts of one domain, as deployed."""
+
+    run: LocalRun
+    crm: CrmView
+    site: str
+    """``http://www.agency.test:<port>``: the demo page, calling the API cross-origin."""
+    api: str
+    """``http://go.agency.test:<port>``: the same gateway, under the API's name."""
+
+
+def start_two_host_runner(tmp: Path, crm_settings: dict[str, str]) -> tuple[LocalRun, str, str]:
+    port = free_port()
+    site, api = f"http://{SITE_HOST}:{port}", f"http://{API_HOST}:{port}"
+    settings = {"COOKIE_DOMAIN": SHARED_COOKIE_DOMAIN, "SITE_ORIGINS": site, "DEMO_API_ORIGIN": api}
+    return start_runner(tmp, settings | crm_settings, port), site, api
+
+
+@pytest.fixture(scope="module", params=["sandbox", pytest.param("real-espocrm", marks=pytest.mark.real_espocrm)])
+def two_host_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoHostRun]:
+    """The site on www.agency.test and the API on go.agency.test, cookies for .agency.test (both names are
+    the one gateway on 127.0.0.1, for a browser told to resolve them there), over the sandbox and over
+    the real EspoCRM."""
+    tmp = tmp_path_factory.mktemp(f"two-host-{request.param}")
+    admin: EspoCrmAdminClient | None = None
+    crm: CrmView
+    if request.param == "sandbox":
+        run, site, api = start_two_host_runner(tmp, {})
+        crm = SandboxView(run)
+    else:
+        real: RealEspoCrm = request.getfixturevalue("real_espocrm")
+        run, site, api = start_two_host_runner(tmp, espocrm_settings(real))
+        admin = real.admin()
+        crm = EspoCrmView(admin)
+    try:
+        yield TwoHostRun(run, crm, site, api)
+    finally:
+        code = run.stop()
+        if admin is not None:
+            admin.close()
+    assert code == 0, f"the runner did not stop cleanly:\n{run.console}"
 
 
 def json_body(response: httpx.Response) -> dict[str, Any]:

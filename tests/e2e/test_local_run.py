@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from infra.local.sandbox import SandboxStore
 from tests.e2e.conftest import LocalRun, json_body, sandbox_leads, wait_for
+from tests.user_agents import BROWSER
 
 APPLICATION = {
     "name": "Zeynep Kaya",
@@ -57,7 +58,9 @@ def test_a_click_goes_through_the_queue_and_the_worker_to_the_sandbox(sandbox_ru
 
 def test_the_redirect_answers_302_with_the_code_and_cookies(sandbox_run: LocalRun) -> None:
     with sandbox_run.client() as client:
-        answer = client.get("/go/telegram", params={"ref": "PARTNER-42", "utm_source": "partner"})
+        answer = client.get(
+            "/go/telegram", params={"ref": "PARTNER-42", "utm_source": "partner"}, headers={"User-Agent": BROWSER}
+        )
 
     assert answer.status_code == 302
     location = urlsplit(answer.headers["location"])

@@ -14,6 +14,7 @@ import pytest
 
 from tests.e2e.conftest import EspoCrmView, LocalRun, json_body, wait_for
 from tests.real_crm.fixtures import RealEspoCrm
+from tests.user_agents import BROWSER
 
 pytestmark = pytest.mark.real_espocrm
 
@@ -52,14 +53,25 @@ def test_an_application_is_a_lead_in_espocrm_at_once(espocrm_run: LocalRun, espo
     assert "delivered to espocrm: lead" in espocrm_run.console
 
 
-def test_a_click_through_go_becomes_the_visitors_lead(espocrm_run: LocalRun, espocrm: EspoCrmView) -> None:
+def test_a_click_through_go_becomes_the_visitors_lead_when_the_session_returns(
+    espocrm_run: LocalRun, espocrm: EspoCrmView
+) -> None:
+    """The first /go of a visitor without a session is held (a previewer or a script looks the same);
+    the second, with the cookie the first set, makes the lead with both clicks."""
     with espocrm_run.client() as client:
-        answer = client.get("/go/whatsapp", params={"ref": "PARTNER-12", "utm_source": "story"})
-    assert answer.status_code == 302
-    session_id = answer.cookies["visitor_session"]
+        first = client.get(
+            "/go/whatsapp", params={"ref": "PARTNER-12", "utm_source": "story"}, headers={"User-Agent": BROWSER}
+        )
+        assert first.status_code == 302
+        session_id = first.cookies["visitor_session"]
+        wait_for(espocrm_run.queue_is_empty, 20, "the first click to be held")
+        assert espocrm.lead_of_session(session_id) is None
+        second = client.get("/go/telegram", headers={"User-Agent": BROWSER, "Cookie": f"visitor_session={session_id}"})
+        assert second.status_code == 302
 
     lead = wait_for(lambda: espocrm.lead_of_session(session_id), 30, "the worker to create the visitor's lead")
-    assert lead.referral_code == "PARTNER-12"
+    assert lead.referral_code is None, "the lead is the second click's; the first is a note on it"
+    assert any("PARTNER-12" in note for note in espocrm.notes(lead.id)), "the held click, with its partner code"
     wait_for(espocrm_run.queue_is_empty, 10, "the queue to be empty")
 
 

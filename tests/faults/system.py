@@ -50,6 +50,7 @@ from infra.local.http_events import http_api_event
 from tests.api.conftest import Answer, invoke, post
 from tests.aws_setup import clear_aws_clients, template_aws
 from tests.conftest import _CONFIG_VARIABLES
+from tests.user_agents import BROWSER
 from tests.worker.conftest import Aws, EventSourceMapping, Lambda, Poll, RecordingSqs
 
 FUNCTIONS = Path(__file__).parents[2] / "functions"
@@ -190,7 +191,7 @@ class System:
             route_key="GET /go/{channel}",
             path_parameters={"channel": channel},
             query=query,
-            headers={"host": "api.agency.example", "cookie": f"visitor_session={session_id}"},
+            headers={"host": "api.agency.example", "cookie": f"visitor_session={session_id}", "user-agent": BROWSER},
         )
         return invoke(self.redirect, event)
 

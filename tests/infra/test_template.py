@@ -163,6 +163,7 @@ def test_the_http_api_has_cors_throttling_and_access_logs(template: dict[str, An
         ("/api/v1/applications", "post"),
         ("/api/v1/messenger-events", "post"),
         ("/go/{channel}", "get"),
+        ("/go/{channel}", "head"),
         ("/api/v1/crm/test", "get"),
         ("/api/v1/crm/test/details", "get"),
     }
@@ -177,9 +178,27 @@ def test_the_health_check_routes_have_their_own_low_throttle(template: dict[str,
     below the API's, so they cannot take the website's share or the CRM's request budget."""
     (stage,) = resources(template, "AWS::ApiGatewayV2::Stage").values()
     own = {"ThrottlingRateLimit": {"Ref": "HealthRateLimit"}, "ThrottlingBurstLimit": {"Ref": "HealthBurstLimit"}}
-    assert stage["RouteSettings"] == {"GET /api/v1/crm/test": own, "GET /api/v1/crm/test/details": own}
+    assert stage["RouteSettings"]["GET /api/v1/crm/test"] == own
+    assert stage["RouteSettings"]["GET /api/v1/crm/test/details"] == own
     assert int(parameter_default("HealthRateLimit")) <= 1 < int(parameter_default("ApiRateLimit"))
     assert int(parameter_default("HealthBurstLimit")) <= 5 < int(parameter_default("ApiBurstLimit"))
+
+
+def test_each_public_route_has_its_own_throttle(template: dict[str, Any]) -> None:
+    """A flood on one route (a script replaying /go) cannot take the others' share: each has its
+    own rate and burst, parameters an operator tunes."""
+    (stage,) = resources(template, "AWS::ApiGatewayV2::Stage").values()
+    for route, name in (
+        ("POST /api/v1/applications", "Applications"),
+        ("POST /api/v1/messenger-events", "MessengerEvents"),
+        ("GET /go/{channel}", "Redirect"),
+        ("HEAD /go/{channel}", "Redirect"),
+    ):
+        assert stage["RouteSettings"][route] == {
+            "ThrottlingRateLimit": {"Ref": f"{name}RateLimit"},
+            "ThrottlingBurstLimit": {"Ref": f"{name}BurstLimit"},
+        }
+        assert int(parameter_default(f"{name}RateLimit")) <= int(parameter_default(f"{name}BurstLimit"))
 
 
 def test_only_operators_get_the_health_details(template: dict[str, Any]) -> None:
@@ -273,6 +292,7 @@ LEAST_PRIVILEGE: dict[str, dict[str, set[str]]] = {
         "sqs:SendMessage": {"OperationsQueue", "DeadLetterQueue"},
         "dynamodb:GetItem": {"IdempotencyTable", "VisitorSessionsTable"},
         "dynamodb:PutItem": {"IdempotencyTable", "VisitorSessionsTable"},
+        "dynamodb:DeleteItem": {"IdempotencyTable", "VisitorSessionsTable"},
         "kms:Encrypt": {"RecoveryKey"},
         "crm-secrets": {"CrmSecretsReadPolicy"},
     },
@@ -289,6 +309,8 @@ LEAST_PRIVILEGE: dict[str, dict[str, set[str]]] = {
         "sqs:SendMessage": {"DeadLetterQueue"},
         "dynamodb:GetItem": {"IdempotencyTable", "VisitorSessionsTable"},
         "dynamodb:PutItem": {"IdempotencyTable", "VisitorSessionsTable"},
+        "dynamodb:UpdateItem": {"IdempotencyTable", "VisitorSessionsTable"},
+        "dynamodb:DeleteItem": {"IdempotencyTable", "VisitorSessionsTable"},
         "crm-secrets": {"CrmSecretsReadPolicy"},
     },
 }

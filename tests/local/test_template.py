@@ -31,6 +31,7 @@ def test_the_routes_are_the_http_api_events_of_the_functions(template: Template)
         "POST /api/v1/applications",
         "POST /api/v1/messenger-events",
         "GET /go/{channel}",
+        "HEAD /go/{channel}",
         "GET /api/v1/crm/test",
         "GET /api/v1/crm/test/details",
     }

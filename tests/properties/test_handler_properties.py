@@ -32,6 +32,7 @@ from crm_bridge.models import (
 from infra.local.http_events import http_api_event
 from tests.api.conftest import invoke
 from tests.faults.system import System, running_system
+from tests.user_agents import BROWSER
 
 HOSTS = {"telegram": "t.me", "whatsapp": "wa.me", "instagram": "www.instagram.com"}
 HOSTILE = st.one_of(
@@ -76,6 +77,7 @@ def test_the_redirect_handler_cannot_be_steered_or_made_to_set_a_header(
         "host": "api.agency.example",
         "cookie": f"ref={cookie_ref}; visitor_session={session}",
         "referer": referer,
+        "user-agent": BROWSER,
     }
     event = http_api_event(
         "GET",

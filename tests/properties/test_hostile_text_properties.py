@@ -121,6 +121,7 @@ def test_every_free_text_field_loses_its_controls_and_stays_sendable(
     except ValidationError as exc:  # a message of nothing but invisible characters is fine to refuse
         assert {tuple(error["loc"]) for error in exc.errors()} <= {("message",)}
         return
+    assert application.attribution is not None
     for value in (application.name, application.program, application.university, application.attribution.utm_campaign):
         assert_clean(value)
     assert_clean(application.message, multiline=True)

@@ -1,8 +1,11 @@
 """The visitor-session store (crm_bridge.delivery.VisitorSessions) in memory, with the DynamoDB
 store's rules: the first lead remembered wins unless replaced, a claim holds until its lead is
-remembered or it is released, a session with a lead cannot be claimed."""
+remembered or it is released, a session with a lead cannot be claimed; held clicks and hourly counts
+beside them."""
 
 from __future__ import annotations
+
+from crm_bridge.delivery.sessions import HELD_CLICKS_MAX
 
 
 class MemorySessions:
@@ -11,6 +14,8 @@ class MemorySessions:
     def __init__(self) -> None:
         self.leads: dict[tuple[str, str], str] = {}
         self.claims: dict[tuple[str, str], str] = {}
+        self.held: dict[tuple[str, str], list[str]] = {}
+        self.clicks: dict[tuple[str, str, str], set[str]] = {}
 
     def lead_for(self, provider: str, session_id: str) -> str | None:
         return self.leads.get((provider, session_id))
@@ -26,3 +31,22 @@ class MemorySessions:
     def remember(self, provider: str, session_id: str, lead_id: str, *, replace: bool = False) -> None:
         if replace or (provider, session_id) not in self.leads:
             self.leads[(provider, session_id)] = lead_id
+
+    def count_click(self, provider: str, session_id: str, hour: str, operation_id: str) -> int:
+        counted = self.clicks.setdefault((provider, session_id, hour), set())
+        counted.add(operation_id)
+        return len(counted)
+
+    def hold(self, provider: str, session_id: str, click: str) -> bool:
+        held = self.held.setdefault((provider, session_id), [])
+        if len(held) >= HELD_CLICKS_MAX:
+            return False
+        held.append(click)
+        return True
+
+    def held_clicks(self, provider: str, session_id: str) -> list[str]:
+        return list(self.held.get((provider, session_id), []))
+
+    def forget_held(self, provider: str, session_id: str, count: int) -> None:
+        if len(self.held.get((provider, session_id), [])) == count:
+            self.held.pop((provider, session_id), None)

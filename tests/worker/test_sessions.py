@@ -8,7 +8,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from crm_bridge.delivery.sessions import CLAIM_SECONDS, DynamoDbVisitorSessions
+from crm_bridge.delivery.sessions import (
+    CLAIM_SECONDS,
+    COUNTED_CLICKS_MAX,
+    HELD_CLICKS_MAX,
+    HELD_CLICKS_TTL_SECONDS,
+    DynamoDbVisitorSessions,
+)
 from crm_bridge.errors import RetryableCrmError
 
 TABLE = "sessions"
@@ -103,3 +109,47 @@ def test_a_claim_the_store_cannot_answer_is_retryable(sessions: DynamoDbVisitorS
         missing.claim("espocrm", "visitor-1", "click-1")
 
     assert failure.value.code == "sessions_store"
+
+
+def test_held_clicks_wait_beside_the_session_without_touching_its_claim(sessions: DynamoDbVisitorSessions) -> None:
+    assert sessions.hold("espocrm", "visitor-1", '{"click": 1}')
+    assert sessions.hold("espocrm", "visitor-1", '{"click": 2}')
+
+    assert sessions.held_clicks("espocrm", "visitor-1") == ['{"click": 1}', '{"click": 2}']
+    assert sessions.held_clicks("bitrix24", "visitor-1") == []
+    assert sessions.claim("espocrm", "visitor-1", "click-3"), "held clicks are no claim on the lead"
+    sessions.forget_held("espocrm", "visitor-1", 1)
+    assert len(sessions.held_clicks("espocrm", "visitor-1")) == 2, "one arrived meanwhile: kept"
+    sessions.forget_held("espocrm", "visitor-1", 2)
+    assert sessions.held_clicks("espocrm", "visitor-1") == []
+
+
+def test_a_session_holds_a_bounded_number_of_clicks(sessions: DynamoDbVisitorSessions) -> None:
+    held = [sessions.hold("espocrm", "visitor-1", f'{{"click": {n}}}') for n in range(HELD_CLICKS_MAX + 3)]
+
+    assert held == [True] * HELD_CLICKS_MAX + [False] * 3
+    assert len(sessions.held_clicks("espocrm", "visitor-1")) == HELD_CLICKS_MAX
+
+
+def test_clicks_are_counted_per_session_and_hour_a_retry_once(sessions: DynamoDbVisitorSessions) -> None:
+    counts = [sessions.count_click("espocrm", "visitor-1", "2026120517", f"click-{n}") for n in range(3)]
+
+    assert counts == [1, 2, 3]
+    assert sessions.count_click("espocrm", "visitor-1", "2026120517", "click-1") == 3, "a retry counts once"
+    assert sessions.count_click("espocrm", "visitor-1", "2026120518", "click-1") == 1
+    assert sessions.count_click("espocrm", "visitor-2", "2026120517", "click-1") == 1
+    assert sessions.lead_for("espocrm", "visitor-1") is None
+
+
+def test_a_flood_of_one_session_stops_growing_its_count(sessions: DynamoDbVisitorSessions) -> None:
+    counts = [sessions.count_click("espocrm", "visitor-1", "h", f"click-{n}") for n in range(COUNTED_CLICKS_MAX + 5)]
+
+    assert counts[:COUNTED_CLICKS_MAX] == list(range(1, COUNTED_CLICKS_MAX + 1))
+    assert all(count > COUNTED_CLICKS_MAX for count in counts[COUNTED_CLICKS_MAX:])
+
+
+def test_held_clicks_expire(sessions: DynamoDbVisitorSessions) -> None:
+    sessions.hold("espocrm", "visitor-1", '{"click": 1}')
+    later = DynamoDbVisitorSessions(TABLE, client=sessions.client, clock=lambda: 1000.0 + HELD_CLICKS_TTL_SECONDS + 1)
+
+    assert later.held_clicks("espocrm", "visitor-1") == []

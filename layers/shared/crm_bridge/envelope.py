@@ -93,6 +93,7 @@ def click_message(
     occurred_at: datetime,
     origin: Origin,
     correlation_id: str | None,
+    session_started: bool = False,
 ) -> QueueMessage:
     """A messenger click, already valid (the caller applied ``crm_bridge.normalization``), as the
     envelope of a ``MessengerClickOperation``; ``last_touch`` holds the link's attribution tags."""
@@ -116,6 +117,7 @@ def click_message(
             "lead_id": None,
             "page": page,
             "occurred_at": moment,
+            "session_started": session_started,
         },
     }
     body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))

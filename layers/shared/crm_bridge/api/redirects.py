@@ -23,6 +23,7 @@ from urllib.parse import urlencode, urlsplit
 
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 
+from crm_bridge.api.crawlers import automated_reason
 from crm_bridge.api.http import HttpProblem, HttpRequest
 from crm_bridge.envelope import Channel, Origin, QueueMessage, click_message
 from crm_bridge.errors import SettingsError
@@ -186,8 +187,10 @@ def referring_page(referer: str) -> str | None:
 class Redirect:
     location: str
     cookies: list[Cookie]
-    click: QueueMessage
-    """The click, for the worker to note on the visitor's lead."""
+    click: QueueMessage | None
+    """The click, for the worker to note on the visitor's lead; None when no person made it."""
+    not_a_person: str | None = None
+    """Why nothing is recorded (``crm_bridge.api.crawlers``): previewer, crawler, script, head, ..."""
 
 
 def visitor_session(request: HttpRequest) -> str | None:
@@ -205,10 +208,14 @@ def plan_redirect(request: HttpRequest, settings: RedirectSettings) -> Redirect:
     if channel_name not in Channel.__members__.values():
         raise HttpProblem(404, "not_found", "unknown channel; use telegram, whatsapp or instagram")
     channel = Channel(channel_name)
+    automated = automated_reason(request.method, request.headers.get("user-agent"))
     from_query = valid_attribution_tags({"referral_code": request.query.get("ref")}).get("referral_code")
     from_cookie = valid_attribution_tags({"referral_code": request.cookies.get(REF_COOKIE)}).get("referral_code")
     referral_code = from_query or from_cookie
     tags = {QUERY_TAGS[name]: value for name, value in request.query.items() if name in QUERY_TAGS}
+    location = target_url(channel, referral_code, settings.targets)
+    if automated is not None:  # a preview shows the messenger's page; no cookies, nothing queued
+        return Redirect(location, [], None, not_a_person=automated)
     attribution = valid_attribution_tags(tags | {"referral_code": referral_code})
     known_session = visitor_session(request)
     session_id = known_session or secrets.token_urlsafe(16)
@@ -220,9 +227,10 @@ def plan_redirect(request: HttpRequest, settings: RedirectSettings) -> Redirect:
         occurred_at=datetime.now(UTC),
         origin=Origin.REDIRECT,
         correlation_id=request.request_id,
+        session_started=known_session is None,
     )
     domain = settings.cookie_domain
     cookies = [ref_cookie(from_query, domain)] if from_query else []
     if request.cookies.get(SESSION_COOKIE) != session_id:
         cookies.append(session_cookie(session_id, domain))
-    return Redirect(target_url(channel, referral_code, settings.targets), cookies, click)
+    return Redirect(location, cookies, click)

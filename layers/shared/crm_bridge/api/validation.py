@@ -6,6 +6,7 @@ Apart from ``crm_bridge.api.http`` because it loads pydantic, which the redirect
 from __future__ import annotations
 
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
@@ -41,7 +42,9 @@ def with_visitor_cookies(body: object, cookies: Mapping[str, str]) -> object:
     touches = [body.get(name) for name in ("first_touch", "last_touch", "attribution")]
     if referral_code is None or any(isinstance(touch, dict) and touch.get("referral_code") for touch in touches):
         return body
-    key = "attribution" if isinstance(body.get("attribution"), dict) and body.get("last_touch") is None else "last_touch"
+    key = (
+        "attribution" if isinstance(body.get("attribution"), dict) and body.get("last_touch") is None else "last_touch"
+    )
     touch = body.get(key)
     if touch is None:
         body[key] = {"referral_code": referral_code}
@@ -60,3 +63,16 @@ def refuse_without_consent(application: Application) -> None:
             "some fields are missing or invalid",
             fields=[{"field": "consent", "message": "the privacy notice must be accepted (send consent true)"}],
         )
+
+
+def refuse_foreign_origin(request: HttpRequest, site_origins: tuple[str, ...]) -> None:
+    """403 for a browser's request from a page of another site: a browser names the page's origin
+    (``Origin``), which scripts on other sites cannot change. The site's own origins
+    (``SITE_ORIGINS``) and the API's own host (a same-origin page) pass; no ``Origin``, no browser."""
+    origin = request.headers.get("origin")
+    if origin is None or origin in site_origins:
+        return
+    host = request.headers.get("host")
+    if host and urlsplit(origin).netloc == host:
+        return
+    raise HttpProblem(403, "origin_not_allowed", "this site may not report clicks here (SITE_ORIGINS)")

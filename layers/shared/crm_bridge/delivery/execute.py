@@ -1,16 +1,33 @@
-"""The one delivery path: what executing an operation means, in the API call or on the fifth retry."""
+"""The one delivery path: what executing an operation means, in the API call or on the fifth retry.
+
+Which clicks become leads (docs/traffic.md): a click writes to the CRM when its visitor session is
+the site's (the snippet's cookie, an earlier /go) or already has a lead. A click whose session the
+redirect started on that very request (no cookie: a link previewer that got past the User-Agent
+check, a crawler, a script, or a person straight from a partner's link to the messenger) is *held*
+beside the session: it is written onto the session's lead once the session returns (a second click,
+an application), and expires otherwise. At most ``CLICKS_PER_SESSION_PER_HOUR`` clicks of one
+session are written an hour; the rest are *folded* (counted, not written).
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import copy_context
 from typing import Protocol, assert_never
 
 from crm_bridge.errors import AmbiguousWriteError, CrmError, LeadNotFound, RetryableCrmError
-from crm_bridge.models import MessengerClickOperation, Operation, UpsertLeadOperation
-from crm_bridge.providers import CrmProvider, ProviderResult
+from crm_bridge.models import MessengerActivity, MessengerClickOperation, Operation, UpsertLeadOperation
+from crm_bridge.providers import CrmProvider, LeadAction, ProviderResult
+
+CLICKS_PER_SESSION_PER_HOUR = int(os.environ.get("CLICKS_PER_SESSION_PER_HOUR") or 10)
+"""A person clicks a few messenger buttons an hour; a script replaying one session is capped here."""
 
 
 class VisitorSessions(Protocol):
-    """Remembers which lead an anonymous visitor session became, per provider."""
+    """Remembers which lead an anonymous visitor session became, per provider, and the clicks of a
+    session that nothing vouches for yet."""
 
     def lead_for(self, provider: str, session_id: str) -> str | None: ...
 
@@ -26,6 +43,18 @@ class VisitorSessions(Protocol):
         """``replace``: the visitor applied, so their real lead supersedes an anonymous one."""
         ...
 
+    def count_click(self, provider: str, session_id: str, hour: str, operation_id: str) -> int:
+        """The session's clicks in this hour, this one included (a retry counts once)."""
+        ...
+
+    def hold(self, provider: str, session_id: str, click: str) -> bool:
+        """Keep a click operation (JSON) until the session returns; False when the session holds its most."""
+        ...
+
+    def held_clicks(self, provider: str, session_id: str) -> list[str]: ...
+
+    def forget_held(self, provider: str, session_id: str, count: int) -> None: ...
+
 
 def deliver(operation: Operation, provider: CrmProvider, sessions: VisitorSessions | None = None) -> ProviderResult:
     """Execute an operation against the CRM. Raises :class:`crm_bridge.errors.CrmError`."""
@@ -34,51 +63,101 @@ def deliver(operation: Operation, provider: CrmProvider, sessions: VisitorSessio
             session_id = application.session_id
             if sessions is None or not session_id:
                 return provider.upsert_lead(application, operation.operation_id)
-            known = sessions
+            # Both session reads go out beside the CRM's search, not after it: an applicant waits for them.
+            session_lead = _alongside(sessions.lead_for, provider.name, session_id)
+            held = _alongside(sessions.held_clicks, provider.name, session_id)
 
-            def session_lead() -> str | None:
+            def anonymous_lead() -> str | None:
                 """The visitor's clicks may have made an anonymous lead, which the application then
                 completes. Unknown when the store fails: the applicant's lead is made now, apart."""
                 try:
-                    return known.lead_for(provider.name, session_id)
+                    return session_lead.result()
                 except RetryableCrmError:
                     return None
 
-            result = provider.upsert_lead(application, operation.operation_id, session_lead=session_lead)
+            result = provider.upsert_lead(application, operation.operation_id, session_lead=anonymous_lead)
+            held_clicks = held.result()
             sessions.remember(provider.name, session_id, result.record_id, replace=True)
+            _write_held_clicks(provider, sessions, session_id, result.record_id, held_clicks)
             return result
         case MessengerClickOperation(payload=activity):
-            # The session's lead first: it follows the visitor (an application replaces an anonymous
-            # lead, a closed lead's successor replaces it) where the site may still send an old id.
-            known_leads = [
-                sessions.lead_for(provider.name, activity.session_id) if sessions else None,
-                activity.lead_id,
-            ]
-            for lead_id in dict.fromkeys(lead for lead in known_leads if lead):
-                try:
-                    result = provider.log_activity(lead_id, activity, operation.operation_id)
-                except LeadNotFound:
-                    continue  # deleted in the CRM, or a stale id: fall back to the next one
-                if sessions is not None and result.record_id != lead_id:
-                    # The lead was closed and the click made a new one: the session is that lead now.
-                    sessions.remember(provider.name, activity.session_id, result.record_id, replace=True)
-                return result
             if sessions is None:
-                return provider.create_minimal_lead_from_activity(activity, operation.operation_id)
-            claimer = str(operation.operation_id)
-            if not sessions.claim(provider.name, activity.session_id, claimer):
-                raise RetryableCrmError(
-                    "another click of this visitor session is creating its lead",
-                    provider=provider.name,
-                    code="session_claimed",
-                )
-            try:
-                result = provider.create_minimal_lead_from_activity(activity, operation.operation_id)
-            except CrmError as error:
-                if not isinstance(error, AmbiguousWriteError):  # an unanswered create keeps its claim
-                    sessions.release(provider.name, activity.session_id, claimer)
-                raise
-            sessions.remember(provider.name, activity.session_id, result.record_id)
+                return _deliver_click(operation, activity, provider)
+            hour = f"{activity.occurred_at:%Y%m%d%H}"
+            clicks = sessions.count_click(provider.name, activity.session_id, hour, str(operation.operation_id))
+            if clicks > CLICKS_PER_SESSION_PER_HOUR:
+                return _not_written(provider, LeadAction.FOLDED)
+            result = _deliver_click(operation, activity, provider, sessions)
+            if result.action is not LeadAction.HELD:
+                waiting = sessions.held_clicks(provider.name, activity.session_id)
+                _write_held_clicks(provider, sessions, activity.session_id, result.record_id, waiting)
             return result
         case _:
             assert_never(operation)
+
+
+def _deliver_click(
+    operation: MessengerClickOperation,
+    activity: MessengerActivity,
+    provider: CrmProvider,
+    sessions: VisitorSessions | None = None,
+) -> ProviderResult:
+    # The session's lead first: it follows the visitor (an application replaces an anonymous lead, a
+    # closed lead's successor replaces it) where the site may still send an old id.
+    known_leads = [
+        sessions.lead_for(provider.name, activity.session_id) if sessions else None,
+        activity.lead_id,
+    ]
+    for lead_id in dict.fromkeys(lead for lead in known_leads if lead):
+        try:
+            result = provider.log_activity(lead_id, activity, operation.operation_id)
+        except LeadNotFound:
+            continue  # deleted in the CRM, or a stale id: fall back to the next one
+        if sessions is not None and result.record_id != lead_id:
+            # The lead was closed and the click made a new one: the session is that lead now.
+            sessions.remember(provider.name, activity.session_id, result.record_id, replace=True)
+        return result
+    if sessions is None:
+        return provider.create_minimal_lead_from_activity(activity, operation.operation_id)
+    if activity.session_started:  # nothing shows a person yet: wait for the session to return
+        held = sessions.hold(provider.name, activity.session_id, operation.model_dump_json())
+        return _not_written(provider, LeadAction.HELD if held else LeadAction.FOLDED)
+    claimer = str(operation.operation_id)
+    if not sessions.claim(provider.name, activity.session_id, claimer):
+        raise RetryableCrmError(
+            "another click of this visitor session is creating its lead",
+            provider=provider.name,
+            code="session_claimed",
+        )
+    try:
+        result = provider.create_minimal_lead_from_activity(activity, operation.operation_id)
+    except CrmError as error:
+        if not isinstance(error, AmbiguousWriteError):  # an unanswered create keeps its claim
+            sessions.release(provider.name, activity.session_id, claimer)
+        raise
+    sessions.remember(provider.name, activity.session_id, result.record_id)
+    return result
+
+
+_session_reads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="crm-bridge-session-reads")
+
+
+def _alongside[T](read: Callable[[str, str], T], provider: str, session_id: str) -> Future[T]:
+    """``read(provider, session_id)`` on a thread of its own, in the caller's context (logger keys)."""
+    return _session_reads.submit(copy_context().run, read, provider, session_id)
+
+
+def _write_held_clicks(
+    provider: CrmProvider, sessions: VisitorSessions, session_id: str, lead_id: str, held: list[str]
+) -> None:
+    """The session has returned: its held clicks become notes on its lead, each once (its own
+    operation's marker), oldest first; then they are dropped."""
+    for click in held:
+        operation = MessengerClickOperation.model_validate_json(click)
+        provider.log_activity(lead_id, operation.payload, operation.operation_id)
+    if held:
+        sessions.forget_held(provider.name, session_id, len(held))
+
+
+def _not_written(provider: CrmProvider, action: LeadAction) -> ProviderResult:
+    return ProviderResult(provider=provider.name, record_id="", action=action, elapsed_ms=0.0)

@@ -102,6 +102,22 @@ class SessionsAlongside:
         self.settle()
         self._sessions.release(provider, session_id, operation_id)
 
+    def count_click(self, provider: str, session_id: str, hour: str, operation_id: str) -> int:
+        self.settle()
+        return self._sessions.count_click(provider, session_id, hour, operation_id)
+
+    def hold(self, provider: str, session_id: str, click: str) -> bool:
+        self.settle()
+        return self._sessions.hold(provider, session_id, click)
+
+    def held_clicks(self, provider: str, session_id: str) -> list[str]:
+        self.settle()
+        return self._sessions.held_clicks(provider, session_id)
+
+    def forget_held(self, provider: str, session_id: str, count: int) -> None:
+        self.settle()
+        self._sessions.forget_held(provider, session_id, count)
+
     def remember(self, provider: str, session_id: str, lead_id: str, *, replace: bool = False) -> None:
         context = copy_context()  # the caller's context (logger keys, budget), as if run inline
         self._pending.append(

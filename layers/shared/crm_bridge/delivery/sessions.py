@@ -8,6 +8,12 @@ not personal data, and the item holds nothing else but the lead id, or, while th
 click creates its lead, the id of that click's operation (the claim), so that a second click of the
 same visitor handled meanwhile (another worker, or the first create still in flight) waits for that
 lead instead of creating one of its own.
+
+Two more kinds of item live beside them, under their own keys so the claim's conditions never meet
+them: ``held#<provider>#<session>``, the clicks of a session nothing vouches for yet (a /go request
+that started the session: a previewer, a crawler, a script, or a person straight from a partner's
+link), written onto its lead once the session returns; and ``clicks#<provider>#<session>#<hour>``,
+the session's clicks in an hour, for the cap on what one session may write.
 """
 
 from __future__ import annotations
@@ -30,6 +36,13 @@ TTL_ATTRIBUTE = "expires_at"
 CLAIM_SECONDS = 300
 """How long a click's claim on creating its session's lead holds: longer than a create takes,
 including the wait before retrying one that got no answer; a crashed claimer's claim lapses."""
+HELD_CLICKS_MAX = 20
+"""Clicks kept for a session that has no lead yet; more are folded (counted, not kept)."""
+HELD_CLICKS_TTL_SECONDS = 30 * 86400
+"""How long a click waits for its session to come back (a second click, an application)."""
+CLICK_COUNT_TTL_SECONDS = 2 * 3600
+COUNTED_CLICKS_MAX = 100
+"""Clicks of one session and hour counted one by one; a flood beyond is just "more" (the item stays small)."""
 
 
 @cache
@@ -168,6 +181,98 @@ class DynamoDbVisitorSessions:
             self._forget_failed(provider, exc)
         except BotoCoreError as exc:
             self._forget_failed(provider, exc)
+
+    def count_click(self, provider: str, session_id: str, hour: str, operation_id: str) -> int:
+        """This session's clicks in ``hour`` (e.g. ``2026120517``), this one included; a retried click
+        counts once (a set of operation ids). Past ``COUNTED_CLICKS_MAX`` the set stops growing and
+        the answer is more than that. A store failure is retryable."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            answer = self.client.update_item(
+                TableName=self.table_name,
+                Key={KEY_ATTRIBUTE: {"S": f"clicks#{self.key(provider, session_id)}#{hour}"}},
+                UpdateExpression=f"ADD clicks :click SET {TTL_ATTRIBUTE} = if_not_exists({TTL_ATTRIBUTE}, :expires)",
+                ConditionExpression="attribute_not_exists(clicks) OR size(clicks) < :most OR contains(clicks, :id)",
+                ExpressionAttributeValues={
+                    ":click": {"SS": [operation_id]},
+                    ":id": {"S": operation_id},
+                    ":most": {"N": str(COUNTED_CLICKS_MAX)},
+                    ":expires": {"N": str(int(self._clock() + CLICK_COUNT_TTL_SECONDS))},
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return COUNTED_CLICKS_MAX + 1
+            raise self._unavailable(provider, exc) from None
+        except BotoCoreError as exc:
+            raise self._unavailable(provider, exc) from None
+        return len(answer["Attributes"]["clicks"]["SS"])
+
+    def hold(self, provider: str, session_id: str, click: str) -> bool:
+        """Keep a click (its operation, as JSON) until the session returns; False when the session
+        has held its most already (the click is then folded). A store failure is retryable."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={KEY_ATTRIBUTE: {"S": f"held#{self.key(provider, session_id)}"}},
+                UpdateExpression=f"SET held = list_append(if_not_exists(held, :none), :click), {TTL_ATTRIBUTE} = :expires",
+                ConditionExpression="attribute_not_exists(held) OR size(held) < :most",
+                ExpressionAttributeValues={
+                    ":none": {"L": []},
+                    ":click": {"L": [{"S": click}]},
+                    ":most": {"N": str(HELD_CLICKS_MAX)},
+                    ":expires": {"N": str(int(self._clock() + HELD_CLICKS_TTL_SECONDS))},
+                },
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise self._unavailable(provider, exc) from None
+        except BotoCoreError as exc:
+            raise self._unavailable(provider, exc) from None
+        return True
+
+    def held_clicks(self, provider: str, session_id: str) -> list[str]:
+        """The clicks held for the session, oldest first. A store failure is retryable."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            item = self.client.get_item(
+                TableName=self.table_name,
+                Key={KEY_ATTRIBUTE: {"S": f"held#{self.key(provider, session_id)}"}},
+                ConsistentRead=True,
+            ).get("Item")
+        except (BotoCoreError, ClientError) as exc:
+            raise self._unavailable(provider, exc) from None
+        if not item or float(item.get(TTL_ATTRIBUTE, {}).get("N", "0")) < self._clock():
+            return []
+        return [value["S"] for value in item.get("held", {}).get("L", [])]
+
+    def forget_held(self, provider: str, session_id: str, count: int) -> None:
+        """Drop the held clicks once the first ``count`` are on the lead (kept when more arrived
+        meanwhile: writing them again is harmless, each carries its operation's marker). Never raises:
+        they expire by themselves."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.delete_item(
+                TableName=self.table_name,
+                Key={KEY_ATTRIBUTE: {"S": f"held#{self.key(provider, session_id)}"}},
+                ConditionExpression="size(held) = :count",
+                ExpressionAttributeValues={":count": {"N": str(count)}},
+            )
+        except (BotoCoreError, ClientError) as exc:
+            if not isinstance(exc, ClientError) or exc.response.get("Error", {}).get("Code") != (
+                "ConditionalCheckFailedException"
+            ):
+                get_logger().warning(
+                    "could not drop the session's held clicks; they expire by themselves",
+                    extra={"provider": provider, "error_type": type(exc).__name__},
+                )
 
     @staticmethod
     def _unavailable(provider: str, exc: Exception) -> RetryableCrmError:

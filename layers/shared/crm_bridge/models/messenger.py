@@ -24,3 +24,9 @@ class MessengerActivity(Touches):
     lead_id: LeadId | None = Field(default=None, description="CRM id of the lead, when the site knows it")
     page: PageUrl | None = Field(default=None, description="Where the button was clicked")
     occurred_at: OccurredAt = Field(default_factory=lambda: datetime.now(UTC))
+    session_started: bool = Field(
+        default=False,
+        strict=True,
+        description="Set by the redirect when it started the visitor session on this very request (no earlier "
+        "visit to the site shows a person): the click makes a lead only once the session returns. Sites leave it out.",
+    )

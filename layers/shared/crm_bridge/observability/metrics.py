@@ -32,7 +32,27 @@ def crm_latency(provider: str, elapsed_ms: float) -> None:
         pass
 
 
+def clicks_ignored(reason: str) -> None:
+    """A /go request no person made (link previewer, crawler, script, HEAD), by reason."""
+    with single_metric(
+        name="ClicksIgnored",
+        unit=MetricUnit.Count,
+        value=1,
+        namespace=get_metrics().namespace,
+        default_dimensions={"reason": reason},
+    ):
+        pass
+
+
+NOT_WRITTEN = frozenset({"held", "folded"})
+"""Outcomes of a click that did not reach the CRM (crm_bridge.delivery.execute): no latency to time."""
+
+
 def delivered(provider: str, action: str, elapsed_ms: float) -> None:
-    """A CRM write that succeeded: ``LeadsCreated`` / ``LeadsUpdated`` / ``LeadsUnchanged`` and latency."""
+    """A CRM write that succeeded: ``LeadsCreated`` / ``LeadsUpdated`` / ``LeadsUnchanged`` and latency;
+    a click held or folded instead: ``ClicksHeld`` / ``ClicksFolded``."""
+    if action in NOT_WRITTEN:
+        count(f"Clicks{action.title()}")
+        return
     count(f"Leads{action.title()}")
     crm_latency(provider, elapsed_ms)

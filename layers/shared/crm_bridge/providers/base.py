@@ -41,6 +41,10 @@ class LeadAction(StrEnum):
     CREATED = "created"
     UPDATED = "updated"
     UNCHANGED = "unchanged"
+    HELD = "held"
+    """A click kept beside its visitor session, not written: nothing shows a person behind it yet."""
+    FOLDED = "folded"
+    """A click over its visitor session's hourly cap: counted, not written."""
 
 
 class ProviderResult(BaseModel):

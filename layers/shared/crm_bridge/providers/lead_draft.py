@@ -147,8 +147,10 @@ def _attribution_lines(touches: Touches) -> list[str]:
 
 def _consent_line(application: Application) -> str | None:
     """What the applicant agreed to, when and where: the evidence KVKK and the GDPR ask for."""
-    if not application.consent:
-        return None
+    if not (
+        application.consent and (application.consent_version or application.consent_at or application.consent_page)
+    ):
+        return None  # "Privacy consent: given" says all there is
     line = "Privacy notice accepted"
     if application.consent_version:
         line += f" (version {application.consent_version})"

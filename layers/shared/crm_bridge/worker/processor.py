@@ -46,12 +46,19 @@ from crm_bridge.errors import (
 from crm_bridge.models import Operation, parse_operation
 from crm_bridge.observability import get_logger, redact
 from crm_bridge.observability.metrics import count, delivered
+from crm_bridge.providers import LeadAction
 from crm_bridge.providers.budget import time_budget
 
 WORKER = "crm-bridge"
 """``provider`` of errors that are ours rather than a CRM's (invalid operations, our stores)."""
 TIME_RESERVE_SECONDS = 10.0
 """Left for dead-lettering or postponing after the CRM call, before the Lambda's timeout."""
+
+
+_DONE = {
+    LeadAction.HELD: "click held: its visitor session started on that request; written when the session returns",
+    LeadAction.FOLDED: "click folded: over its visitor session's hourly cap, counted and not written",
+}
 
 
 class Outcome(StrEnum):
@@ -137,7 +144,7 @@ class Worker:
             return Outcome.ALREADY_DELIVERED
         delivered(result.provider, result.action, result.elapsed_ms)
         count("OperationsDelivered")
-        get_logger().info("operation delivered", extra=context)
+        get_logger().info(_DONE.get(result.action, "operation delivered"), extra=context)
         return Outcome.DELIVERED
 
     def _budget(self, context: LambdaContext | None) -> AbstractContextManager[None]:

@@ -1,0 +1,245 @@
+"""Real traffic on the whole system (``make run``): link previewers, crawlers and ``HEAD`` requests,
+a scripted flood, and, mixed in, people who browse the demo site with the snippet in Chromium and
+click WhatsApp. Over the sandbox and the real EspoCRM (docs/traffic.md says what must hold).
+
+``make test`` runs a tenth of the full mix; ``make traffic`` runs it all (10,000 machine requests,
+5,000 scripted clicks, 200 people) and writes the figures into docs/traffic.md.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from crm_bridge.delivery.execute import CLICKS_PER_SESSION_PER_HOUR
+from tests.e2e.conftest import CrmView, LocalRun, person_user_agent, wait_for
+from tests.unit.test_crawlers import CRAWLERS, PREVIEWERS
+from tests.user_agents import BROWSER
+
+REPORT = os.environ.get("TRAFFIC_REPORT")
+"""Set by ``make traffic``: the document whose figures section the full run rewrites."""
+SCALE = 1.0 if REPORT else 0.1
+MACHINE_REQUESTS = int(10_000 * SCALE)
+SCRIPTED_CLICKS = int(5_000 * SCALE)
+PEOPLE = int(200 * SCALE)
+REPLAYED_SHARE = 0.1
+"""Of the scripted clicks: replays of one made-up session (the rest follow the link with no cookie)."""
+FOREIGN_SHARE = 0.05
+"""Of the scripted clicks: click reports from a page of another site."""
+FLOOD_THREADS = 8
+REPLAYED_SESSION = "scripted-replay-0001"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+]
+MACHINES = [str(param.values[0]) for param in (*PREVIEWERS, *CRAWLERS)]
+FIGURES_START = "<!-- traffic figures: make traffic rewrites this section -->"
+FIGURES_END = "<!-- end of traffic figures -->"
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium; make test installs it)"
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@dataclass
+class Flood:
+    """What the machines and the script were answered."""
+
+    machine_answers: Counter[int] = field(default_factory=Counter)
+    machine_cookies: int = 0
+    scripted_answers: Counter[int] = field(default_factory=Counter)
+    minted_sessions: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def machine_request(client: httpx.Client, number: int, flood: Flood) -> None:
+    """A previewer's or a crawler's fetch of a partner's link; every tenth a HEAD (a link checker)."""
+    channel = ("whatsapp", "telegram", "instagram")[number % 3]
+    method = "HEAD" if number % 10 == 0 else "GET"
+    user_agent = BROWSER if method == "HEAD" else MACHINES[number % len(MACHINES)]
+    answer = client.request(
+        method, f"/go/{channel}", params={"ref": f"PARTNER-{number % 7}"}, headers={"User-Agent": user_agent}
+    )
+    with flood.lock:
+        flood.machine_answers[answer.status_code] += 1
+        flood.machine_cookies += len(answer.headers.get_list("set-cookie"))
+
+
+def scripted_click(client: httpx.Client, number: int, flood: Flood) -> None:
+    """A script posing as a browser: it follows the link without a cookie, replays one made-up
+    session, or reports clicks from a page of another site."""
+    share = (number % 100) / 100
+    if share < FOREIGN_SHARE:
+        answer = client.post(
+            "/api/v1/messenger-events",
+            json={"channel": "whatsapp", "session_id": f"forged-{number:08d}"},
+            headers={"Origin": "https://clicks-for-sale.example", "User-Agent": BROWSER},
+        )
+    elif share < FOREIGN_SHARE + REPLAYED_SHARE:
+        answer = client.get(
+            "/go/whatsapp",
+            params={"ref": "PARTNER-0"},
+            headers={"User-Agent": BROWSER, "Cookie": f"visitor_session={REPLAYED_SESSION}"},
+        )
+    else:
+        answer = client.get("/go/whatsapp", params={"ref": "PARTNER-0"}, headers={"User-Agent": BROWSER})
+        minted = answer.cookies.get("visitor_session")
+        if minted:
+            with flood.lock:
+                flood.minted_sessions.append(minted)
+    with flood.lock:
+        flood.scripted_answers[answer.status_code] += 1
+
+
+def run_flood(run: LocalRun, flood: Flood) -> None:
+    """Every machine request and scripted click, from a few threads, each with its own connection."""
+    local = threading.local()
+    clients: list[httpx.Client] = []
+
+    def client() -> httpx.Client:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=run.url, timeout=30, follow_redirects=False)
+            clients.append(local.client)
+        return local.client  # type: ignore[no-any-return]
+
+    jobs = [(machine_request, n) for n in range(MACHINE_REQUESTS)] + [
+        (scripted_click, n) for n in range(SCRIPTED_CLICKS)
+    ]
+    random.Random(15).shuffle(jobs)  # noqa: S311 - interleaved, the same way every run
+
+    def send(request: Callable[[httpx.Client, int, Flood], None], number: int) -> None:
+        request(client(), number, flood)
+
+    with ThreadPoolExecutor(FLOOD_THREADS, thread_name_prefix="flood") as pool:
+        for outcome in [pool.submit(send, request, number) for request, number in jobs]:
+            outcome.result()
+    for opened in clients:
+        opened.close()
+
+
+def visit(browser: object, run: LocalRun, number: int) -> str:
+    """A person on the demo site, through a partner's link, who clicks WhatsApp; their session."""
+    from playwright.sync_api import Browser, Route
+
+    assert isinstance(browser, Browser)
+    loopback = urlsplit(run.url).netloc
+
+    def only_loopback(route: Route) -> None:
+        if urlsplit(route.request.url).netloc == loopback:
+            route.continue_()
+        else:
+            route.abort("blockedbyclient")
+
+    context = browser.new_context(user_agent=person_user_agent(browser.version))
+    context.route("**/*", only_loopback)
+    try:
+        page = context.new_page()
+        page.goto(f"{run.url}/?ref=PARTNER-{number % 7}&utm_source=instagram&utm_campaign=person-{number}")
+        session = str(page.evaluate("CrmBridge.sessionId()"))
+        with page.expect_response(lambda response: "/go/whatsapp" in response.url) as redirect:
+            page.click("#go-whatsapp")
+        assert redirect.value.status == 302
+        return session
+    finally:
+        context.close()
+
+
+def test_people_are_leads_once_and_machines_and_floods_make_none(
+    crm_run: tuple[LocalRun, CrmView], browser: object
+) -> None:
+    run, crm = crm_run
+    leads_before = crm.lead_count()
+    ignored_before = run.console.count("click not recorded: not a person")
+    flood = Flood()
+    started = time.monotonic()
+
+    flooding = threading.Thread(target=run_flood, args=(run, flood), name="flood")
+    flooding.start()
+    people = [visit(browser, run, number) for number in range(PEOPLE)]
+    flooding.join()
+    sent_seconds = time.monotonic() - started
+    wait_for(run.queue_is_empty, 120 + 0.05 * (SCRIPTED_CLICKS + PEOPLE), "the worker to drain the clicks")
+    drained_seconds = time.monotonic() - started
+
+    # Machines: the redirect, and nothing else.
+    assert flood.machine_answers == Counter({302: MACHINE_REQUESTS})
+    assert flood.machine_cookies == 0
+    ignored = run.console.count("click not recorded: not a person") - ignored_before
+    assert ignored == MACHINE_REQUESTS, "each is logged (and counted) as not a person"
+
+    # The people: each one lead, the click on it.
+    for number, session in enumerate(people):
+        (lead,) = crm.leads_of_session(session)
+        assert lead.referral_code == f"PARTNER-{number % 7}"
+        assert 'Clicked "message us on WhatsApp"' in str(crm.fields(lead.id).get("description", ""))
+
+    # The script: sessions it never brings back make no lead; one replayed session one lead, capped.
+    foreign = sum(1 for n in range(SCRIPTED_CLICKS) if (n % 100) / 100 < FOREIGN_SHARE)
+    assert flood.scripted_answers == Counter({302: SCRIPTED_CLICKS - foreign, 403: foreign})
+    for session in flood.minted_sessions[:: max(1, len(flood.minted_sessions) // 50)]:
+        assert crm.leads_of_session(session) == []
+    (replayed,) = crm.leads_of_session(REPLAYED_SESSION)
+    replayed_notes = len(crm.notes(replayed.id))
+    assert replayed_notes <= CLICKS_PER_SESSION_PER_HOUR * 2, "the cap, per hour the run spans"
+    created = crm.lead_count() - leads_before
+    assert created == PEOPLE + 1, f"{created} leads for {PEOPLE} people and one replayed session"
+
+    figures = {
+        "crm": crm.provider,
+        "machine requests (previewers, crawlers, HEAD)": f"{MACHINE_REQUESTS}: all 302, 0 cookies, 0 queued",
+        "scripted clicks": (
+            f"{SCRIPTED_CLICKS}: {len(flood.minted_sessions)} without a session (held), "
+            f"{sum(1 for n in range(SCRIPTED_CLICKS) if FOREIGN_SHARE <= (n % 100) / 100 < FOREIGN_SHARE + REPLAYED_SHARE)}"
+            f" replaying one session ({replayed_notes + 1} written: its lead and {replayed_notes} notes),"
+            f" {foreign} from another site (403)"
+        ),
+        "people (Chromium, the snippet)": f"{PEOPLE}: {PEOPLE} leads, each once, with the click",
+        "leads created": f"{created} ({PEOPLE} people + 1 replayed session)",
+        "time": f"sent in {sent_seconds:.0f} s, drained after {drained_seconds:.0f} s",
+    }
+    print("\n".join(f"traffic[{crm.provider}]: {name}: {value}" for name, value in figures.items()))
+    if REPORT:
+        write_figures(Path(REPORT), figures)
+
+
+def write_figures(document: Path, figures: dict[str, str]) -> None:
+    """Replace this CRM's table in the document's figures section (between the markers)."""
+    text = document.read_text(encoding="utf-8")
+    start, end = text.index(FIGURES_START) + len(FIGURES_START), text.index(FIGURES_END)
+    tables = {
+        match.group(1): match.group(0) for match in re.finditer(r"(?ms)^#### (\S+)\n.*?(?=^#### |\Z)", text[start:end])
+    }
+    rows = "\n".join(f"| {name} | {value} |" for name, value in figures.items() if name != "crm")
+    tables[figures["crm"]] = f"#### {figures['crm']}\n\n| | |\n| --- | --- |\n{rows}\n\n"
+    section = "\n\n" + "".join(tables[name] for name in sorted(tables))
+    document.write_text(text[:start] + section + text[end:], encoding="utf-8")
