@@ -47,7 +47,7 @@ CRM_SETTINGS = (
 )
 SECRETS = ("ESPOCRM_API_KEY", "ESPOCRM_HMAC_SECRET", "BITRIX24_WEBHOOK_URL")
 LOCAL_PARAMETER_PREFIX = "/crm-bridge/local/"
-RUNNER_SETTINGS = ("LOCAL_PORT", "DEMO_API_ORIGIN")
+RUNNER_SETTINGS = ("LOCAL_PORT", "DEMO_API_ORIGIN", "LOCAL_THROTTLING")
 DEFAULT_PORT = 3000
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 
@@ -128,6 +128,15 @@ class LocalConfig:
         if not port_ok or parts.scheme not in ("http", "https") or not parts.hostname or extra:
             raise ConfigError(f"DEMO_API_ORIGIN: {raw!r} is not an origin such as http://go.agency.test:3000")
         return raw
+
+    @property
+    def throttling(self) -> bool:
+        """Whether the gateway applies the template's route throttles (``LOCAL_THROTTLING``, on by
+        default; ``off`` for load tests that measure what reaches the CRM, not API Gateway's limits)."""
+        value = (self.get("LOCAL_THROTTLING") or "on").strip().lower()
+        if value not in ("on", "off"):
+            raise ConfigError(f"LOCAL_THROTTLING: {value!r} must be on or off")
+        return value == "on"
 
 
 def load_config(env_file: Path | None, known: set[str], environ: Mapping[str, str] | None = None) -> LocalConfig:

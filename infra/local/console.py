@@ -76,6 +76,13 @@ class Console:
     def received(self, method: str, path: str) -> None:
         self.line("api", f"{method} {path}  received")
 
+    def throttled(self, method: str, path: str, rate: float, burst: int) -> None:
+        self.line(
+            "api",
+            f"{method} {path}  429 throttled: the route's limit ({rate:g}/s, burst {burst}), as API Gateway would",
+            level="WARNING",
+        )
+
     def answered(
         self, method: str, path: str, status: int, headers: Mapping[str, str], body: bytes, duration_ms: float
     ) -> None:

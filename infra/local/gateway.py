@@ -56,6 +56,37 @@ class Request:
 LocalPages = Callable[[Request], Reply | None]
 
 
+class Throttle:
+    """A route's throttle as API Gateway applies it: a token bucket of ``burst`` tokens refilled at
+    ``rate`` a second; a request that finds it empty is answered 429 without reaching the function."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> Throttle | None:
+        """From resolved route settings; None without a rate limit."""
+        rate = settings.get("ThrottlingRateLimit")
+        if rate is None:
+            return None
+        return cls(float(rate), int(settings.get("ThrottlingBurstLimit") or rate))
+
+    def take(self) -> bool:
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+            return True
+
+
 @dataclass(frozen=True)
 class Cors:
     """An HttpApi's ``CorsConfiguration``, answered as API Gateway answers it for an HTTP API.
@@ -192,6 +223,7 @@ class Gateway:
         *,
         port: int,
         pages: LocalPages | None = None,
+        throttles: Mapping[str, Throttle] | None = None,
         cors: Cors | None = None,
     ) -> None:
         self.routes = routes
@@ -199,6 +231,7 @@ class Gateway:
         self._invoke = invoke
         self._console = console
         self._pages = pages
+        self._throttles = dict(throttles or {})
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -244,6 +277,10 @@ class Gateway:
         return reply
 
     def _call(self, route: Route, request: Request, parameters: dict[str, str]) -> Reply:
+        throttle = self._throttles.get(route.route_key)
+        if throttle is not None and not throttle.take():
+            self._console.throttled(request.method, request.path, throttle.rate, throttle.burst)
+            return Reply.json(429, {"message": "Too Many Requests"})
         self._console.received(request.method, request.path)
         started = time.perf_counter()
         event = http_api_event(

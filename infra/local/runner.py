@@ -36,7 +36,7 @@ from infra.local.config import (
 )
 from infra.local.console import Console
 from infra.local.functions import Invocation, LocalFunction, lambda_environment
-from infra.local.gateway import Cors, Gateway
+from infra.local.gateway import Cors, Gateway, Throttle
 from infra.local.pages import DemoSettings, LocalPages
 from infra.local.poller import BatchOutcome, QueuePoller
 from infra.local.sandbox import SandboxStore
@@ -91,11 +91,18 @@ class Runner:
         demo_api_origin = config.demo_api_origin
         resolver = Resolver(template, parameters, region=REGION, stack_name=STACK_NAME)
         cors = Cors.from_template(resolver.resolve(template.cors_configuration()))
+        throttles = {
+            route: throttle
+            for route, settings in template.route_throttles().items()
+            if config.throttling and (throttle := Throttle.from_settings(resolver.resolve(settings))) is not None
+        }
 
         sandbox = SandboxStore(Path(crm.settings["SANDBOX_DB_PATH"])) if crm.is_sandbox else None
         pages = LocalPages(ROOT / "docs" / "openapi.json", lambda: self._status(crm.describe(), sandbox), sandbox)
         try:  # the port first: if it is taken, nothing else needs starting
-            self.gateway = Gateway(template.routes(), self._invoke, self.console, port=port, pages=pages, cors=cors)
+            self.gateway = Gateway(
+                template.routes(), self._invoke, self.console, port=port, pages=pages, cors=cors, throttles=throttles
+            )
         except OSError as exc:
             raise ConfigError(
                 f"cannot listen on 127.0.0.1:{port} ({exc.strerror}): try make run PORT=<another>"
@@ -120,6 +127,12 @@ class Runner:
         if demo_api_origin:
             self.console.banner("", f"its snippet calls the API at {demo_api_origin} (DEMO_API_ORIGIN)")
         self.console.banner("CORS", self._cors_text(cors))
+        self.console.banner(
+            "throttles",
+            "each route's own, from the template (429 beyond them)"
+            if throttles
+            else "off (LOCAL_THROTTLING=off): every request reaches its function",
+        )
         self.console.banner(
             "DLQ", f"set -a; . {self._state_path()}; make dlq-inspect   (in another terminal, while this runs)"
         )

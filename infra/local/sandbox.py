@@ -291,7 +291,7 @@ class SandboxStore:
 class SandboxProvider(CrmProvider):
     name = PROVIDER_NAME
     identity_attributes = CONTACT_ATTRIBUTES
-    name_attributes = ("first_name", "last_name")
+    replaced_on_completion = ("first_name", "last_name", "source")
     closed_lead = ClosedLeadAttributes("status", CLOSED_STATUSES, "contact_id", "account_id")
 
     def __init__(

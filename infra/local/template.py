@@ -265,6 +265,29 @@ class Template:
                     found[name] = str(reference["Ref"])
         return found
 
+    def route_throttles(self) -> dict[str, Any]:
+        """Each route's throttling (unresolved ``{"ThrottlingRateLimit": .., "ThrottlingBurstLimit": ..}``):
+        its event's ``RouteSettings`` over the HttpApi's ``DefaultRouteSettings``, as the stage applies them."""
+        defaults: dict[str, Any] = {}
+        for properties in self.of_type(HTTP_API).values():
+            defaults |= {
+                name: value
+                for name, value in (properties.get("DefaultRouteSettings") or {}).items()
+                if name.startswith("Throttling")
+            }
+        throttles: dict[str, Any] = {}
+        for properties in self.of_type(SERVERLESS_FUNCTION).values():
+            for event in (properties.get("Events") or {}).values():
+                if event.get("Type") != "HttpApi" or (event.get("Properties") or {}).get("Path") is None:
+                    continue
+                event_properties = event["Properties"]
+                route = Route(str(event_properties.get("Method") or "ANY").upper(), str(event_properties["Path"]), "")
+                own = event_properties.get("RouteSettings") or {}
+                throttles[route.route_key] = defaults | {
+                    name: value for name, value in own.items() if name.startswith("Throttling")
+                }
+        return throttles
+
     def cors_configuration(self) -> Any:
         """The ``CorsConfiguration`` of the template's HttpApi (unresolved), None without one.
 

@@ -9,6 +9,7 @@ import pytest
 from crm_bridge.delivery import deliver
 from crm_bridge.delivery.execute import CLICKS_PER_SESSION_PER_HOUR
 from crm_bridge.errors import RetryableCrmError
+from crm_bridge.field_mapping import LeadSourceKind
 from crm_bridge.models import Application, MessengerActivity, MessengerClickOperation, Origin, UpsertLeadOperation
 from crm_bridge.providers import LeadAction
 from tests.contract.conftest import Crm
@@ -106,8 +107,10 @@ def test_an_application_completes_the_anonymous_lead_of_its_visitors_clicks(crm:
     (lead,) = crm.sim.leads()
     assert crm.sim.lead_emails(anonymous) == ["ali@example.com"]
     assert crm.sim.lead_phones(anonymous) in (["+905327654321"], ["05327654321"])
-    name = crm.provider.name_attributes[-1]
-    assert lead[name] == "Veli", "the application's name replaces the visitor placeholder"
+    last_name = {"espocrm": "lastName", "bitrix24": "LAST_NAME", "sandbox": "last_name"}[crm.provider.name]
+    assert lead[last_name] == "Veli", "the application's name replaces the visitor placeholder"
+    source = {"espocrm": "source", "bitrix24": "SOURCE_ID", "sandbox": "source"}[crm.provider.name]
+    assert lead[source] == crm.provider.mapping.lead_source[LeadSourceKind.APPLICATION]
     timeline = "\n".join([*(str(value) for value in lead.values()), *crm.sim.timeline(anonymous)])
     assert "Telegram" in timeline
     assert "Instagram" in timeline

@@ -17,41 +17,24 @@ CORS would go untested; the resolver rules alone keep the browser on loopback.
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from tests.chromium import AGENCY_HOSTS, chromium, needs_chromium
 from tests.e2e.conftest import API_HOST, SITE_HOST, TwoHostRun, person_user_agent, wait_for
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--host-resolver-rules=MAP *.agency.test 127.0.0.1, MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-]
 CONSENT_VERSION = "demo-privacy-2026-01"  # the demo page's data-consent-version
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium; make test installs it)"
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
+    with chromium(AGENCY_HOSTS) as browser:
         yield browser
-        browser.close()
 
 
 def test_a_visitor_of_the_site_and_the_api_hosts_is_one_lead_with_both_touches_and_the_click(

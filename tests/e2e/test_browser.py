@@ -9,39 +9,21 @@ navigation it starts fails on this machine.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from tests.chromium import chromium, needs_chromium
 from tests.e2e.conftest import CrmView, LocalRun, person_user_agent, wait_for
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-]
-
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium; make test installs it)"
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 def test_the_demo_page_submits_an_application_and_sends_the_visitor_to_telegram(

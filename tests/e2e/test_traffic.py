@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import shutil
 import threading
 import time
 from collections import Counter
@@ -25,7 +24,19 @@ import httpx
 import pytest
 
 from crm_bridge.delivery.execute import CLICKS_PER_SESSION_PER_HOUR
-from tests.e2e.conftest import CrmView, LocalRun, person_user_agent, wait_for
+from tests.chromium import chromium, needs_chromium
+from tests.e2e.conftest import (
+    CrmView,
+    EspoCrmView,
+    LocalRun,
+    SandboxView,
+    espocrm_settings,
+    person_user_agent,
+    start_runner,
+    wait_for,
+)
+from tests.real_crm.espocrm import EspoCrmAdminClient
+from tests.real_crm.fixtures import RealEspoCrm
 from tests.unit.test_crawlers import CRAWLERS, PREVIEWERS
 from tests.user_agents import BROWSER
 
@@ -41,34 +52,39 @@ FOREIGN_SHARE = 0.05
 """Of the scripted clicks: click reports from a page of another site."""
 FLOOD_THREADS = 8
 REPLAYED_SESSION = "scripted-replay-0001"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-]
 MACHINES = [str(param.values[0]) for param in (*PREVIEWERS, *CRAWLERS)]
 FIGURES_START = "<!-- traffic figures: make traffic rewrites this section -->"
 FIGURES_END = "<!-- end of traffic figures -->"
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium; make test installs it)"
-)
+pytestmark = needs_chromium
+
+
+@pytest.fixture(scope="module", params=["sandbox", pytest.param("real-espocrm", marks=pytest.mark.real_espocrm)])
+def traffic_run(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[LocalRun, CrmView]]:
+    """A runner of its own without the routes' throttles (``LOCAL_THROTTLING=off``): this run checks
+    what reaches the CRM; at this rate API Gateway would answer much of the flood 429 (checked below)."""
+    settings = {"LOCAL_THROTTLING": "off"}
+    admin: EspoCrmAdminClient | None = None
+    if request.param == "real-espocrm":
+        real: RealEspoCrm = request.getfixturevalue("real_espocrm")
+        settings |= espocrm_settings(real)
+        admin = real.admin()
+    run = start_runner(tmp_path_factory.mktemp(f"traffic-{request.param}"), settings)
+    try:
+        yield run, (SandboxView(run) if admin is None else EspoCrmView(admin))
+    finally:
+        code = run.stop()
+        if admin is not None:
+            admin.close()
+        assert code == 0, f"the runner did not stop cleanly:\n{run.console}"
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @dataclass
@@ -175,9 +191,9 @@ def visit(browser: object, run: LocalRun, number: int) -> str:
 
 
 def test_people_are_leads_once_and_machines_and_floods_make_none(
-    crm_run: tuple[LocalRun, CrmView], browser: object
+    traffic_run: tuple[LocalRun, CrmView], browser: object
 ) -> None:
-    run, crm = crm_run
+    run, crm = traffic_run
     leads_before = crm.lead_count()
     ignored_before = run.console.count("click not recorded: not a person")
     flood = Flood()
@@ -243,3 +259,24 @@ def write_figures(document: Path, figures: dict[str, str]) -> None:
     tables[figures["crm"]] = f"#### {figures['crm']}\n\n| | |\n| --- | --- |\n{rows}\n\n"
     section = "\n\n" + "".join(tables[name] for name in sorted(tables))
     document.write_text(text[:start] + section + text[end:], encoding="utf-8")
+
+
+def test_a_burst_beyond_a_routes_throttle_is_answered_429_and_the_console_says_so(sandbox_run: LocalRun) -> None:
+    """The template's per-route throttles, as the local gateway applies them (API Gateway's answer):
+    the redirect's burst passes, the rest of a burst is a 429 that reaches no function."""
+    burst = 50  # RedirectBurstLimit's default, refilled at 20/s
+
+    def fetch(_: int) -> int:
+        with sandbox_run.client() as client:
+            return client.get("/go/whatsapp", headers={"User-Agent": MACHINES[0]}).status_code
+
+    with ThreadPoolExecutor(FLOOD_THREADS) as pool:
+        answers = Counter(pool.map(fetch, range(4 * burst)))
+    with sandbox_run.client() as client:
+        health = client.get("/api/v1/crm/test").status_code
+
+    assert answers[302] >= burst
+    assert answers[429] >= 1
+    assert set(answers) == {302, 429}
+    assert health == 200, "each route has its own throttle"
+    assert "429 throttled: the route's limit (20/s, burst 50)" in sandbox_run.console

@@ -13,7 +13,7 @@ import pytest
 
 from infra.local.console import Console
 from infra.local.functions import Invocation
-from infra.local.gateway import Cors, Gateway, Request
+from infra.local.gateway import Cors, Gateway, Request, Throttle
 from infra.local.pages import DemoSettings, LocalPages
 from infra.local.template import Resolver, Route, Template, load_template, parameter_values
 
@@ -317,3 +317,29 @@ def test_the_demo_page_names_the_api_and_the_cookie_domain_and_its_snippet_is_se
     same_origin = LocalPages(tmp_path / "openapi.json", dict, None)(Request("GET", "/", "", {}, None))
     assert same_origin is not None
     assert 'data-api=""' in same_origin.body.decode()
+
+
+def test_a_throttle_lets_its_burst_through_then_its_rate() -> None:
+    now = [0.0]
+    throttle = Throttle(rate=2, burst=3, clock=lambda: now[0])
+
+    assert [throttle.take() for _ in range(4)] == [True, True, True, False]
+    now[0] += 0.5  # one token back at 2 a second
+    assert [throttle.take(), throttle.take()] == [True, False]
+    now[0] += 60  # never more than the burst
+    assert sum(throttle.take() for _ in range(10)) == 3
+
+
+def test_the_template_gives_each_route_its_own_throttle() -> None:
+    template = load_template(ROOT / "template.yaml")
+    resolver = Resolver(template, parameter_values(template, {}), region="eu-central-1", stack_name="local")
+    throttles = {
+        route: Throttle.from_settings(resolver.resolve(settings))
+        for route, settings in template.route_throttles().items()
+    }
+
+    limits = {route: (throttle.rate, throttle.burst) for route, throttle in throttles.items() if throttle is not None}
+    assert limits["GET /go/{channel}"] == limits["HEAD /go/{channel}"] == (20.0, 50)
+    assert limits["POST /api/v1/messenger-events"] == (10.0, 20)
+    assert limits["POST /api/v1/applications"] == (5.0, 20)
+    assert limits["GET /api/v1/crm/test"] == (1.0, 5)

@@ -10,7 +10,6 @@ each with the next status a test queued (``"drop"`` closes the connection withou
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -22,21 +21,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.chromium import AGENCY_HOSTS, chromium
+
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page
 
 SNIPPET = Path(__file__).parents[2] / "site" / "crm-bridge.js"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--host-resolver-rules=MAP *.agency.test 127.0.0.1, MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-]
 API_PATHS = ("/api/v1/applications", "/api/v1/messenger-events")
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Agency</title>
@@ -174,14 +164,8 @@ def site(site_server: Site) -> Site:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium; make test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
+    with chromium(AGENCY_HOSTS) as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -11,14 +11,13 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import pytest
 
-from tests.site.conftest import CHROMIUM, Site
+from tests.chromium import needs_chromium
+from tests.site.conftest import Site
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, Page
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium; make test installs it)"
-)
+pytestmark = needs_chromium
 
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{22}")
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")

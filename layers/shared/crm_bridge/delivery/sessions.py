@@ -103,11 +103,10 @@ class DynamoDbVisitorSessions:
         False while another operation's claim holds or the session has its lead already.
 
         A store failure is retryable: creating without the claim could make a second lead."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         now = self._clock()
-        try:
-            self.client.put_item(
+        written = self._conditional_write(
+            provider,
+            lambda: self.client.put_item(
                 TableName=self.table_name,
                 Item={
                     KEY_ATTRIBUTE: {"S": self.key(provider, session_id)},
@@ -119,35 +118,23 @@ class DynamoDbVisitorSessions:
                     " OR (claimed_by = :operation AND attribute_not_exists(lead_id))"
                 ),
                 ExpressionAttributeValues={":now": {"N": str(int(now))}, ":operation": {"S": operation_id}},
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise self._unavailable(provider, exc) from None
-        except BotoCoreError as exc:
-            raise self._unavailable(provider, exc) from None
-        return True
+            ),
+        )
+        return written is not None
 
     def release(self, provider: str, session_id: str, operation_id: str) -> None:
         """Give the claim up: this operation's create failed and wrote nothing. Never raises (the
         claim lapses by itself)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            self.client.delete_item(
+        self._best_effort_write(
+            provider,
+            "could not release the visitor session's claim; it lapses by itself",
+            lambda: self.client.delete_item(
                 TableName=self.table_name,
                 Key={KEY_ATTRIBUTE: {"S": self.key(provider, session_id)}},
                 ConditionExpression="claimed_by = :operation AND attribute_not_exists(lead_id)",
                 ExpressionAttributeValues={":operation": {"S": operation_id}},
-            )
-        except (BotoCoreError, ClientError) as exc:
-            if not isinstance(exc, ClientError) or exc.response.get("Error", {}).get("Code") != (
-                "ConditionalCheckFailedException"
-            ):
-                get_logger().warning(
-                    "could not release the visitor session's claim; it lapses by itself",
-                    extra={"provider": provider, "error_type": type(exc).__name__},
-                )
+            ),
+        )
 
     def remember(self, provider: str, session_id: str, lead_id: str, *, replace: bool = False) -> None:
         """Record the session's lead unless one is recorded already (a concurrent first click wins),
@@ -157,8 +144,6 @@ class DynamoDbVisitorSessions:
         again on retry; without the entry the next click finds the lead by its session attribute
         or, at worst, makes a second minimal lead.
         """
-        from botocore.exceptions import BotoCoreError, ClientError
-
         now = self._clock()
         item: dict[str, Any] = {
             KEY_ATTRIBUTE: {"S": self.key(provider, session_id)},
@@ -173,23 +158,19 @@ class DynamoDbVisitorSessions:
                 "ExpressionAttributeValues": {":now": {"N": str(int(now))}},
             }
         )
-        try:
-            self.client.put_item(TableName=self.table_name, Item=item, **condition)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return
-            self._forget_failed(provider, exc)
-        except BotoCoreError as exc:
-            self._forget_failed(provider, exc)
+        self._best_effort_write(
+            provider,
+            "could not remember the visitor session's lead",
+            lambda: self.client.put_item(TableName=self.table_name, Item=item, **condition),
+        )
 
     def count_click(self, provider: str, session_id: str, hour: str, operation_id: str) -> int:
         """This session's clicks in ``hour`` (e.g. ``2026120517``), this one included; a retried click
         counts once (a set of operation ids). Past ``COUNTED_CLICKS_MAX`` the set stops growing and
         the answer is more than that. A store failure is retryable."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            answer = self.client.update_item(
+        answer = self._conditional_write(
+            provider,
+            lambda: self.client.update_item(
                 TableName=self.table_name,
                 Key={KEY_ATTRIBUTE: {"S": f"clicks#{self.key(provider, session_id)}#{hour}"}},
                 UpdateExpression=f"ADD clicks :click SET {TTL_ATTRIBUTE} = if_not_exists({TTL_ATTRIBUTE}, :expires)",
@@ -201,22 +182,16 @@ class DynamoDbVisitorSessions:
                     ":expires": {"N": str(int(self._clock() + CLICK_COUNT_TTL_SECONDS))},
                 },
                 ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return COUNTED_CLICKS_MAX + 1
-            raise self._unavailable(provider, exc) from None
-        except BotoCoreError as exc:
-            raise self._unavailable(provider, exc) from None
-        return len(answer["Attributes"]["clicks"]["SS"])
+            ),
+        )
+        return COUNTED_CLICKS_MAX + 1 if answer is None else len(answer["Attributes"]["clicks"]["SS"])
 
     def hold(self, provider: str, session_id: str, click: str) -> bool:
         """Keep a click (its operation, as JSON) until the session returns; False when the session
         has held its most already (the click is then folded). A store failure is retryable."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            self.client.update_item(
+        written = self._conditional_write(
+            provider,
+            lambda: self.client.update_item(
                 TableName=self.table_name,
                 Key={KEY_ATTRIBUTE: {"S": f"held#{self.key(provider, session_id)}"}},
                 UpdateExpression=f"SET held = list_append(if_not_exists(held, :none), :click), {TTL_ATTRIBUTE} = :expires",
@@ -227,14 +202,9 @@ class DynamoDbVisitorSessions:
                     ":most": {"N": str(HELD_CLICKS_MAX)},
                     ":expires": {"N": str(int(self._clock() + HELD_CLICKS_TTL_SECONDS))},
                 },
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise self._unavailable(provider, exc) from None
-        except BotoCoreError as exc:
-            raise self._unavailable(provider, exc) from None
-        return True
+            ),
+        )
+        return written is not None
 
     def held_clicks(self, provider: str, session_id: str) -> list[str]:
         """The clicks held for the session, oldest first. A store failure is retryable."""
@@ -256,23 +226,16 @@ class DynamoDbVisitorSessions:
         """Drop the held clicks once the first ``count`` are on the lead (kept when more arrived
         meanwhile: writing them again is harmless, each carries its operation's marker). Never raises:
         they expire by themselves."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            self.client.delete_item(
+        self._best_effort_write(
+            provider,
+            "could not drop the session's held clicks; they expire by themselves",
+            lambda: self.client.delete_item(
                 TableName=self.table_name,
                 Key={KEY_ATTRIBUTE: {"S": f"held#{self.key(provider, session_id)}"}},
                 ConditionExpression="size(held) = :count",
                 ExpressionAttributeValues={":count": {"N": str(count)}},
-            )
-        except (BotoCoreError, ClientError) as exc:
-            if not isinstance(exc, ClientError) or exc.response.get("Error", {}).get("Code") != (
-                "ConditionalCheckFailedException"
-            ):
-                get_logger().warning(
-                    "could not drop the session's held clicks; they expire by themselves",
-                    extra={"provider": provider, "error_type": type(exc).__name__},
-                )
+            ),
+        )
 
     @staticmethod
     def _unavailable(provider: str, exc: Exception) -> RetryableCrmError:
@@ -280,9 +243,31 @@ class DynamoDbVisitorSessions:
             f"visitor session store unavailable ({type(exc).__name__})", provider=provider, code="sessions_store"
         )
 
+    def _conditional_write[T](self, provider: str, write: Callable[[], T]) -> T | None:
+        """``write()``'s answer, or None when its condition did not hold; a store failure is retryable."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return write()
+        except ClientError as exc:
+            if _condition_failed(exc):
+                return None
+            raise self._unavailable(provider, exc) from None
+        except BotoCoreError as exc:
+            raise self._unavailable(provider, exc) from None
+
     @staticmethod
-    def _forget_failed(provider: str, exc: Exception) -> None:
-        get_logger().warning(
-            "could not remember the visitor session's lead",
-            extra={"provider": provider, "error_type": type(exc).__name__},
-        )
+    def _best_effort_write(provider: str, failure: str, write: Callable[[], object]) -> None:
+        """``write()``, whose condition may fail (nothing to do then); a store failure is logged, never raised."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            write()
+        except (BotoCoreError, ClientError) as exc:
+            if not (isinstance(exc, ClientError) and _condition_failed(exc)):
+                get_logger().warning(failure, extra={"provider": provider, "error_type": type(exc).__name__})
+
+
+def _condition_failed(exc: Exception) -> bool:
+    response = getattr(exc, "response", {}) or {}
+    return bool(response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")

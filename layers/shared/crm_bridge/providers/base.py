@@ -152,8 +152,9 @@ class CrmProvider(ABC):
     identity_attributes: ClassVar[tuple[str, ...]] = ()
     """The lead attributes holding its phones and e-mails: a lead with none is an anonymous visitor's
     (made from a click), which the visitor's application completes instead of making a second lead."""
-    name_attributes: ClassVar[tuple[str, ...]] = ()
-    """The attributes an application overwrites on an anonymous visitor's lead (its placeholder name)."""
+    replaced_on_completion: ClassVar[tuple[str, ...]] = ()
+    """The attributes an application overwrites on an anonymous visitor's lead: its placeholder name,
+    and its source (a messenger click's, which the lead no longer is)."""
 
     def __init__(self, mapping: ProviderMapping, clock: Callable[[], float] = time.perf_counter) -> None:
         self.mapping = mapping
@@ -406,8 +407,8 @@ class CrmProvider(ABC):
         note beside the clicks. A retry finds it by phone or e-mail and its note's marker."""
         if self._recorded(lead, operation_id):
             return self._result(lead.record_id, LeadAction.UNCHANGED, started)
-        names = {attribute: payload[attribute] for attribute in self.name_attributes if attribute in payload}
-        patch = self._missing_values(lead, payload) | names
+        replaced = {attribute: payload[attribute] for attribute in self.replaced_on_completion if attribute in payload}
+        patch = self._missing_values(lead, payload) | replaced
         outcome, unwritten = self._write_without_refused(
             lambda attributes: self._update(lead.record_id, attributes), patch, details
         )

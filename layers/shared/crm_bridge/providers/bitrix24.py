@@ -117,7 +117,7 @@ _prefetched: ContextVar[_Prefetched | None] = ContextVar("bitrix24_prefetched", 
 class Bitrix24Provider(CrmProvider):
     name = "bitrix24"
     identity_attributes = ("PHONE", "EMAIL")
-    name_attributes = ("TITLE", "NAME", "LAST_NAME")
+    replaced_on_completion = ("TITLE", "NAME", "LAST_NAME", "SOURCE_ID")
     closed_lead = ClosedLeadAttributes("STATUS_SEMANTIC_ID", {"S": True, "F": False}, "CONTACT_ID", "COMPANY_ID")
 
     def __init__(

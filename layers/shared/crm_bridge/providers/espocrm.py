@@ -66,7 +66,7 @@ class EspoCrmProvider(CrmProvider):
         "email": "emailAddress",
     }
     identity_attributes = ("phoneNumber", "emailAddress")
-    name_attributes = ("firstName", "lastName")
+    replaced_on_completion = ("firstName", "lastName", "source")
     closed_lead = ClosedLeadAttributes(
         "status", {"Converted": True, "Dead": False}, "createdContactId", "createdAccountId"
     )
