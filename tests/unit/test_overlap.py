@@ -264,3 +264,55 @@ def test_leaving_the_application_waits_for_the_session_write() -> None:
         assert ahead.sessions is not None
         ahead.sessions.remember("espocrm", "s-1", "lead-1")
     assert store.leads == {("espocrm", "s-1"): "lead-1"}
+
+
+class SlowReads(MemorySessions):
+    """A store whose reads take ``seconds`` each, and which records each, by thread, once it is done."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.reads: list[str] = []
+
+    def lead_for(self, provider: str, session_id: str) -> str | None:
+        time.sleep(self.seconds)
+        self.reads.append(threading.current_thread().name)
+        return super().lead_for(provider, session_id)
+
+    def held_clicks(self, provider: str, session_id: str) -> list[str]:
+        time.sleep(self.seconds)
+        self.reads.append(threading.current_thread().name)
+        return super().held_clicks(provider, session_id)
+
+
+def test_the_sessions_lead_and_held_clicks_are_read_beside_the_claim_once_each() -> None:
+    store = SlowReads(seconds=0.2)
+    store.leads[("sandbox", "visitor-session-0001")] = "lead-7"
+    store.held[("sandbox", "visitor-session-0001")] = ['{"click": 1}']
+    with_session = application().model_copy(update={"session_id": "visitor-session-0001"})
+
+    with application_ahead(
+        built(SearchingProvider("sandbox")), with_session, uuid4(), budget_seconds=3.0, sessions=store
+    ) as ahead:
+        time.sleep(0.25)  # the idempotency claim's round trip: both reads run meanwhile, side by side
+        assert ahead.sessions is not None
+        started = time.monotonic()
+        assert ahead.sessions.lead_for("sandbox", "visitor-session-0001") == "lead-7"
+        assert ahead.sessions.held_clicks("sandbox", "visitor-session-0001") == ['{"click": 1}']
+        assert time.monotonic() - started < 0.1, "answered from the reads made ahead"
+        assert ahead.sessions.lead_for("sandbox", "visitor-session-0001") == "lead-7"  # a later read asks again
+
+    assert len(store.reads) == 3
+    assert all(thread.startswith("crm-bridge-session-reads") for thread in store.reads[:2])
+
+
+def test_reads_made_ahead_that_no_delivery_used_are_waited_for() -> None:
+    store = SlowReads(seconds=0.2)
+    with_session = application().model_copy(update={"session_id": "visitor-session-0001"})
+
+    with application_ahead(
+        built(SearchingProvider("sandbox")), with_session, uuid4(), budget_seconds=3.0, sessions=store
+    ):
+        pass  # the claim failed: no delivery
+
+    assert len(store.reads) == 2, "both reads were done before the invocation answered"

@@ -63,7 +63,8 @@ def deliver(operation: Operation, provider: CrmProvider, sessions: VisitorSessio
             session_id = application.session_id
             if sessions is None or not session_id:
                 return provider.upsert_lead(application, operation.operation_id)
-            # Both session reads go out beside the CRM's search, not after it: an applicant waits for them.
+            # Both session reads go out beside the CRM's search, not after it: an applicant waits for them
+            # (in the API they started earlier still, beside the idempotency claim: delivery/overlap.py).
             session_lead = _alongside(sessions.lead_for, provider.name, session_id)
             held = _alongside(sessions.held_clicks, provider.name, session_id)
 

@@ -15,6 +15,8 @@ spent above its CRM floor (docs/performance.md). Two of them now run beside some
   If the claim fails (a concurrent duplicate: 409; a finished one: its stored answer; the key
   reused: 422), the delivery never runs, so nothing is written, and the answer read ahead is dropped:
   such a request now costs the CRM one read-only search, which it did not before.
+* **The visitor session's lead and held clicks are read while the idempotency record is written**
+  (:meth:`SessionsAlongside.read_ahead`): reads, asked for by the delivery next.
 * **The visitor session is written while the idempotency record's answer is** (:class:`SessionsAlongside`).
   Both come after the create and neither needs the other. ``remember`` runs on the background
   thread, exactly as it ran inline (it never raises: a store failure is logged, without personal
@@ -76,6 +78,13 @@ ahead: its delivery runs exactly as before, its search after the claim."""
 
 
 @cache
+def session_reads() -> ThreadPoolExecutor:
+    """Threads for the visitor-session store's reads: two at once (its lead, its held clicks), beside
+    the background thread's search."""
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="crm-bridge-session-reads")
+
+
+@cache
 def background() -> ThreadPoolExecutor:
     """The container's one background thread: at most one task runs beside the handler at a time."""
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="crm-bridge-overlap")
@@ -89,8 +98,21 @@ class SessionsAlongside:
     def __init__(self, sessions: VisitorSessions) -> None:
         self._sessions = sessions
         self._pending: list[Future[None]] = []
+        self._leads_ahead: dict[tuple[str, str], Future[str | None]] = {}
+        self._held_ahead: dict[tuple[str, str], Future[list[str]]] = {}
+
+    def read_ahead(self, provider: str, session_id: str) -> None:
+        """Start reading the session's lead and held clicks now, beside the idempotency claim and the
+        search: the delivery asks for them next, before it writes anything."""
+        key = (provider, session_id)
+        reads = session_reads()
+        self._leads_ahead[key] = reads.submit(copy_context().run, self._sessions.lead_for, provider, session_id)
+        self._held_ahead[key] = reads.submit(copy_context().run, self._sessions.held_clicks, provider, session_id)
 
     def lead_for(self, provider: str, session_id: str) -> str | None:
+        read = self._leads_ahead.pop((provider, session_id), None)
+        if read is not None:
+            return read.result()
         self.settle()
         return self._sessions.lead_for(provider, session_id)
 
@@ -111,6 +133,9 @@ class SessionsAlongside:
         return self._sessions.hold(provider, session_id, click)
 
     def held_clicks(self, provider: str, session_id: str) -> list[str]:
+        read = self._held_ahead.pop((provider, session_id), None)
+        if read is not None:
+            return read.result()
         self.settle()
         return self._sessions.held_clicks(provider, session_id)
 
@@ -123,6 +148,15 @@ class SessionsAlongside:
         self._pending.append(
             background().submit(context.run, self._sessions.remember, provider, session_id, lead_id, replace=replace)
         )
+
+    def drop_reads(self) -> None:
+        """Wait for the reads started ahead that no delivery asked for (the claim failed): no work
+        outlives the invocation."""
+        reads: list[Future[str | None]] | list[Future[list[str]]]
+        for reads in (list(self._leads_ahead.values()), list(self._held_ahead.values())):
+            for read in reads:
+                read.exception()
+        self._leads_ahead, self._held_ahead = {}, {}
 
     def settle(self) -> None:
         """Wait for every ``remember`` started; raise what one raised (``remember`` itself never
@@ -186,6 +220,7 @@ class ApplicationAhead:
             self.wait_for_search()
         finally:
             if isinstance(self.sessions, SessionsAlongside):
+                self.sessions.drop_reads()
                 self.sessions.settle()
 
 
@@ -207,6 +242,8 @@ def application_ahead(
         pass
     else:
         ahead.start_search(crm, application, operation_id, budget_seconds)
+        if isinstance(ahead.sessions, SessionsAlongside) and application.session_id:
+            ahead.sessions.read_ahead(crm.name, application.session_id)
     try:
         yield ahead
     finally:
