@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from crm_bridge.providers.pace import TokenBucket
 from infra.local.console import Console
 from infra.local.functions import Invocation
 from infra.local.http_events import http_api_event
@@ -56,35 +57,14 @@ class Request:
 LocalPages = Callable[[Request], Reply | None]
 
 
-class Throttle:
-    """A route's throttle as API Gateway applies it: a token bucket of ``burst`` tokens refilled at
-    ``rate`` a second; a request that finds it empty is answered 429 without reaching the function."""
-
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._clock = clock
-        self._tokens = float(burst)
-        self._last = clock()
-        self._lock = threading.Lock()
-
-    @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> Throttle | None:
-        """From resolved route settings; None without a rate limit."""
-        rate = settings.get("ThrottlingRateLimit")
-        if rate is None:
-            return None
-        return cls(float(rate), int(settings.get("ThrottlingBurstLimit") or rate))
-
-    def take(self) -> bool:
-        with self._lock:
-            now = self._clock()
-            self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.rate)
-            self._last = now
-            if self._tokens < 1:
-                return False
-            self._tokens -= 1
-            return True
+def route_throttle(settings: Mapping[str, Any]) -> TokenBucket | None:
+    """A route's throttle as API Gateway applies it, from its resolved route settings: a token bucket
+    of ``ThrottlingBurstLimit`` refilled at ``ThrottlingRateLimit`` a second; a request that finds
+    it empty is answered 429 without reaching the function. None without a rate limit."""
+    rate = settings.get("ThrottlingRateLimit")
+    if rate is None:
+        return None
+    return TokenBucket(float(rate), int(settings.get("ThrottlingBurstLimit") or rate))
 
 
 @dataclass(frozen=True)
@@ -223,7 +203,7 @@ class Gateway:
         *,
         port: int,
         pages: LocalPages | None = None,
-        throttles: Mapping[str, Throttle] | None = None,
+        throttles: Mapping[str, TokenBucket] | None = None,
         cors: Cors | None = None,
     ) -> None:
         self.routes = routes
@@ -278,7 +258,7 @@ class Gateway:
 
     def _call(self, route: Route, request: Request, parameters: dict[str, str]) -> Reply:
         throttle = self._throttles.get(route.route_key)
-        if throttle is not None and not throttle.take():
+        if throttle is not None and throttle.take() is None:
             self._console.throttled(request.method, request.path, throttle.rate, throttle.burst)
             return Reply.json(429, {"message": "Too Many Requests"})
         self._console.received(request.method, request.path)

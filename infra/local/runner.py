@@ -36,7 +36,7 @@ from infra.local.config import (
 )
 from infra.local.console import Console
 from infra.local.functions import Invocation, LocalFunction, lambda_environment
-from infra.local.gateway import Cors, Gateway, Throttle
+from infra.local.gateway import Cors, Gateway, route_throttle
 from infra.local.pages import DemoSettings, LocalPages
 from infra.local.poller import BatchOutcome, QueuePoller
 from infra.local.sandbox import SandboxStore
@@ -94,7 +94,7 @@ class Runner:
         throttles = {
             route: throttle
             for route, settings in template.route_throttles().items()
-            if config.throttling and (throttle := Throttle.from_settings(resolver.resolve(settings))) is not None
+            if config.throttling and (throttle := route_throttle(resolver.resolve(settings))) is not None
         }
 
         sandbox = SandboxStore(Path(crm.settings["SANDBOX_DB_PATH"])) if crm.is_sandbox else None

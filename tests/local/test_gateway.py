@@ -11,9 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
+from crm_bridge.providers.pace import TokenBucket
 from infra.local.console import Console
 from infra.local.functions import Invocation
-from infra.local.gateway import Cors, Gateway, Request, Throttle
+from infra.local.gateway import Cors, Gateway, Request, route_throttle
 from infra.local.pages import DemoSettings, LocalPages
 from infra.local.template import Resolver, Route, Template, load_template, parameter_values
 
@@ -321,21 +322,26 @@ def test_the_demo_page_names_the_api_and_the_cookie_domain_and_its_snippet_is_se
 
 def test_a_throttle_lets_its_burst_through_then_its_rate() -> None:
     now = [0.0]
-    throttle = Throttle(rate=2, burst=3, clock=lambda: now[0])
+    throttle = route_throttle({"ThrottlingRateLimit": 2, "ThrottlingBurstLimit": 3})
+    assert throttle is not None
+    throttle = TokenBucket(throttle.rate, throttle.burst, clock=lambda: now[0])
 
-    assert [throttle.take() for _ in range(4)] == [True, True, True, False]
+    def passes() -> bool:
+        return throttle.take() is not None
+
+    assert [passes() for _ in range(4)] == [True, True, True, False]
     now[0] += 0.5  # one token back at 2 a second
-    assert [throttle.take(), throttle.take()] == [True, False]
+    assert [passes(), passes()] == [True, False]
     now[0] += 60  # never more than the burst
-    assert sum(throttle.take() for _ in range(10)) == 3
+    assert sum(passes() for _ in range(10)) == 3
+    assert route_throttle({}) is None
 
 
 def test_the_template_gives_each_route_its_own_throttle() -> None:
     template = load_template(ROOT / "template.yaml")
     resolver = Resolver(template, parameter_values(template, {}), region="eu-central-1", stack_name="local")
     throttles = {
-        route: Throttle.from_settings(resolver.resolve(settings))
-        for route, settings in template.route_throttles().items()
+        route: route_throttle(resolver.resolve(settings)) for route, settings in template.route_throttles().items()
     }
 
     limits = {route: (throttle.rate, throttle.burst) for route, throttle in throttles.items() if throttle is not None}
