@@ -8,11 +8,12 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import pytest
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser
+    from playwright.sync_api import Browser, BrowserContext
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(
@@ -44,3 +45,19 @@ def chromium(*mapped: str) -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+def only_to(context: BrowserContext, url: str) -> None:
+    """Let the context's requests reach ``url``'s host and port only; every other one is aborted as a
+    blocked request (so a 302 to a messenger is observed, and the navigation it starts fails here)."""
+    from playwright.sync_api import Route
+
+    allowed = urlsplit(url).netloc
+
+    def route(request_route: Route) -> None:
+        if urlsplit(request_route.request.url).netloc == allowed:
+            request_route.continue_()
+        else:
+            request_route.abort("blockedbyclient")
+
+    context.route("**/*", route)

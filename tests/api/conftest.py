@@ -88,6 +88,16 @@ def load_handler(aws: Aws) -> Callable[[str], ModuleType]:
     return load
 
 
+@pytest.fixture
+def redirect(load_handler: Callable[[str], ModuleType]) -> ModuleType:
+    return load_handler("redirect_api")
+
+
+@pytest.fixture
+def messenger(load_handler: Callable[[str], ModuleType]) -> ModuleType:
+    return load_handler("messenger_events_api")
+
+
 @dataclass
 class Answer:
     status: int

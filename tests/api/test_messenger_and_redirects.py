@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 from types import ModuleType
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -21,16 +20,6 @@ CLICK = {
     "page": "/programs/medicine",
     "attribution": {"referral_code": "PARTNER-42", "utm_source": "instagram"},
 }
-
-
-@pytest.fixture
-def messenger(load_handler: Callable[[str], ModuleType]) -> ModuleType:
-    return load_handler("messenger_events_api")
-
-
-@pytest.fixture
-def redirect(load_handler: Callable[[str], ModuleType]) -> ModuleType:
-    return load_handler("redirect_api")
 
 
 def test_a_click_is_queued_for_the_worker(messenger: ModuleType, aws: Aws) -> None:

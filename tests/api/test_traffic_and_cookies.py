@@ -23,16 +23,6 @@ SCRIPT = "python-requests/2.32.3"
 
 
 @pytest.fixture
-def redirect(load_handler: Callable[[str], ModuleType]) -> ModuleType:
-    return load_handler("redirect_api")
-
-
-@pytest.fixture
-def messenger(load_handler: Callable[[str], ModuleType]) -> ModuleType:
-    return load_handler("messenger_events_api")
-
-
-@pytest.fixture
 def applications(load_handler: Callable[[str], ModuleType], espocrm: object) -> ModuleType:
     return load_handler("applications_api")
 

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.chromium import chromium, needs_chromium
+from tests.chromium import chromium, needs_chromium, only_to
 from tests.e2e.conftest import CrmView, LocalRun, person_user_agent, wait_for
 
 pytestmark = needs_chromium
@@ -29,22 +29,16 @@ def browser() -> Iterator[object]:
 def test_the_demo_page_submits_an_application_and_sends_the_visitor_to_telegram(
     crm_run: tuple[LocalRun, CrmView], browser: object
 ) -> None:
-    from playwright.sync_api import Browser, Route
+    from playwright.sync_api import Browser
 
     assert isinstance(browser, Browser)
     sandbox_run, crm = crm_run
+
     loopback = urlsplit(sandbox_run.url).netloc
     requested: list[str] = []
     failed: list[str] = []
-
-    def only_loopback(route: Route) -> None:
-        if urlsplit(route.request.url).netloc == loopback:
-            route.continue_()
-        else:
-            route.abort("blockedbyclient")
-
     context = browser.new_context(user_agent=person_user_agent(browser.version))
-    context.route("**/*", only_loopback)
+    only_to(context, sandbox_run.url)
     context.on("request", lambda request: requested.append(request.url))
     context.on("requestfailed", lambda request: failed.append(request.url))
     page = context.new_page()

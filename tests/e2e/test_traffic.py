@@ -18,13 +18,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from crm_bridge.delivery.execute import CLICKS_PER_SESSION_PER_HOUR
-from tests.chromium import chromium, needs_chromium
+from tests.chromium import chromium, needs_chromium, only_to
 from tests.e2e.conftest import (
     CrmView,
     EspoCrmView,
@@ -165,19 +164,12 @@ def run_flood(run: LocalRun, flood: Flood) -> None:
 
 def visit(browser: object, run: LocalRun, number: int) -> str:
     """A person on the demo site, through a partner's link, who clicks WhatsApp; their session."""
-    from playwright.sync_api import Browser, Route
+    from playwright.sync_api import Browser
 
     assert isinstance(browser, Browser)
-    loopback = urlsplit(run.url).netloc
-
-    def only_loopback(route: Route) -> None:
-        if urlsplit(route.request.url).netloc == loopback:
-            route.continue_()
-        else:
-            route.abort("blockedbyclient")
 
     context = browser.new_context(user_agent=person_user_agent(browser.version))
-    context.route("**/*", only_loopback)
+    only_to(context, run.url)
     try:
         page = context.new_page()
         page.goto(f"{run.url}/?ref=PARTNER-{number % 7}&utm_source=instagram&utm_campaign=person-{number}")

@@ -22,6 +22,10 @@ from crm_bridge.api.problems import error_document, error_headers, json_text
 MAX_JSON_DEPTH = 32
 _JSON_CONTENT_TYPES = ("application/json",)
 _BODY_METHODS = ("POST", "PUT", "PATCH")
+REF_COOKIE = "ref"
+"""The partner's referral code, set by /go (HttpOnly)."""
+SESSION_COOKIE = "visitor_session"
+"""The visitor session: set by the site's snippet or by /go, read by every route that records a visitor."""
 IDEMPOTENCY_KEY_HEADER = "idempotency-key"
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,128}")
 """1-128 visible ASCII characters (the OpenAPI document says the same)."""

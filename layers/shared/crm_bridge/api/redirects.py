@@ -24,13 +24,11 @@ from urllib.parse import urlencode, urlsplit
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 
 from crm_bridge.api.crawlers import automated_reason
-from crm_bridge.api.http import HttpProblem, HttpRequest
+from crm_bridge.api.http import REF_COOKIE, SESSION_COOKIE, HttpProblem, HttpRequest
 from crm_bridge.envelope import Channel, Origin, QueueMessage, click_message
 from crm_bridge.errors import SettingsError
 from crm_bridge.normalization import SESSION_ID_PATTERN, page_location, valid_attribution_tags
 
-REF_COOKIE = "ref"
-SESSION_COOKIE = "visitor_session"
 REF_COOKIE_MAX_AGE = 30 * 24 * 3600
 SESSION_COOKIE_MAX_AGE = 365 * 24 * 3600
 DEFAULT_WHATSAPP_TEXT = "Hello! I would like to know more about studying abroad."

@@ -10,8 +10,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
-from crm_bridge.api.http import HttpProblem, HttpRequest, invalid_fields
-from crm_bridge.api.redirects import REF_COOKIE, SESSION_COOKIE
+from crm_bridge.api.http import REF_COOKIE, SESSION_COOKIE, HttpProblem, HttpRequest, invalid_fields
 from crm_bridge.models import Application
 from crm_bridge.normalization import SESSION_ID_PATTERN, valid_attribution_tags
 
@@ -57,12 +56,7 @@ def refuse_without_consent(application: Application) -> None:
     """422 naming ``consent`` when the applicant did not accept the privacy notice, for sites whose
     form is where consent is collected (``CONSENT_REQUIRED``)."""
     if not application.consent:
-        raise HttpProblem(
-            422,
-            "invalid_request",
-            "some fields are missing or invalid",
-            fields=[{"field": "consent", "message": "the privacy notice must be accepted (send consent true)"}],
-        )
+        raise invalid_fields([{"loc": ("consent",), "msg": "the privacy notice must be accepted (send consent true)"}])
 
 
 def refuse_foreign_origin(request: HttpRequest, site_origins: tuple[str, ...]) -> None:

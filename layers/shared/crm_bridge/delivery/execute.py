@@ -65,8 +65,8 @@ def deliver(operation: Operation, provider: CrmProvider, sessions: VisitorSessio
                 return provider.upsert_lead(application, operation.operation_id)
             # Both session reads go out beside the CRM's search, not after it: an applicant waits for them
             # (in the API they started earlier still, beside the idempotency claim: delivery/overlap.py).
-            session_lead = _alongside(sessions.lead_for, provider.name, session_id)
-            held = _alongside(sessions.held_clicks, provider.name, session_id)
+            session_lead = read_alongside(sessions.lead_for, provider.name, session_id)
+            held = read_alongside(sessions.held_clicks, provider.name, session_id)
 
             def anonymous_lead() -> str | None:
                 """The visitor's clicks may have made an anonymous lead, which the application then
@@ -141,9 +141,10 @@ def _deliver_click(
 
 
 _session_reads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="crm-bridge-session-reads")
+"""The visitor-session store's reads, two at a time (a session's lead, its held clicks)."""
 
 
-def _alongside[T](read: Callable[[str, str], T], provider: str, session_id: str) -> Future[T]:
+def read_alongside[T](read: Callable[[str, str], T], provider: str, session_id: str) -> Future[T]:
     """``read(provider, session_id)`` on a thread of its own, in the caller's context (logger keys)."""
     return _session_reads.submit(copy_context().run, read, provider, session_id)
 

@@ -61,7 +61,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from crm_bridge.delivery.execute import VisitorSessions
+from crm_bridge.delivery.execute import VisitorSessions, read_alongside
 from crm_bridge.observability import get_logger
 from crm_bridge.providers.budget import time_budget
 from crm_bridge.providers.http import ReadsAhead, WriteAhead
@@ -75,13 +75,6 @@ SEARCHES_AHEAD = frozenset({"espocrm", "bitrix24"})
 search sent ahead is answered to the delivery's own request instead of being sent twice. Any other
 (the local sandbox, which talks to SQLite and consumes injected faults per request) is not searched
 ahead: its delivery runs exactly as before, its search after the claim."""
-
-
-@cache
-def session_reads() -> ThreadPoolExecutor:
-    """Threads for the visitor-session store's reads: two at once (its lead, its held clicks), beside
-    the background thread's search."""
-    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="crm-bridge-session-reads")
 
 
 @cache
@@ -105,9 +98,8 @@ class SessionsAlongside:
         """Start reading the session's lead and held clicks now, beside the idempotency claim and the
         search: the delivery asks for them next, before it writes anything."""
         key = (provider, session_id)
-        reads = session_reads()
-        self._leads_ahead[key] = reads.submit(copy_context().run, self._sessions.lead_for, provider, session_id)
-        self._held_ahead[key] = reads.submit(copy_context().run, self._sessions.held_clicks, provider, session_id)
+        self._leads_ahead[key] = read_alongside(self._sessions.lead_for, provider, session_id)
+        self._held_ahead[key] = read_alongside(self._sessions.held_clicks, provider, session_id)
 
     def lead_for(self, provider: str, session_id: str) -> str | None:
         read = self._leads_ahead.pop((provider, session_id), None)

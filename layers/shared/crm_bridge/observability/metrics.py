@@ -20,28 +20,22 @@ def count(name: str, value: int = 1) -> None:
     get_metrics().add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
-def crm_latency(provider: str, elapsed_ms: float) -> None:
-    """CRM round-trip time, by provider (its own metric set, so the dimension stays on it)."""
+def _by(name: str, unit: MetricUnit, value: float, dimension: str, of: str) -> None:
+    """A metric with a dimension of its own (its own metric set, so the dimension stays on it)."""
     with single_metric(
-        name="CrmLatency",
-        unit=MetricUnit.Milliseconds,
-        value=elapsed_ms,
-        namespace=get_metrics().namespace,
-        default_dimensions={"provider": provider},
+        name=name, unit=unit, value=value, namespace=get_metrics().namespace, default_dimensions={dimension: of}
     ):
         pass
+
+
+def crm_latency(provider: str, elapsed_ms: float) -> None:
+    """CRM round-trip time, by provider."""
+    _by("CrmLatency", MetricUnit.Milliseconds, elapsed_ms, "provider", provider)
 
 
 def clicks_ignored(reason: str) -> None:
     """A /go request no person made (link previewer, crawler, script, HEAD), by reason."""
-    with single_metric(
-        name="ClicksIgnored",
-        unit=MetricUnit.Count,
-        value=1,
-        namespace=get_metrics().namespace,
-        default_dimensions={"reason": reason},
-    ):
-        pass
+    _by("ClicksIgnored", MetricUnit.Count, 1, "reason", reason)
 
 
 NOT_WRITTEN = frozenset({"held", "folded"})
