@@ -33,15 +33,22 @@ def register_provider(name: CrmProviderName, build: ProviderBuilder) -> None:
 
 
 def build_provider(
-    settings: Settings, mapping: FieldMapping, *, transport: httpx.BaseTransport | None = None
+    settings: Settings,
+    mapping: FieldMapping,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    name: CrmProviderName | None = None,
 ) -> CrmProvider:
-    """The provider the settings select. Settings validation guarantees its section exists.
+    """The provider the settings select (``CRM_PROVIDER``), or the one named by ``name`` (the shadow of a
+    dual-write, either side of a migration). Settings validation guarantees the primary's section
+    exists; another one without its settings is a :class:`SettingsError`.
 
     Only the selected provider's module is imported: a deployed function never loads the others. Any
     other provider must have been registered (:func:`register_provider`), which happens in local runs only.
 
     Raises :class:`crm_bridge.errors.SettingsError` for a provider nobody registered here."""
-    match settings.crm_provider:
+    chosen = name or settings.crm_provider
+    match chosen:
         case CrmProviderName.ESPOCRM if settings.espocrm is not None:
             from crm_bridge.providers.espocrm import EspoCrmProvider
 
@@ -58,12 +65,14 @@ def build_provider(
                 transport=transport,
                 phone_region=settings.default_phone_region,
             )
-        case CrmProviderName.ESPOCRM | CrmProviderName.BITRIX24:  # pragma: no cover - settings validation
-            raise AssertionError(f"settings for {settings.crm_provider} were not validated")
-    build = _REGISTERED.get(settings.crm_provider)
+        case CrmProviderName.ESPOCRM:
+            raise SettingsError("invalid configuration: espocrm needs ESPOCRM_URL and ESPOCRM_API_KEY")
+        case CrmProviderName.BITRIX24:
+            raise SettingsError("invalid configuration: bitrix24 needs BITRIX24_WEBHOOK_URL")
+    build = _REGISTERED.get(chosen)
     if build is None:
         raise SettingsError(
-            f"invalid configuration: CRM_PROVIDER={settings.crm_provider} is not available here "
+            f"invalid configuration: {'CRM_PROVIDER=' if name is None else 'CRM provider '}{chosen} is not available here "
             "(it exists in local runs only: make run)"
         )
     return build(settings, mapping)
