@@ -77,6 +77,8 @@ _VARCHAR_LENGTHS: dict[MappedField, int] = {
     MappedField.CONSENT_VERSION: 64,
     MappedField.FIRST_TOUCH_AT: 32,  # ISO 8601 text, as the website sent it
     MappedField.CONSENT_AT: 32,
+    MappedField.SOURCE_RECORD: 64,  # "bitrix24:<id>" or "espocrm:<id>"
+    MappedField.SOURCE_CREATED_AT: 32,
 }
 """Others get 255: the rarer click ids and the pages too (a longer one is kept in the description
 instead: EspoCRM's row of varchar columns has a size limit, MariaDB's 64 KiB)."""

@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from crm_bridge.errors import CrmConfigurationError, CrmError, LeadNotFound, PermanentCrmError, RetryableCrmError
@@ -36,6 +36,7 @@ from crm_bridge.providers.budget import remaining_seconds
 from crm_bridge.providers.factory import register_provider
 from crm_bridge.providers.http import BudgetExhausted
 from crm_bridge.providers.lead_draft import LeadDraft, fill_empty, operation_marker
+from crm_bridge.providers.records import LeadStatus
 from crm_bridge.settings import CrmProviderName, SandboxSettings, Settings
 
 PROVIDER_NAME = "sandbox"
@@ -251,7 +252,11 @@ class SandboxStore:
     def notes(self, lead_id: str) -> list[str]:
         """Texts of the lead's notes, oldest first."""
         with self._connection() as db:
-            rows = db.execute("SELECT text FROM notes WHERE lead_id = ? ORDER BY id", (int(lead_id),)).fetchall()
+            return self.note_texts(db, lead_id)
+
+    @staticmethod
+    def note_texts(db: sqlite3.Connection, lead_id: str) -> list[str]:
+        rows = db.execute("SELECT text FROM notes WHERE lead_id = ? ORDER BY id", (int(lead_id),)).fetchall()
         return [str(row[0]) for row in rows]
 
     def seed_lead(self, attributes: dict[str, Any]) -> str:
@@ -293,6 +298,14 @@ class SandboxProvider(CrmProvider):
     identity_attributes = CONTACT_ATTRIBUTES
     replaced_on_completion = ("first_name", "last_name", "source")
     closed_lead = ClosedLeadAttributes("status", CLOSED_STATUSES, "contact_id", "account_id")
+    text_attribute = "description"
+    status_attribute = "status"
+    status_values: ClassVar[Mapping[LeadStatus, str]] = {
+        LeadStatus.NEW: "New",
+        LeadStatus.IN_PROCESS: "In Process",
+        LeadStatus.CONVERTED: "Converted",
+        LeadStatus.LOST: "Dead",
+    }
 
     def __init__(
         self,
@@ -345,7 +358,7 @@ class SandboxProvider(CrmProvider):
             "emails": [draft.email] if draft.email else None,
             "description": draft.description,
             "status": "New",
-            "source": self.mapping.lead_source.get(draft.source),
+            "source": self.mapping.source_value(draft.source),
             **self._mapped_attributes(draft.values),
         }
         return {key: value for key, value in payload.items() if value is not None}
@@ -422,6 +435,10 @@ class SandboxProvider(CrmProvider):
             if self.store.stored_attributes(db, record_id) is None:
                 raise LeadNotFound(f"lead {record_id} does not exist", provider=self.name, status=404)
             return self.store.insert_note(db, record_id, text)
+
+    def _timeline_texts(self, record_id: str) -> list[str]:
+        with self._request() as db:
+            return self.store.note_texts(db, record_id)
 
     def _recorded(self, lead: ExistingLead, operation_id: UUID) -> bool:
         marker = operation_marker(operation_id)

@@ -92,6 +92,11 @@ FIELD_BODIES: list[tuple[str, dict[str, Any]]] = [
             "options": ["", "Telegram", "WhatsApp", "Instagram"],
         },
     ),
+    ("cSourceRecord", {"name": "sourceRecord", "type": "varchar", "maxLength": 64, "label": "Source Record"}),
+    (
+        "cSourceCreatedAt",
+        {"name": "sourceCreatedAt", "type": "varchar", "maxLength": 32, "label": "Source Created At"},
+    ),
 ]
 ATTRIBUTES = [attribute for attribute, _ in FIELD_BODIES]
 

@@ -55,6 +55,8 @@ DEFAULT_USER_FIELDS: tuple[str, ...] = (
     "UF_CRM_CONSENT_AT",
     "UF_CRM_VISITOR_SESSION_ID",
     "UF_CRM_MESSENGER_CHANNEL",
+    "UF_CRM_SOURCE_RECORD",
+    "UF_CRM_SOURCE_CREATED_AT",
 )
 # User fields of type "boolean": written and read as Y/N (research §9).
 BOOLEAN_USER_FIELDS = frozenset({"UF_CRM_CONSENT"})
@@ -77,6 +79,8 @@ _USER_FIELD_LABELS = {
     "UF_CRM_CONSENT_AT": "Privacy consent given at",
     "UF_CRM_VISITOR_SESSION_ID": "Visitor session id",
     "UF_CRM_MESSENGER_CHANNEL": "Messenger channel",
+    "UF_CRM_SOURCE_RECORD": "Copied from",
+    "UF_CRM_SOURCE_CREATED_AT": "Created there on",
 }
 
 DEFAULT_TOKEN = "s3cr3tw3bh00kt0k3n"

@@ -83,6 +83,8 @@ DEFAULT_CUSTOM_ATTRIBUTES: tuple[str, ...] = (
     "cConsentPage",
     "cVisitorSessionId",
     "cMessengerChannel",
+    "cSourceRecord",
+    "cSourceCreatedAt",
 )
 
 API_ROOT = "/api/v1"
@@ -154,6 +156,8 @@ DEFAULT_CUSTOM_MAX_LENGTH: dict[str, int] = {
     "cConsentAt": 32,
     "cConsentPage": 255,
     "cVisitorSessionId": 64,
+    "cSourceRecord": 64,
+    "cSourceCreatedAt": 32,
 }
 DEFAULT_CUSTOM_ENUMS: dict[str, tuple[str, ...]] = {
     "cUserType": ("", "Student", "Parent", "Other"),

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 
@@ -30,6 +30,10 @@ class CrmProviderName(StrEnum):
     SANDBOX = "sandbox"
     """Local runs only (``make run``): leads in a SQLite file. The provider is the local runner's
     (``infra/local/sandbox.py``), not in the layer; the template's CrmProvider refuses it."""
+
+
+ShadowProviderName = Literal[CrmProviderName.ESPOCRM, CrmProviderName.BITRIX24]
+"""A real CRM: a dual-write's shadow is the other side of a migration, never the local sandbox."""
 
 
 class SecretSource:
@@ -119,6 +123,9 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     crm_provider: CrmProviderName
+    crm_shadow_provider: ShadowProviderName | None = None
+    """During a cutover, the CRM that also gets every operation, through the queue
+    (``crm_bridge.delivery.dual_write``); None: the primary alone."""
     crm_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     default_phone_region: PhoneRegion = "TR"
     field_mapping_file: Path | None = None
@@ -127,14 +134,34 @@ class Settings(BaseModel):
     sandbox: SandboxSettings | None = None
 
     @model_validator(mode="after")
-    def _selected_provider_is_configured(self) -> Settings:
-        if self.crm_provider is CrmProviderName.ESPOCRM and self.espocrm is None:
-            raise ValueError("CRM_PROVIDER=espocrm needs ESPOCRM_URL and ESPOCRM_API_KEY (or ESPOCRM_API_KEY_PARAM)")
-        if self.crm_provider is CrmProviderName.BITRIX24 and self.bitrix24 is None:
-            raise ValueError("CRM_PROVIDER=bitrix24 needs BITRIX24_WEBHOOK_URL (or BITRIX24_WEBHOOK_URL_PARAM)")
-        if self.crm_provider is CrmProviderName.SANDBOX and self.sandbox is None:
-            raise ValueError("CRM_PROVIDER=sandbox needs SANDBOX_DB_PATH")
+    def _selected_providers_are_configured(self) -> Settings:
+        if self.crm_shadow_provider is not None and self.crm_shadow_provider is self.crm_provider:
+            raise ValueError(
+                f"CRM_SHADOW_PROVIDER must differ from CRM_PROVIDER (both are {self.crm_provider}): "
+                "a dual-write needs two CRMs"
+            )
+        for variable, provider in (("CRM_PROVIDER", self.crm_provider), ("CRM_SHADOW_PROVIDER", self.crm_shadow_provider)):
+            if provider is CrmProviderName.ESPOCRM and self.espocrm is None:
+                raise ValueError(f"{variable}=espocrm needs ESPOCRM_URL and ESPOCRM_API_KEY (or ESPOCRM_API_KEY_PARAM)")
+            if provider is CrmProviderName.BITRIX24 and self.bitrix24 is None:
+                raise ValueError(f"{variable}=bitrix24 needs BITRIX24_WEBHOOK_URL (or BITRIX24_WEBHOOK_URL_PARAM)")
+            if provider is CrmProviderName.SANDBOX and self.sandbox is None:
+                raise ValueError(f"{variable}=sandbox needs SANDBOX_DB_PATH")
         return self
+
+    @property
+    def providers(self) -> tuple[CrmProviderName, ...]:
+        """The CRMs operations go to now: the primary, and during a cutover its shadow."""
+        return (self.crm_provider,) if self.crm_shadow_provider is None else (self.crm_provider, self.crm_shadow_provider)
+
+    def destination(self, requested: CrmProviderName | None) -> CrmProviderName:
+        """The CRM an operation copy made for ``requested`` goes to now: that one while it is configured
+        (primary or shadow), else the primary. A copy that names no CRM (every envelope queued before
+        dual-writes, and all of them without a shadow) follows the primary, so that switching CRM still
+        moves what waits on the queue; a shadow's copy whose shadow was turned off or switched away
+        goes to the primary, where its once-only record and the CRM's operation markers stop a second
+        write (``crm_bridge.delivery.dual_write``)."""
+        return requested if requested in self.providers else self.crm_provider
 
 
 def _secret(env: Mapping[str, str], name: str, problems: list[str]) -> SecretSource | None:
@@ -167,14 +194,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "field_mapping_file": env.get("CRM_FIELD_MAPPING_FILE") or None,
     }
     provider = env.get("CRM_PROVIDER", "")
+    shadow = env.get("CRM_SHADOW_PROVIDER") or None
+    raw["crm_shadow_provider"] = shadow
+
+    def chosen(crm: CrmProviderName) -> str | None:
+        """Which variable selects ``crm`` (whose section it then needs), if one does."""
+        selected = (f"{name}={crm}" for name, value in (("CRM_PROVIDER", provider), ("CRM_SHADOW_PROVIDER", shadow)))
+        return next((why for why, value in zip(selected, (provider, shadow), strict=True) if value == crm), None)
+
     espocrm_url = env.get("ESPOCRM_URL") or None
     api_key = _secret(env, "ESPOCRM_API_KEY", problems)
     hmac_secret = _secret(env, "ESPOCRM_HMAC_SECRET", problems)
     if espocrm_url and api_key:
         raw["espocrm"] = {"url": espocrm_url, "api_key": api_key, "hmac_secret": hmac_secret}
-    elif provider == CrmProviderName.ESPOCRM:
+    elif why := chosen(CrmProviderName.ESPOCRM):
         problems.extend(
-            f"{name} is not set (required when CRM_PROVIDER=espocrm)"
+            f"{name} is not set (required when {why})"
             for name, present in (("ESPOCRM_URL", espocrm_url), ("ESPOCRM_API_KEY or ESPOCRM_API_KEY_PARAM", api_key))
             if not present
         )
@@ -186,10 +221,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             except ValueError as exc:
                 problems.append(f"BITRIX24_WEBHOOK_URL: {exc}")
         raw["bitrix24"] = {"webhook": webhook, "requests_per_second": env.get("BITRIX24_REQUESTS_PER_SECOND") or None}
-    elif provider == CrmProviderName.BITRIX24:
-        problems.append(
-            "BITRIX24_WEBHOOK_URL or BITRIX24_WEBHOOK_URL_PARAM is not set (required when CRM_PROVIDER=bitrix24)"
-        )
+    elif why := chosen(CrmProviderName.BITRIX24):
+        problems.append(f"BITRIX24_WEBHOOK_URL or BITRIX24_WEBHOOK_URL_PARAM is not set (required when {why})")
     # The sandbox exists only where someone chose a file for it: a deployed stack never has one.
     sandbox_db_path = env.get("SANDBOX_DB_PATH") or None
     if sandbox_db_path:
@@ -206,6 +239,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 _ENV_NAMES = {
     ("crm_provider",): "CRM_PROVIDER",
+    ("crm_shadow_provider",): "CRM_SHADOW_PROVIDER",
     ("crm_timeout_seconds",): "CRM_TIMEOUT_SECONDS",
     ("default_phone_region",): "DEFAULT_PHONE_REGION",
     ("field_mapping_file",): "CRM_FIELD_MAPPING_FILE",

@@ -61,6 +61,10 @@ class MappedField(StrEnum):
     CONSENT_PAGE = "consent_page"
     VISITOR_SESSION_ID = "visitor_session_id"
     MESSENGER_CHANNEL = "messenger_channel"
+    SOURCE_RECORD = "source_record"
+    """The lead a migration copied this one from (``bitrix24:101``): how a rerun finds its copy."""
+    SOURCE_CREATED_AT = "source_created_at"
+    """When that lead was created in its CRM (a copy's own creation date is the migration's)."""
 
 
 LAST_TOUCH_FIELDS: tuple[MappedField, ...] = (
@@ -154,6 +158,14 @@ class ProviderMapping(BaseModel):
     def crm_value(self, field: MappedField, value: str) -> str:
         """A list value as the CRM knows it (EspoCRM option label, Bitrix list item id)."""
         return self.enum_values.get(field, {}).get(value, value)
+
+    def domain_value(self, field: MappedField, value: str) -> str:
+        """The reverse of :meth:`crm_value`: a CRM's list value in domain terms (``Student`` -> ``student``)."""
+        return next((domain for domain, crm in self.enum_values.get(field, {}).items() if crm == value), value)
+
+    def source_value(self, kind: LeadSourceKind | None) -> str | None:
+        """The CRM's lead source for what made the lead; None for a lead copied by a migration."""
+        return self.lead_source.get(kind) if kind is not None else None
 
 
 class EspoCrmMapping(ProviderMapping):

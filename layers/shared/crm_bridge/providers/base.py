@@ -14,13 +14,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, ClassVar
-from uuid import UUID, uuid4
+from uuid import UUID, uuid4, uuid5
 
 from pydantic import BaseModel, ConfigDict
 
 from crm_bridge.errors import CrmError, ErrorKind, LeadNotFound, PermanentCrmError
 from crm_bridge.field_mapping import MappedField, ProviderMapping
 from crm_bridge.models import Application, MessengerActivity
+from crm_bridge.normalization import normalize_email, normalize_phone
 from crm_bridge.observability import get_logger
 from crm_bridge.providers.lead_draft import (
     CONTACT_LABELS,
@@ -30,11 +31,14 @@ from crm_bridge.providers.lead_draft import (
     add_details,
     application_summary,
     closed_lead_line,
+    copied_note,
     draft_from_activity,
     draft_from_application,
+    draft_from_copy,
     is_empty,
     repeat_application_note,
 )
+from crm_bridge.providers.records import CrmLead, LeadStatus, import_marker, imported_from
 
 
 class LeadAction(StrEnum):
@@ -63,6 +67,56 @@ class ProviderResult(BaseModel):
     """Attributes the CRM refused (a validation failure naming the field: a value too long for it,
     an option it lacks) and the lead was written without; their values are in its description, or
     in the note recording the submission when the description was not written."""
+
+
+class ImportAction(StrEnum):
+    CREATED = "created"
+    """No lead of this person here: the copy is a new lead."""
+    MERGED = "merged"
+    """This CRM had the person's lead (the live flow made it, or another copy): the history was added to it."""
+    COMPLETED = "completed"
+    """An earlier run copied the lead but not all of it (stopped midway, or the original changed since)."""
+    UNCHANGED = "unchanged"
+    """Everything was here already."""
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    action: ImportAction
+    record_id: str
+    """The lead here ("" for a dry run's new lead)."""
+    notes_written: int = 0
+    dropped_fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Contacts:
+    """A lead's phones and e-mails as a CRM matches them (E.164, lower case), and the rest as typed."""
+
+    phones: tuple[str, ...]
+    emails: tuple[str, ...]
+    unrecognised: tuple[str, ...]
+
+    @classmethod
+    def of(cls, lead: CrmLead) -> _Contacts:
+        phones: list[str] = []
+        emails: list[str] = []
+        unrecognised: list[str] = []
+        for values, normalize, into in ((lead.phones, normalize_phone, phones), (lead.emails, normalize_email, emails)):
+            for value in values:
+                try:
+                    into.append(normalize(value))
+                except ValueError:
+                    unrecognised.append(value)
+        return cls(tuple(dict.fromkeys(phones)), tuple(dict.fromkeys(emails)), tuple(unrecognised))
+
+    def pairs(self) -> list[tuple[str | None, str | None]]:
+        """(phone, e-mail) pairs to search by, the primary ones first."""
+        count = max(len(self.phones), len(self.emails))
+        return [
+            (self.phones[i] if i < len(self.phones) else None, self.emails[i] if i < len(self.emails) else None)
+            for i in range(count)
+        ]
 
 
 class ConnectionReport(BaseModel):
@@ -131,6 +185,15 @@ Details = Mapping[str, tuple[str, object]]
 _REFUSED_NOTE = "The CRM refused to store these values in their fields; they are kept here."
 
 
+_COPIES = UUID("5b0c3f47-8d0e-4f6a-9c1e-2a7d6e4b9f10")
+"""Namespace of the operation ids of a migration's copies: one per original lead, the same every run."""
+
+
+def copy_operation_id(lead: CrmLead) -> UUID:
+    """The copy's operation id (Bitrix24 keeps it as ``ORIGIN_ID``): derived from the original lead."""
+    return uuid5(_COPIES, lead.key)
+
+
 class DuplicateLeadFound(Exception):
     """Raised by ``_create`` when the CRM reveals that the lead exists already (a race or a retry)."""
 
@@ -152,6 +215,11 @@ class CrmProvider(ABC):
     identity_attributes: ClassVar[tuple[str, ...]] = ()
     """The lead attributes holding its phones and e-mails: a lead with none is an anonymous visitor's
     (made from a click), which the visitor's application completes instead of making a second lead."""
+    text_attribute: ClassVar[str]
+    """The lead attribute holding its text (the description): where a copy's marker is."""
+    status_attribute: ClassVar[str]
+    """The lead attribute a migration's copy takes its status in (see :attr:`status_values`)."""
+    status_values: ClassVar[Mapping[LeadStatus, str]]
     replaced_on_completion: ClassVar[tuple[str, ...]] = ()
     """The attributes an application overwrites on an anonymous visitor's lead: its placeholder name,
     and its source (a messenger click's, which the lead no longer is)."""
@@ -272,6 +340,115 @@ class CrmProvider(ABC):
         note_id = self._add_note(lead_id, add_details(_REFUSED_NOTE, unwritten)) if unwritten else None
         return self._result(lead_id, LeadAction.UPDATED, started, outcome, activity_id=note_id)
 
+    def import_lead(self, lead: CrmLead, *, dry_run: bool = False) -> ImportResult:
+        """Copy another CRM's lead into this one with its notes, oldest first: onto the lead it was
+        copied to before (its source field, its marker), else onto this CRM's lead of the same person
+        (phone or e-mail, the live flow's rule: an applicant who arrived here already gets the history,
+        not a second lead), else as a new lead. Writes only what is missing (empty fields, notes whose
+        marker is not here yet), so a rerun, or a run resumed after a crash, writes nothing twice.
+        ``dry_run`` reads and writes nothing; the result says what would have been done."""
+        contacts = _Contacts.of(lead)
+        primary = contacts.pairs()[0] if contacts.pairs() else (None, None)
+        draft = draft_from_copy(lead, *primary, contacts.unrecognised)
+        payload = self._lead_payload(draft, copy_operation_id(lead)) | {
+            self.status_attribute: self.status_values[lead.status]
+        }
+        details = self._details(draft.values, draft.contacts())
+        notes = [note for note in lead.notes if not imported_from(note.text, self.name)]
+        existing = self._copy_of(lead, contacts)
+        if existing is None:
+            if dry_run:
+                return ImportResult(ImportAction.CREATED, "", len(notes))
+            created, _ = self._write_without_refused(
+                lambda attributes: self._create(attributes, check_duplicates=False), payload, details
+            )
+            self._add_contacts(created.record_id, contacts)
+            for note in notes:
+                self._add_note(created.record_id, copied_note(lead, note))
+            return ImportResult(ImportAction.CREATED, created.record_id, len(notes), created.dropped_fields)
+        known = "\n".join(
+            [
+                str(existing.attributes.get(self.text_attribute) or ""),
+                *self._timeline_texts(existing.record_id),
+            ]
+        )
+        copied_before = import_marker(lead.key) in known
+        missing_notes = [note for note in notes if import_marker(lead.key, note.note_id) not in known]
+        patch = self._missing_values(existing, payload)
+        extra_contacts = self._contacts_missing(existing, contacts)
+        if copied_before and not patch and not missing_notes and not extra_contacts:
+            return ImportResult(ImportAction.UNCHANGED, existing.record_id)
+        action = ImportAction.COMPLETED if copied_before else ImportAction.MERGED
+        if dry_run:
+            return ImportResult(action, existing.record_id, len(missing_notes))
+        dropped: tuple[str, ...] = ()
+        unwritten: list[tuple[str, object]] = []
+        if patch:
+            outcome, unwritten = self._write_without_refused(
+                lambda attributes: self._update(existing.record_id, attributes), patch, details
+            )
+            dropped = outcome.dropped_fields
+        self._add_contacts(existing.record_id, contacts)
+        if not copied_before:
+            self._add_note(existing.record_id, add_details(draft.description, unwritten))
+        for note in missing_notes:
+            self._add_note(existing.record_id, copied_note(lead, note))
+        return ImportResult(action, existing.record_id, len(missing_notes), dropped)
+
+    def _copy_of(self, lead: CrmLead, contacts: _Contacts) -> ExistingLead | None:
+        """This CRM's lead for ``lead``, with its attributes: the original it was copied from (a lead
+        coming back after a rollback), the copy an earlier run made, the lead an operation written to
+        both CRMs made here (dual-write), else the person's lead by phone or e-mail."""
+        origin = lead.copied_from
+        if origin is not None and origin.startswith(f"{self.name}:"):
+            record_id = origin.split(":", 1)[1]
+            if self._accepts_record_id(record_id):
+                try:
+                    return self._read_lead(record_id)
+                except LeadNotFound:
+                    pass
+        source_attribute = self.mapping.attribute(MappedField.SOURCE_RECORD)
+        found = self._find_by_attribute(source_attribute, lead.key) if source_attribute else None
+        operation = lead.created_by_operation()
+        if found is None and operation is not None:
+            found = self._find_created_by(UUID(operation))
+        if found is not None:
+            return found if found.attributes else self._read_lead(found.record_id)
+        for phone, email in contacts.pairs():
+            match = self._find_lead(phone=phone, email=email)
+            if match is not None:
+                return match
+        return None
+
+    def _contacts_missing(self, lead: ExistingLead, contacts: _Contacts) -> bool:
+        """Whether the lead lacks a phone or an e-mail of the copy."""
+        return any(self._contact_patch(lead, phone, email) for phone, email in contacts.pairs())
+
+    def _add_contacts(self, record_id: str, contacts: _Contacts) -> None:
+        """Give the lead the copy's further phones and e-mails (the first ones went with its payload),
+        reading it again after each addition: a CRM appends a value to the lead's list, which the
+        next addition must include."""
+        further = contacts.pairs()[1:]
+        if not further:
+            return
+        current = self._read_lead(record_id)
+        for phone, email in further:
+            patch = self._contact_patch(current, phone, email)
+            if patch:
+                self._update(record_id, patch)
+                current = self._read_lead(record_id)
+
+    def _contact_patch(self, lead: ExistingLead, phone: str | None, email: str | None) -> dict[str, Any]:
+        """The update adding ``phone`` and ``email`` to the lead when it lacks them (else {})."""
+        probe = self._lead_payload(
+            LeadDraft(first_name=None, last_name=None, phone=phone, email=email, description="", source=None),
+            UUID(int=0),
+        )
+        contact_attributes = set(self.identity_attributes) | {f"{name}Data" for name in self.identity_attributes}
+        wanted = {key: value for key, value in probe.items() if key in self.identity_attributes}
+        patch = self._missing_values(lead, wanted)
+        return {key: value for key, value in patch.items() if key in contact_attributes}
+
     def test_connection(self) -> ConnectionReport:
         """Reachability, credentials, the CRM's settings and the mapped fields it lacks. Never raises."""
         started = self._clock()
@@ -356,6 +533,10 @@ class CrmProvider(ABC):
     @abstractmethod
     def _add_note(self, record_id: str, text: str) -> str:
         """Add a timeline entry to the lead; return its id."""
+
+    @abstractmethod
+    def _timeline_texts(self, record_id: str) -> list[str]:
+        """The texts of every note on the lead's timeline (a migration looks for its markers there)."""
 
     @abstractmethod
     def _recorded(self, lead: ExistingLead, operation_id: UUID) -> bool:
@@ -523,6 +704,23 @@ class CrmProvider(ABC):
     @staticmethod
     def _boolean(value: bool) -> Any:
         return value
+
+    @staticmethod
+    def _read_boolean(value: Any) -> bool:
+        return bool(value)
+
+    def _domain_values(self, record: Mapping[str, Any]) -> dict[MappedField, str | bool]:
+        """The reverse of :meth:`_mapped_attributes`: a lead's mapped attributes in domain terms."""
+        values: dict[MappedField, str | bool] = {}
+        for mapped, attribute in self.mapping.lead_fields.items():
+            value = record.get(attribute)
+            if is_empty(value):
+                continue
+            if mapped is MappedField.CONSENT:
+                values[mapped] = self._read_boolean(value)
+            else:
+                values[mapped] = self.mapping.domain_value(mapped, str(value))
+        return values
 
     def _elapsed_ms(self, started: float) -> float:
         return round((self._clock() - started) * 1000, 1)

@@ -30,7 +30,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, ClassVar
 from urllib.parse import quote
 from uuid import UUID
 
@@ -53,6 +54,7 @@ from crm_bridge.providers.base import (
 from crm_bridge.providers.http import error_for_status, make_client, retry_after_header, send
 from crm_bridge.providers.lead_draft import LeadDraft, fill_empty, operation_marker
 from crm_bridge.providers.pace import RequestPacer
+from crm_bridge.providers.records import CrmLead, LeadPage, LeadReader, LeadStatus, RecordedNote
 from crm_bridge.settings import Bitrix24Settings, default_phone_region
 
 ORIGINATOR_ID = "crm-bridge"
@@ -95,6 +97,8 @@ _WRITING_METHODS = frozenset({"add", "update", "delete"})
 """Bitrix24 calls everything with POST; these method names (``crm.lead.add``...) change data."""
 BATCH_MAX_COMMANDS = 50
 """"A single batch contains no more than 50 subqueries" (DOCS: settings/how-to-call-rest-api/batch)."""
+_LIST_PAGE = 50
+""""The page size of results is always static: 50 records" (DOCS: crm-lead-list; comments alike)."""
 
 
 class _Ref(str):
@@ -114,10 +118,18 @@ class _Prefetched:
 _prefetched: ContextVar[_Prefetched | None] = ContextVar("bitrix24_prefetched", default=None)
 
 
-class Bitrix24Provider(CrmProvider):
+class Bitrix24Provider(CrmProvider, LeadReader):
     name = "bitrix24"
     identity_attributes = ("PHONE", "EMAIL")
     replaced_on_completion = ("TITLE", "NAME", "LAST_NAME", "SOURCE_ID")
+    text_attribute = "COMMENTS"
+    status_attribute = "STATUS_ID"
+    status_values: ClassVar[Mapping[LeadStatus, str]] = {
+        LeadStatus.NEW: "NEW",
+        LeadStatus.IN_PROCESS: "IN_PROCESS",
+        LeadStatus.CONVERTED: "CONVERTED",
+        LeadStatus.LOST: "JUNK",
+    }
     closed_lead = ClosedLeadAttributes("STATUS_SEMANTIC_ID", {"S": True, "F": False}, "CONTACT_ID", "COMPANY_ID")
 
     def __init__(
@@ -197,9 +209,12 @@ class Bitrix24Provider(CrmProvider):
             raise RetryableCrmError("answer was not JSON", provider=self.name, status=response.status_code)
         raise self._error(response, body if isinstance(body, dict) else {})
 
-    def _batch(self, commands: Mapping[str, tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    def _batch(
+        self, commands: Mapping[str, tuple[str, dict[str, Any]]], totals: dict[str, int] | None = None
+    ) -> dict[str, Any]:
         """Run read-only sub-calls in one request (``halt: 0``); each key answers its result or the
-        :class:`CrmError` its ``result_error`` entry stands for. The batch itself failing raises."""
+        :class:`CrmError` its ``result_error`` entry stands for. The batch itself failing raises.
+        ``totals`` receives the ``total`` of the list sub-calls that gave one."""
         if len(commands) > BATCH_MAX_COMMANDS:
             raise ValueError(f"a batch takes at most {BATCH_MAX_COMMANDS} sub-calls")
         cmd = {key: f"{method}?{_query_string(params)}" for key, (method, params) in commands.items()}
@@ -209,6 +224,9 @@ class Bitrix24Provider(CrmProvider):
         errors = answer.get("result_error") if isinstance(answer, dict) else None
         results = results if isinstance(results, dict) else {}
         errors = errors if isinstance(errors, dict) else {}
+        counted = answer.get("result_total") if isinstance(answer, dict) else None
+        if totals is not None and isinstance(counted, dict):
+            totals.update({key: int(total) for key, total in counted.items() if str(total).isdigit()})
         outcome: dict[str, Any] = {}
         for key in commands:
             if key in errors:
@@ -260,11 +278,11 @@ class Bitrix24Provider(CrmProvider):
 
     def _lead_payload(self, draft: LeadDraft, operation_id: UUID) -> dict[str, Any]:
         fields: dict[str, Any] = {
-            "TITLE": f"{draft.title}: {_TITLES[draft.source]}",
+            "TITLE": f"{draft.title}: {_TITLES[draft.source]}" if draft.source else draft.title,
             "NAME": draft.first_name,
             "LAST_NAME": draft.last_name,
             "COMMENTS": draft.description,
-            "SOURCE_ID": self.mapping.lead_source.get(draft.source),
+            "SOURCE_ID": self.mapping.source_value(draft.source),
             "ORIGINATOR_ID": ORIGINATOR_ID,
             "ORIGIN_ID": str(operation_id),
             **_multifield_items({}, draft.phone, draft.email, self._phone_region),
@@ -281,6 +299,10 @@ class Bitrix24Provider(CrmProvider):
     @staticmethod
     def _boolean(value: bool) -> Any:
         return "Y" if value else "N"
+
+    @staticmethod
+    def _read_boolean(value: Any) -> bool:
+        return str(value).upper() in ("Y", "1")
 
     def _read(self, record_id: str) -> dict[str, Any]:
         record = self._call("crm.lead.get", {"id": record_id})
@@ -446,6 +468,74 @@ class Bitrix24Provider(CrmProvider):
     def _accepts_record_id(self, record_id: str) -> bool:
         return _LEAD_ID.fullmatch(record_id) is not None
 
+    def _timeline_texts(self, record_id: str) -> list[str]:
+        return [note.text for note in self._comments(record_id)]
+
+    def _comments(self, record_id: str, start: int = 0) -> list[RecordedNote]:
+        """The lead's timeline comments from ``start`` on, oldest first, page by page."""
+        notes: list[RecordedNote] = []
+        while True:
+            params = _comment_list(int(record_id)) | {"start": start}
+            page = self._call("crm.timeline.comment.list", params)
+            notes += _notes(page)
+            if not isinstance(page, list) or len(page) < _LIST_PAGE:
+                return notes
+            start += _LIST_PAGE
+
+    # --- LeadReader: a migration's reads, within the request budget ----------------------------------
+
+    def read_leads(self, *, after: str | None, since: datetime | None, with_notes: bool = True) -> LeadPage:
+        """One request per page: a ``batch`` of the lead list (50 at most, by ID) and, for its first
+        49 leads, their comments (``$result[page][i][ID]``); the page ends at the 49th lead, so the
+        50th comes first in the next one. A lead with more than a page of comments costs more."""
+        filters: dict[str, Any] = {">ID": int(after) if after else 0}
+        if since is not None:
+            filters[">=DATE_MODIFY"] = since.isoformat()
+        listing = {"filter": filters, "order": {"ID": "ASC"}, "select": ["*", "UF_*", "PHONE", "EMAIL"], "start": 0}
+        if not with_notes:
+            records = self._call("crm.lead.list", listing)
+            leads = [self._crm_lead(record, ()) for record in records or [] if isinstance(record, dict)]
+            return LeadPage(leads, leads[-1].record_id if len(leads) == _LIST_PAGE else None)
+        commands: dict[str, tuple[str, dict[str, Any]]] = {"page": ("crm.lead.list", listing)}
+        for index in range(BATCH_MAX_COMMANDS - 1):
+            commands[f"notes{index}"] = (
+                "crm.timeline.comment.list",
+                _comment_list(_Ref(f"$result[page][{index}][ID]")),
+            )
+        totals: dict[str, int] = {}
+        answers = self._batch(commands, totals)
+        page = answers["page"]
+        if isinstance(page, CrmError):
+            raise page
+        records = [record for record in page if isinstance(record, dict)][: BATCH_MAX_COMMANDS - 1]
+        leads = []
+        for index, record in enumerate(records):
+            comments = answers[f"notes{index}"]
+            if isinstance(comments, CrmError):
+                raise comments
+            notes = _notes(comments)
+            if len(notes) >= _LIST_PAGE:
+                notes += self._comments(str(record["ID"]), start=_LIST_PAGE)
+            leads.append(self._crm_lead(record, tuple(notes)))
+        more = len(page) > len(records)
+        return LeadPage(leads, leads[-1].record_id if more else None, remaining=totals.get("page"))
+
+    def _crm_lead(self, record: Mapping[str, Any], notes: tuple[RecordedNote, ...]) -> CrmLead:
+        return CrmLead(
+            provider=self.name,
+            record_id=str(record["ID"]),
+            created_at=_moment(record.get("DATE_CREATE")),
+            modified_at=_moment(record.get("DATE_MODIFY")),
+            first_name=record.get("NAME") or None,
+            last_name=record.get("LAST_NAME") or None,
+            phones=_values_of(record.get("PHONE")),
+            emails=_values_of(record.get("EMAIL")),
+            status=_status(record),
+            description=record.get("COMMENTS") or None,
+            values=self._domain_values(record),
+            notes=notes,
+        )
+
     def _configuration_problem(self) -> str | None:
         """Simple CRM mode (``crm.settings.mode.get`` answers 2): leads we write become deals nobody
         reads as leads, so the portal is misconfigured for crm-bridge."""
@@ -463,11 +553,27 @@ def _marked_comments(record_id: str, marker: str) -> dict[str, Any]:
     """``crm.timeline.comment.list`` for the lead's comments containing ``marker``: ``%`` is LIKE,
     "the search looks for the substring in any position" (DOCS: crm-timeline-comment-list)."""
     entity_id: Any = record_id if isinstance(record_id, _Ref) else int(record_id)
+    listing = _comment_list(entity_id)
+    listing["filter"]["%COMMENT"] = marker
+    return listing | {"select": ["ID", "COMMENT"], "order": {"ID": "DESC"}}
+
+
+def _comment_list(entity_id: int | _Ref) -> dict[str, Any]:
+    """``crm.timeline.comment.list`` for a lead's comments, oldest first (50 a page)."""
     return {
-        "filter": {"ENTITY_ID": entity_id, "ENTITY_TYPE": "lead", "%COMMENT": marker},
-        "select": ["ID", "COMMENT"],
-        "order": {"ID": "DESC"},
+        "filter": {"ENTITY_ID": entity_id, "ENTITY_TYPE": "lead"},
+        "select": ["ID", "CREATED", "COMMENT"],
+        "order": {"ID": "ASC"},
     }
+
+
+def _notes(comments: Any) -> list[RecordedNote]:
+    items = comments if isinstance(comments, list) else []
+    return [
+        RecordedNote(str(item.get("ID")), str(item.get("COMMENT") or ""), _moment(item.get("CREATED")))
+        for item in items
+        if isinstance(item, dict)
+    ]
 
 
 def _carries(comments: Any, marker: str) -> bool:
@@ -542,3 +648,25 @@ def _multifield_items(existing: dict[str, Any], phone: str | None, email: str | 
         if _comparable(kind, value, region) not in known:
             items[kind] = [{"VALUE": value, "VALUE_TYPE": value_type}]
     return items
+
+
+def _moment(value: Any) -> datetime | None:
+    """A Bitrix24 datetime (ISO 8601 with the portal's offset) as an aware datetime."""
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _status(record: Mapping[str, Any]) -> LeadStatus:
+    """Bitrix24's stage by its semantics: S converted, F lost (junk), P in progress (NEW: new)."""
+    semantic = record.get("STATUS_SEMANTIC_ID")
+    if semantic == "S":
+        return LeadStatus.CONVERTED
+    if semantic == "F":
+        return LeadStatus.LOST
+    return LeadStatus.NEW if record.get("STATUS_ID") in (None, "", "NEW") else LeadStatus.IN_PROCESS
+
+
+def _values_of(items: Any) -> tuple[str, ...]:
+    return tuple(str(item["VALUE"]) for item in items or [] if isinstance(item, dict) and item.get("VALUE"))

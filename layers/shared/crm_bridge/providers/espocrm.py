@@ -25,6 +25,7 @@ import hmac
 import json
 import re
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -43,11 +44,22 @@ from crm_bridge.providers.base import (
 )
 from crm_bridge.providers.http import error_for_status, json_body, make_client, send
 from crm_bridge.providers.lead_draft import LeadDraft, fill_empty, operation_marker
+from crm_bridge.providers.records import CrmLead, LeadPage, LeadReader, LeadStatus, RecordedNote
 from crm_bridge.settings import EspoCrmSettings
 
 _NEVER_FILLED = frozenset({"status"})
 _MAX_REASON_LENGTH = 200
 _STREAM_PAGE = 100
+_READ_PAGE = 200
+"""A migration's page: EspoCRM's largest ``maxSize`` (``recordListMaxSizeLimit``)."""
+_STATUSES = {
+    "New": LeadStatus.NEW,
+    "Assigned": LeadStatus.IN_PROCESS,
+    "In Process": LeadStatus.IN_PROCESS,
+    "Converted": LeadStatus.CONVERTED,
+    "Recycled": LeadStatus.LOST,
+    "Dead": LeadStatus.LOST,
+}
 """Lead statuses nobody works any more, and whether the lead was converted (else lost)."""
 _MATCHES = 20
 """Leads of one phone or e-mail considered: an open one among them is the match."""
@@ -56,7 +68,7 @@ _RECORD_ID = re.compile(r"[0-9a-f]{17}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a
 """Newest stream entries searched for an earlier attempt's note: retries follow within hours."""
 
 
-class EspoCrmProvider(CrmProvider):
+class EspoCrmProvider(CrmProvider, LeadReader):
     name = "espocrm"
     free_text_attribute = "description"
     contact_attributes: ClassVar[Mapping[str, str]] = {
@@ -67,6 +79,14 @@ class EspoCrmProvider(CrmProvider):
     }
     identity_attributes = ("phoneNumber", "emailAddress")
     replaced_on_completion = ("firstName", "lastName", "source")
+    text_attribute = "description"
+    status_attribute = "status"
+    status_values: ClassVar[Mapping[LeadStatus, str]] = {
+        LeadStatus.NEW: "New",
+        LeadStatus.IN_PROCESS: "In Process",
+        LeadStatus.CONVERTED: "Converted",
+        LeadStatus.LOST: "Dead",
+    }
     closed_lead = ClosedLeadAttributes(
         "status", {"Converted": True, "Dead": False}, "createdContactId", "createdAccountId"
     )
@@ -153,18 +173,30 @@ class EspoCrmProvider(CrmProvider):
         return error_for_status(self.name, status, reason_header or f"HTTP {status}")
 
     def _search(
-        self, where: list[dict[str, Any]], *, select: list[str] | None = None, max_size: int = 5, order: str = "ASC"
+        self,
+        where: list[dict[str, Any]],
+        *,
+        select: list[str] | None = None,
+        max_size: int = 5,
+        order: str = "ASC",
+        order_by: str = "createdAt",
+        totals: list[int] | None = None,
     ) -> list[dict[str, Any]]:
+        """Leads matching ``where``; ``totals`` receives how many match in all."""
         search_params = {
             "where": where,
             "select": ["id", *(select or [])],
-            "orderBy": "createdAt",
+            "orderBy": order_by,
             "order": order,
             "maxSize": max_size,
         }
         response = self._request("GET", "Lead", params={"searchParams": json.dumps(search_params)})
         found = json_body(response, self.name)
-        return list(found.get("list", [])) if isinstance(found, dict) else []
+        if not isinstance(found, dict):
+            return []
+        if totals is not None and isinstance(found.get("total"), int) and found["total"] >= 0:
+            totals.append(found["total"])
+        return list(found.get("list", []))
 
     def _record(self, response: httpx.Response) -> dict[str, Any]:
         record = json_body(response, self.name)
@@ -188,7 +220,7 @@ class EspoCrmProvider(CrmProvider):
             "emailAddress": draft.email,
             "description": draft.description,
             "status": "New",
-            "source": self.mapping.lead_source.get(draft.source),
+            "source": self.mapping.source_value(draft.source),
             **self._mapped_attributes(draft.values),
         }
         return {key: value for key, value in payload.items() if value is not None}
@@ -293,10 +325,68 @@ class EspoCrmProvider(CrmProvider):
             raise
         if marker in str(attributes.get("description") or ""):
             return True
-        response = self._request("GET", f"Lead/{lead.record_id}/stream", params={"maxSize": str(_STREAM_PAGE)})
-        stream = json_body(response, self.name)
+        return any(marker in str(note.get("post") or "") for note in self._stream(lead.record_id, _STREAM_PAGE))
+
+    def _stream(self, record_id: str, size: int, offset: int = 0) -> list[dict[str, Any]]:
+        """The lead's stream entries (newest first), from ``offset``, at most ``size`` of them."""
+        params = {"maxSize": str(size), "offset": str(offset)}
+        stream = json_body(self._request("GET", f"Lead/{record_id}/stream", params=params), self.name)
         notes = stream.get("list", []) if isinstance(stream, dict) else []
-        return any(isinstance(note, dict) and marker in str(note.get("post") or "") for note in notes)
+        return [note for note in notes if isinstance(note, dict)]
+
+    def _posts(self, record_id: str) -> list[RecordedNote]:
+        """Every Post on the lead's stream (what people and crm-bridge wrote), oldest first."""
+        posts: list[RecordedNote] = []
+        offset = 0
+        while True:
+            page = self._stream(record_id, _READ_PAGE, offset)
+            posts += [
+                RecordedNote(str(note["id"]), str(note.get("post") or ""), _moment(note.get("createdAt")))
+                for note in page
+                if note.get("type") == "Post" and note.get("post")
+            ]
+            if len(page) < _READ_PAGE:
+                return posts[::-1]
+            offset += _READ_PAGE
+
+    def _timeline_texts(self, record_id: str) -> list[str]:
+        return [note.text for note in self._posts(record_id)]
+
+    # --- LeadReader ----------------------------------------------------------------------------------
+
+    def read_leads(self, *, after: str | None, since: datetime | None, with_notes: bool = True) -> LeadPage:
+        """A page of lead ids in id order, then each lead in full (its list of phones and e-mails is
+        not in a list's answer) and its Posts."""
+        where: list[dict[str, Any]] = []
+        if after:
+            where.append({"type": "greaterThan", "attribute": "id", "value": after})
+        if since is not None:
+            moment = f"{since.astimezone(UTC):%Y-%m-%d %H:%M:%S}"
+            where.append({"type": "greaterThanOrEquals", "attribute": "modifiedAt", "value": moment})
+        totals: list[int] = []
+        found = self._search(where, max_size=_READ_PAGE, order_by="id", totals=totals)
+        leads = []
+        for row in found:
+            record = self._read(str(row["id"]))
+            leads.append(self._crm_lead(record, tuple(self._posts(record["id"])) if with_notes else ()))
+        more = len(found) == _READ_PAGE
+        return LeadPage(leads, leads[-1].record_id if more else None, remaining=totals[0] if totals else None)
+
+    def _crm_lead(self, record: Mapping[str, Any], notes: tuple[RecordedNote, ...]) -> CrmLead:
+        return CrmLead(
+            provider=self.name,
+            record_id=str(record["id"]),
+            created_at=_moment(record.get("createdAt")),
+            modified_at=_moment(record.get("modifiedAt")),
+            first_name=record.get("firstName") or None,
+            last_name=record.get("lastName") or None,
+            phones=tuple(_contact_values_in_order(record, "phoneNumber", "phoneNumberData")),
+            emails=tuple(_contact_values_in_order(record, "emailAddress", "emailAddressData")),
+            status=_STATUSES.get(str(record.get("status")), LeadStatus.IN_PROCESS),
+            description=record.get("description") or None,
+            values=self._domain_values(record),
+            notes=notes,
+        )
 
     def _accepts_record_id(self, record_id: str) -> bool:
         return _RECORD_ID.fullmatch(record_id) is not None
@@ -313,6 +403,23 @@ class EspoCrmProvider(CrmProvider):
             return None  # an empty CRM: nothing to read the attribute list from yet
         attributes = set(self._read(str(newest[0]["id"])))
         return self._domain_fields_for(set(self.mapping.lead_fields.values()) - attributes)
+
+
+def _moment(value: Any) -> datetime | None:
+    """An EspoCRM datetime (``2026-12-05 17:43:09``, UTC) as an aware datetime."""
+    try:
+        return datetime.fromisoformat(str(value)).replace(tzinfo=UTC) if value else None
+    except ValueError:
+        return None
+
+
+def _contact_values_in_order(record: Mapping[str, Any], attribute: str, data_attribute: str) -> list[str]:
+    """The lead's phones (or e-mails): the primary one first."""
+    items = [item for item in record.get(data_attribute) or [] if isinstance(item, dict) and item.get(attribute)]
+    values = [str(item[attribute]) for item in sorted(items, key=lambda item: not item.get("primary"))]
+    if record.get(attribute) and str(record[attribute]) not in values:
+        values.insert(0, str(record[attribute]))
+    return values
 
 
 def _outcome(payload: dict[str, Any], record: dict[str, Any]) -> WriteOutcome:

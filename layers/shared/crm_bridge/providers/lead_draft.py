@@ -15,6 +15,7 @@ from crm_bridge.envelope import json_time
 from crm_bridge.field_mapping import FIRST_TOUCH_FIELDS, LAST_TOUCH_FIELDS, LeadSourceKind, MappedField
 from crm_bridge.models import Application, MessengerActivity
 from crm_bridge.models.attribution import Touch, Touches
+from crm_bridge.providers.records import PROVIDER_LABELS, CrmLead, RecordedNote, import_marker
 
 CHANNEL_LABELS = {"telegram": "Telegram", "whatsapp": "WhatsApp", "instagram": "Instagram"}
 FIELD_LABELS: dict[MappedField, str] = {
@@ -52,6 +53,8 @@ FIELD_LABELS: dict[MappedField, str] = {
     MappedField.CONSENT_PAGE: "Privacy consent page",
     MappedField.VISITOR_SESSION_ID: "Visitor session",
     MappedField.MESSENGER_CHANNEL: "Messenger",
+    MappedField.SOURCE_RECORD: "Copied from",
+    MappedField.SOURCE_CREATED_AT: "Created there on",
 }
 """How a salesperson reads each mapped field in a lead's description."""
 CONTACT_LABELS = {"first_name": "First name", "last_name": "Last name", "phone": "Phone", "email": "E-mail"}
@@ -66,7 +69,8 @@ class LeadDraft:
     phone: str | None
     email: str | None
     description: str
-    source: LeadSourceKind
+    source: LeadSourceKind | None
+    """What made the lead; None for a copy of another CRM's lead (its source is in its text)."""
     values: dict[MappedField, str | bool] = field(default_factory=dict)
     """Values of the fields whose CRM attribute the mapping decides."""
 
@@ -274,3 +278,48 @@ def fill_empty(existing: dict[str, object], desired: dict[str, object], *, keep:
         for key, value in desired.items()
         if key not in keep and not is_empty(value) and is_empty(existing.get(key))
     }
+
+
+def _provider_label(provider: str) -> str:
+    return PROVIDER_LABELS.get(provider, provider)
+
+
+def copy_summary(lead: CrmLead, unrecognised: Iterable[str] = ()) -> str:
+    """The text of a migration's copy of a lead: where it comes from and when it was made there,
+    what the original said, the contacts that are no phone number or e-mail address a CRM can
+    match on (kept as typed), and the import marker last."""
+    origin = f"Copied from {_provider_label(lead.provider)} lead {lead.record_id}"
+    if lead.created_at is not None:
+        origin += f", created there on {moment_text(lead.created_at)}"
+    lines = [origin + "."]
+    if lead.description:
+        lines.append(lead.description)
+    lines += [f"Contact as typed there (not a valid phone or e-mail): {value}" for value in unrecognised]
+    lines.append(import_marker(lead.key))
+    return "\n".join(lines)
+
+
+def copied_note(lead: CrmLead, note: RecordedNote) -> str:
+    """A note of the original lead, as a note on its copy: who wrote it where and when, then its text."""
+    heading = f"{_provider_label(lead.provider)} comment"
+    if note.created_at is not None:
+        heading += f" of {moment_text(note.created_at)}"
+    return f"{heading}:\n{note.text}\n{import_marker(lead.key, note.note_id)}"
+
+
+def draft_from_copy(lead: CrmLead, phone: str | None, email: str | None, unrecognised: Iterable[str]) -> LeadDraft:
+    """Another CRM's lead as a draft for this one: its mapped values, where it came from."""
+    values = dict(lead.values)
+    values[MappedField.SOURCE_RECORD] = lead.key
+    if lead.created_at is not None:
+        values[MappedField.SOURCE_CREATED_AT] = json_time(lead.created_at)
+    return LeadDraft(
+        first_name=lead.first_name,
+        last_name=lead.last_name
+        or (None if lead.first_name else f"{_provider_label(lead.provider)} lead {lead.record_id}"),
+        phone=phone,
+        email=email,
+        description=copy_summary(lead, unrecognised),
+        source=None,
+        values=values,
+    )
