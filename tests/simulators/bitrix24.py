@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import respx
@@ -264,6 +264,7 @@ _FILTER_KEY = re.compile(r"^(>=|<=|!@|!%=|!%|!=|=%|%=|>|<|@|%|=|!)?(.+)$")
 _ERROR_METHOD_NOT_FOUND = "Method not found!"
 # {portal}/rest/{user_id}/{secret}/{method}[.json]; ".json" may be omitted (research §1).
 _WEBHOOK_PATH = re.compile(r"/rest/(?P<user>[^/]+)/(?P<token>[^/]+)/(?P<method>[^/]+?)(?:\.json)?/?")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _ANONYMOUS_PATH = re.compile(r"/rest/(?P<method>[^/]+?)(?:\.json)?/?")
 
 
@@ -372,7 +373,14 @@ class _Lead:
     id: int
     values: dict[str, Any]  # native scalars and user fields, as stored (strings or None)
     multifields: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # TYPE -> [{ID, ...}]
-    comments: list[tuple[int, str]] = field(default_factory=list)
+    comments: list[_Comment] = field(default_factory=list)
+
+
+class _Comment(NamedTuple):
+    id: int
+    text: str
+    created: str
+    """ISO 8601 with the portal's offset, as ``CREATED`` reads (DOCS: crm-timeline-comment-list)."""
 
 
 @dataclass(frozen=True)
@@ -497,8 +505,12 @@ class SimulatedBitrix24:
         phone: str | None = None,
         email: str | None = None,
         attributes: dict[str, Any] | None = None,
+        created_at: datetime | None = None,
+        comments: Iterable[tuple[str, datetime]] = (),
     ) -> str:
-        """Store a lead directly, without validation; return its id as a string."""
+        """Store a lead directly, without validation; return its id as a string. ``created_at``
+        backdates it (its DATE_CREATE and DATE_MODIFY); ``comments`` (text, when) go on its timeline,
+        as salespeople wrote them over time."""
         fields: dict[str, Any] = {}
         if first_name is not None:
             fields["NAME"] = first_name
@@ -512,7 +524,15 @@ class SimulatedBitrix24:
             if name not in _WRITABLE_FIELDS and name not in self.user_fields and name not in MULTIFIELDS:
                 raise ValueError(f"{name} is neither a writable lead field nor a user field of this portal")
             fields[name] = value
-        return str(self._create(self._internalize(fields)))
+        lead_id = self._create(self._internalize(fields))
+        lead = self._leads[lead_id]
+        if created_at is not None:
+            moment = _now_iso(created_at.timestamp())
+            lead.values.update(DATE_CREATE=moment, DATE_MODIFY=moment, MOVED_TIME=moment, LAST_ACTIVITY_TIME=moment)
+        for text, written_at in comments:
+            lead.comments.append(_Comment(self._next_comment_id, text, _now_iso(written_at.timestamp())))
+            self._next_comment_id += 1
+        return str(lead_id)
 
     def seed_closed_lead(self, *, phone: str, email: str | None = None, converted: bool = True) -> SeededClosedLead:
         """A converted lead is linked to the contact and company its conversion created."""
@@ -549,7 +569,7 @@ class SimulatedBitrix24:
         self.rate_limited = 0
 
     def timeline(self, lead_id: str) -> list[str]:
-        return [text for _, text in self._stored(lead_id).comments]
+        return [comment.text for comment in self._stored(lead_id).comments]
 
     def _stored(self, lead_id: str) -> _Lead:
         try:
@@ -894,7 +914,7 @@ class SimulatedBitrix24:
             raise _ApiError(400, "INVALID_ARG_VALUE", "Empty comment.")
         comment_id = self._next_comment_id
         self._next_comment_id += 1
-        lead.comments.append((comment_id, comment))
+        lead.comments.append(_Comment(comment_id, comment, _now_iso()))
         return comment_id, {}
 
     def _timeline_comment_list(self, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -911,7 +931,7 @@ class SimulatedBitrix24:
         # MySQL's LIKE under the portal's default collation ignores case.
         needle = filters.get("%COMMENT")
         if needle is not None:
-            comments = [(number, text) for number, text in comments if str(needle).lower() in text.lower()]
+            comments = [comment for comment in comments if str(needle).lower() in comment.text.lower()]
         order = _resolve_array_param(params, "order", {})
         descending = isinstance(order, dict) and str(order.get("ID", "ASC")).upper() == "DESC"
         rows = sorted(comments, reverse=descending)
@@ -922,14 +942,16 @@ class SimulatedBitrix24:
             {
                 key: value
                 for key, value in {
-                    "ID": str(comment_id),
+                    "ID": str(comment.id),
+                    "CREATED": comment.created,
                     "ENTITY_ID": str(filters["ENTITY_ID"]),
                     "ENTITY_TYPE": "lead",
-                    "COMMENT": text,
+                    "AUTHOR_ID": str(self.user_id),
+                    "COMMENT": comment.text,
                 }.items()
                 if not wanted or "*" in wanted or key in wanted
             }
-            for comment_id, text in rows[start : start + PAGE_SIZE]
+            for comment in rows[start : start + PAGE_SIZE]
         ]
         extra: dict[str, Any] = {"next": start + PAGE_SIZE} if start + PAGE_SIZE < len(rows) else {}
         return page, extra | {"total": len(rows)}
@@ -1251,10 +1273,24 @@ def _number(value: str) -> float | None:
         return None
 
 
+def _datetime(value: str) -> datetime | None:
+    """A date or datetime a filter compares as a moment (one without an offset is the portal's time)."""
+    if not _DATE.match(value):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.upper())
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=_PORTAL_TZ)
+
+
 def _compare(operator: str, actual: str, expected: str) -> bool:
     left, right = _number(actual), _number(expected)
+    moments = (_datetime(actual), _datetime(expected))
     if left is not None and right is not None:
         pair: tuple[Any, Any] = (left, right)
+    elif moments[0] is not None and moments[1] is not None:
+        pair = moments
     else:
         pair = (actual, expected)
     match operator:

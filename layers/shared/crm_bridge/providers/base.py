@@ -21,7 +21,6 @@ from pydantic import BaseModel, ConfigDict
 from crm_bridge.errors import CrmError, ErrorKind, LeadNotFound, PermanentCrmError
 from crm_bridge.field_mapping import MappedField, ProviderMapping
 from crm_bridge.models import Application, MessengerActivity
-from crm_bridge.normalization import normalize_email, normalize_phone
 from crm_bridge.observability import get_logger
 from crm_bridge.providers.lead_draft import (
     CONTACT_LABELS,
@@ -38,7 +37,14 @@ from crm_bridge.providers.lead_draft import (
     is_empty,
     repeat_application_note,
 )
-from crm_bridge.providers.records import CrmLead, LeadStatus, import_marker, imported_from
+from crm_bridge.providers.records import (
+    Contacts,
+    CrmLead,
+    LeadStatus,
+    import_marker,
+    imported_from,
+    written_by_operation_in,
+)
 
 
 class LeadAction(StrEnum):
@@ -87,36 +93,6 @@ class ImportResult:
     """The lead here ("" for a dry run's new lead)."""
     notes_written: int = 0
     dropped_fields: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class _Contacts:
-    """A lead's phones and e-mails as a CRM matches them (E.164, lower case), and the rest as typed."""
-
-    phones: tuple[str, ...]
-    emails: tuple[str, ...]
-    unrecognised: tuple[str, ...]
-
-    @classmethod
-    def of(cls, lead: CrmLead) -> _Contacts:
-        phones: list[str] = []
-        emails: list[str] = []
-        unrecognised: list[str] = []
-        for values, normalize, into in ((lead.phones, normalize_phone, phones), (lead.emails, normalize_email, emails)):
-            for value in values:
-                try:
-                    into.append(normalize(value))
-                except ValueError:
-                    unrecognised.append(value)
-        return cls(tuple(dict.fromkeys(phones)), tuple(dict.fromkeys(emails)), tuple(unrecognised))
-
-    def pairs(self) -> list[tuple[str | None, str | None]]:
-        """(phone, e-mail) pairs to search by, the primary ones first."""
-        count = max(len(self.phones), len(self.emails))
-        return [
-            (self.phones[i] if i < len(self.phones) else None, self.emails[i] if i < len(self.emails) else None)
-            for i in range(count)
-        ]
 
 
 class ConnectionReport(BaseModel):
@@ -347,7 +323,7 @@ class CrmProvider(ABC):
         not a second lead), else as a new lead. Writes only what is missing (empty fields, notes whose
         marker is not here yet), so a rerun, or a run resumed after a crash, writes nothing twice.
         ``dry_run`` reads and writes nothing; the result says what would have been done."""
-        contacts = _Contacts.of(lead)
+        contacts = lead.contacts
         primary = contacts.pairs()[0] if contacts.pairs() else (None, None)
         draft = draft_from_copy(lead, *primary, contacts.unrecognised)
         payload = self._lead_payload(draft, copy_operation_id(lead)) | {
@@ -372,8 +348,15 @@ class CrmProvider(ABC):
                 *self._timeline_texts(existing.record_id),
             ]
         )
-        copied_before = import_marker(lead.key) in known
-        missing_notes = [note for note in notes if import_marker(lead.key, note.note_id) not in known]
+        original = lead.copied_from == f"{self.name}:{existing.record_id}"
+        if original:  # the lead comes back where it was copied from: it names no source, has its own text
+            payload = {key: value for key, value in payload.items() if key not in self._copy_attributes()}
+        copied_before = original or import_marker(lead.key) in known
+        missing_notes = [
+            note
+            for note in notes
+            if import_marker(lead.key, note.note_id) not in known and not written_by_operation_in(note.text, known)
+        ]
         patch = self._missing_values(existing, payload)
         extra_contacts = self._contacts_missing(existing, contacts)
         if copied_before and not patch and not missing_notes and not extra_contacts:
@@ -395,7 +378,15 @@ class CrmProvider(ABC):
             self._add_note(existing.record_id, copied_note(lead, note))
         return ImportResult(action, existing.record_id, len(missing_notes), dropped)
 
-    def _copy_of(self, lead: CrmLead, contacts: _Contacts) -> ExistingLead | None:
+    def _copy_attributes(self) -> set[str]:
+        """What only a copy has: the text saying where it comes from, the source field and date."""
+        sources = (
+            self.mapping.attribute(MappedField.SOURCE_RECORD),
+            self.mapping.attribute(MappedField.SOURCE_CREATED_AT),
+        )
+        return {self.text_attribute, *(attribute for attribute in sources if attribute)}
+
+    def _copy_of(self, lead: CrmLead, contacts: Contacts) -> ExistingLead | None:
         """This CRM's lead for ``lead``, with its attributes: the original it was copied from (a lead
         coming back after a rollback), the copy an earlier run made, the lead an operation written to
         both CRMs made here (dual-write), else the person's lead by phone or e-mail."""
@@ -420,11 +411,11 @@ class CrmProvider(ABC):
                 return match
         return None
 
-    def _contacts_missing(self, lead: ExistingLead, contacts: _Contacts) -> bool:
+    def _contacts_missing(self, lead: ExistingLead, contacts: Contacts) -> bool:
         """Whether the lead lacks a phone or an e-mail of the copy."""
         return any(self._contact_patch(lead, phone, email) for phone, email in contacts.pairs())
 
-    def _add_contacts(self, record_id: str, contacts: _Contacts) -> None:
+    def _add_contacts(self, record_id: str, contacts: Contacts) -> None:
         """Give the lead the copy's further phones and e-mails (the first ones went with its payload),
         reading it again after each addition: a CRM appends a value to the lead's list, which the
         next addition must include."""

@@ -533,6 +533,7 @@ class Bitrix24Provider(CrmProvider, LeadReader):
             status=_status(record),
             description=record.get("COMMENTS") or None,
             values=self._domain_values(record),
+            mapped_fields=frozenset(self.mapping.lead_fields),
             notes=notes,
         )
 

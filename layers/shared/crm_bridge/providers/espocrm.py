@@ -385,6 +385,7 @@ class EspoCrmProvider(CrmProvider, LeadReader):
             status=_STATUSES.get(str(record.get("status")), LeadStatus.IN_PROCESS),
             description=record.get("description") or None,
             values=self._domain_values(record),
+            mapped_fields=frozenset(self.mapping.lead_fields),
             notes=notes,
         )
 

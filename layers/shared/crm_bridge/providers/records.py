@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 
 from crm_bridge.field_mapping import MappedField
+from crm_bridge.normalization import normalize_email, normalize_phone
 
 _IMPORT_PREFIX = "crm-bridge import "
 _OPERATION = re.compile(r"crm-bridge operation ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
@@ -30,6 +32,43 @@ class LeadStatus(StrEnum):
     IN_PROCESS = "in_process"
     CONVERTED = "converted"
     LOST = "lost"
+
+
+@dataclass(frozen=True)
+class Contacts:
+    """A lead's phones and e-mails as a CRM matches them (E.164, lower case), and the rest as typed."""
+
+    phones: tuple[str, ...]
+    emails: tuple[str, ...]
+    unrecognised: tuple[str, ...]
+
+    @classmethod
+    def of(cls, phones_typed: Iterable[str], emails_typed: Iterable[str]) -> Contacts:
+        phones: list[str] = []
+        emails: list[str] = []
+        unrecognised: list[str] = []
+        for values, normalize, into in (
+            (phones_typed, normalize_phone, phones),
+            (emails_typed, normalize_email, emails),
+        ):
+            for value in values:
+                try:
+                    into.append(normalize(value))
+                except ValueError:
+                    unrecognised.append(value)
+        return cls(tuple(dict.fromkeys(phones)), tuple(dict.fromkeys(emails)), tuple(unrecognised))
+
+    def pairs(self) -> list[tuple[str | None, str | None]]:
+        """(phone, e-mail) pairs to search by, the primary ones first."""
+        count = max(len(self.phones), len(self.emails))
+        return [
+            (self.phones[i] if i < len(self.phones) else None, self.emails[i] if i < len(self.emails) else None)
+            for i in range(count)
+        ]
+
+    def matchable(self) -> set[str]:
+        """Every phone and e-mail a CRM can find the person by."""
+        return {*self.phones, *self.emails}
 
 
 @dataclass(frozen=True)
@@ -57,7 +96,14 @@ class CrmLead:
     status: LeadStatus = LeadStatus.NEW
     description: str | None = None
     values: Mapping[MappedField, str | bool] = field(default_factory=dict)
+    mapped_fields: frozenset[MappedField] = frozenset()
+    """The fields its CRM has a place for (a value it cannot hold is not missing from it)."""
     notes: tuple[RecordedNote, ...] = ()
+
+    @cached_property
+    def contacts(self) -> Contacts:
+        """Its phones and e-mails as a CRM matches them."""
+        return Contacts.of(self.phones, self.emails)
 
     @property
     def key(self) -> str:
@@ -99,6 +145,13 @@ def imported_from(text: str, provider: str) -> bool:
     """Whether ``text`` is a migration's copy of something of ``provider``'s: copying it back there
     would duplicate the original."""
     return any(match.group(1).startswith(f"{provider}:") for match in _IMPORTED.finditer(text))
+
+
+def written_by_operation_in(text: str, known: str) -> bool:
+    """Whether ``text`` was written by a crm-bridge operation whose marker ``known`` holds too: a
+    dual-written note the other CRM has already (copying it would show it twice)."""
+    match = _OPERATION.search(text)
+    return match is not None and match.group(0) in known
 
 
 class LeadReader(ABC):

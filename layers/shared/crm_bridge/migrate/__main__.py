@@ -1,0 +1,158 @@
+"""``python -m crm_bridge.migrate``: backfill one CRM's leads into the other, or reconcile the two."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from crm_bridge.errors import CrmError, SettingsError
+from crm_bridge.field_mapping import load_field_mapping
+from crm_bridge.migrate.backfill import ACTIONS, FAILED, Backfill
+from crm_bridge.migrate.reconcile import DIFFERS, ONLY_IN_FROM, ONLY_IN_TO, reconcile, write_report
+from crm_bridge.providers import CrmProvider, build_provider
+from crm_bridge.providers.records import LeadReader
+from crm_bridge.settings import CrmProviderName, load_settings
+
+CRMS = (CrmProviderName.BITRIX24.value, CrmProviderName.ESPOCRM.value)
+EXIT_INCOMPLETE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _moment(value: str) -> datetime:
+    """``--since``: an ISO 8601 date or time; one without an offset is UTC."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {value!r} (e.g. 2026-12-01T09:00Z)") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m crm_bridge.migrate",
+        description="Move leads between Bitrix24 and EspoCRM. Both CRMs are configured as for the functions: "
+        "ESPOCRM_URL, ESPOCRM_API_KEY (or ..._PARAM), BITRIX24_WEBHOOK_URL (or ..._PARAM).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    backfill = commands.add_parser("backfill", help="copy every lead (with its comments) of one CRM into the other")
+    reconciling = commands.add_parser("reconcile", help="compare the two CRMs: missing leads, differing fields")
+    for command in (backfill, reconciling):
+        command.add_argument("--from", dest="source", choices=CRMS, required=True)
+        command.add_argument("--to", dest="target", choices=CRMS, required=True)
+        command.add_argument("--report", type=Path, help="the CSV report (default: a dated file here)")
+        command.add_argument(
+            "--requests-per-second",
+            type=float,
+            help="pace of requests to Bitrix24 (default BITRIX24_REQUESTS_PER_SECOND, else 2: a portal's budget; "
+            "lower it while the live flow is busy)",
+        )
+    backfill.add_argument("--since", type=_moment, help="only leads created or changed at or after this time")
+    backfill.add_argument(
+        "--dry-run", action="store_true", help="read both CRMs, write nothing, count what it would do"
+    )
+    backfill.add_argument("--checkpoint", type=Path, help="where progress is kept (default .backfill-FROM-TO.json)")
+    backfill.add_argument("--restart", action="store_true", help="ignore an interrupted run's checkpoint")
+    backfill.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _providers(source: str, target: str, rate: float | None, environ: Mapping[str, str]) -> tuple[CrmProvider, ...]:
+    env = dict(environ)
+    env["CRM_PROVIDER"] = target  # the settings' own check: the target's section is configured
+    env["BITRIX24_REQUESTS_PER_SECOND"] = str(rate or env.get("BITRIX24_REQUESTS_PER_SECOND") or 2)
+    settings = load_settings(env)
+    mapping = load_field_mapping(settings.field_mapping_file)
+    return tuple(build_provider(settings, mapping, name=CrmProviderName(name)) for name in (source, target))
+
+
+def _progress_bar() -> Any:
+    from tqdm import tqdm  # the operator's terminal only: the functions never load it
+
+    return lambda **options: tqdm(dynamic_ncols=True, smoothing=0.1, file=sys.stderr, **options)
+
+
+def _stamp() -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+
+
+def run(argv: Sequence[str] | None, out: TextIO, environ: Mapping[str, str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.source == args.target:
+        print("error: --from and --to name the same CRM", file=out)
+        return EXIT_USAGE
+    try:
+        source, target = _providers(args.source, args.target, args.requests_per_second, environ or os.environ)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=out)
+        return EXIT_USAGE
+    try:
+        if args.command == "backfill":
+            return _backfill(args, source, target, out)
+        return _reconcile(args, source, target, out)
+    except CrmError as error:
+        print(f"error: {error.provider} failed: {error} (kind {error.kind.value}); rerun to continue", file=out)
+        return EXIT_INCOMPLETE
+    finally:
+        source.close()
+        target.close()
+
+
+def _backfill(args: argparse.Namespace, source: CrmProvider, target: CrmProvider, out: TextIO) -> int:
+    kind = "dry-run" if args.dry_run else "backfill"
+    backfill = Backfill(
+        source,
+        target,
+        checkpoint_path=args.checkpoint or Path(f".backfill-{source.name}-{target.name}.json"),
+        report_path=args.report or Path(f"{kind}-{source.name}-{target.name}-{_stamp()}.csv"),
+        since=args.since,
+        dry_run=args.dry_run,
+        restart=args.restart,
+        progress=None if args.no_progress else _progress_bar(),
+    )
+    try:
+        checkpoint = backfill.run()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {_counts(backfill.counts)}; run the same command again to continue", file=out)
+        return EXIT_INTERRUPTED
+    verb = "would be" if args.dry_run else "were"
+    print(
+        f"{kind} {source.name} -> {target.name}: {sum(backfill.counts.values())} leads; {verb} {_counts(backfill.counts)}",
+        file=out,
+    )
+    print(f"notes copied: {backfill.notes_copied}; report: {checkpoint.report}", file=out)
+    return EXIT_INCOMPLETE if backfill.counts[FAILED] else 0
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{action} {counts.get(action, 0)}" for action in ACTIONS)
+
+
+def _reconcile(args: argparse.Namespace, source: CrmProvider, target: CrmProvider, out: TextIO) -> int:
+    if not (isinstance(source, LeadReader) and isinstance(target, LeadReader)):  # pragma: no cover - both are
+        raise SystemExit("error: both CRMs must be readable")
+    summary, differences = reconcile(source, target)
+    report = args.report or Path(f"reconcile-{source.name}-{target.name}-{_stamp()}.csv")
+    write_report(report, differences)
+    print(
+        f"reconcile {source.name} -> {target.name}: {summary.leads_from} leads in {source.name}, "
+        f"{summary.leads_to} in {target.name}, {summary.paired} paired; "
+        f"only in {source.name} {summary.counts[ONLY_IN_FROM]}, only in {target.name} {summary.counts[ONLY_IN_TO]}, "
+        f"field differences {summary.counts[DIFFERS]}",
+        file=out,
+    )
+    print(f"report: {report}", file=out)
+    return EXIT_INCOMPLETE if summary.counts[ONLY_IN_FROM] or summary.counts[DIFFERS] else 0
+
+
+def main() -> None:
+    sys.exit(run(None, sys.stdout))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""Copy every lead of one CRM into the other: the agency's history follows it to the new CRM.
+
+Idempotent: each copy carries its original's id (the source field, markers in its text and notes), so
+a second run finds everything and writes nothing. Resumable: after each lead the checkpoint file
+records how far the run got; an interrupted run (Ctrl-C, a crash, a lost connection) continues
+from there when started again with the same arguments. The source is read a page ahead of the
+writes, on a thread of its own, so that a paced source (Bitrix24's request budget) and the target's
+writes overlap.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Generator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import IO, Any
+
+from crm_bridge.errors import CrmError, ErrorKind
+from crm_bridge.providers import CrmProvider
+from crm_bridge.providers.base import ImportAction, ImportResult
+from crm_bridge.providers.records import CrmLead, LeadPage, LeadReader
+
+CHECKPOINT_VERSION = 1
+ATTEMPTS = 6
+"""Tries of one read or one lead's writes through a CRM that is down or rate-limiting."""
+MAX_WAIT_SECONDS = 30.0
+REPORT_COLUMNS = ("source_record", "action", "target_record", "notes_copied", "reason")
+SKIPPED = "skipped"
+FAILED = "failed"
+
+
+@dataclass
+class Checkpoint:
+    """How far a run got, in a small JSON file written after every lead (atomically)."""
+
+    source: str
+    target: str
+    since: str | None
+    report: str
+    cursor: str | None = None
+    """Every lead up to this record id (in the source's order) is done."""
+    counts: dict[str, int] = field(default_factory=dict)
+    finished: bool = False
+
+    def matches(self, source: str, target: str, since: datetime | None) -> bool:
+        return (self.source, self.target, self.since) == (source, target, since.isoformat() if since else None)
+
+    @classmethod
+    def load(cls, path: Path) -> Checkpoint | None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except ValueError as exc:
+            raise SystemExit(f"error: the checkpoint {path} is not JSON ({exc}); remove it to start over") from None
+        if data.pop("version", None) != CHECKPOINT_VERSION:
+            raise SystemExit(f"error: the checkpoint {path} is of another version; remove it to start over")
+        return cls(**data)
+
+    def save(self, path: Path) -> None:
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(json.dumps({"version": CHECKPOINT_VERSION, **asdict(self)}, indent=1), encoding="utf-8")
+        os.replace(temporary, path)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One source lead's line in the report."""
+
+    source_record: str
+    action: str
+    target_record: str = ""
+    notes_copied: int = 0
+    reason: str = ""
+
+
+class Report:
+    """The operator's CSV: one line per lead, appended as the run goes (a resumed run continues it)."""
+
+    def __init__(self, path: Path, *, append: bool) -> None:
+        new = not (append and path.exists())
+        self._file: IO[str] = path.open("a" if not new else "w", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._file)
+        if new:
+            self._writer.writerow(REPORT_COLUMNS)
+
+    def add(self, outcome: Outcome) -> None:
+        self._writer.writerow([getattr(outcome, column) for column in REPORT_COLUMNS])
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def with_retries[T](call: Callable[[], T], *, sleep: Callable[[float], None] = time.sleep) -> T:
+    """``call()``, again after the CRM's retry-after (or a doubling wait) while it fails retryably."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return call()
+        except CrmError as error:
+            if error.kind is not ErrorKind.RETRYABLE or attempt == ATTEMPTS:
+                raise
+            sleep(min(MAX_WAIT_SECONDS, error.retry_after_seconds or 2.0 ** (attempt - 1)))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _pages(
+    source: LeadReader, *, after: str | None, since: datetime | None, sleep: Callable[[float], None]
+) -> Generator[LeadPage]:
+    """The source's pages, each read while the previous one is being written (one page ahead)."""
+    ahead: queue.Queue[LeadPage | BaseException] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def hand_over(item: LeadPage | BaseException) -> None:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def read() -> None:
+        cursor = after
+        try:
+            while not stop.is_set():
+                page = with_retries(partial(source.read_leads, after=cursor, since=since), sleep=sleep)
+                hand_over(page)
+                if page.cursor is None:
+                    return
+                cursor = page.cursor
+        except BaseException as exc:  # handed over to the writing thread, which raises it
+            hand_over(exc)
+
+    reader = threading.Thread(target=read, name="crm-bridge-backfill-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = ahead.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            if item.cursor is None:
+                return
+    finally:
+        stop.set()
+
+
+@dataclass
+class Backfill:
+    source: CrmProvider
+    target: CrmProvider
+    checkpoint_path: Path
+    report_path: Path
+    since: datetime | None = None
+    dry_run: bool = False
+    restart: bool = False
+    progress: Callable[..., Any] | None = None
+    """A tqdm-like factory (``total``, ``initial``, ``unit``, ``desc``) for the progress bar; None: none."""
+    sleep: Callable[[float], None] = time.sleep
+    counts: Counter[str] = field(default_factory=Counter)
+    notes_copied: int = 0
+    _planned: set[str] = field(default_factory=set)
+    """A dry run's phones and e-mails of the leads it would have created: a later lead of the same
+    person would be merged into one of them, not created."""
+
+    def run(self) -> Checkpoint:
+        """Copy the leads; returns the final checkpoint (its counts say what happened)."""
+        if not isinstance(self.source, LeadReader):
+            raise SystemExit(f"error: leads cannot be read from {self.source.name}")
+        checkpoint = self._start()
+        self.counts.update(checkpoint.counts)
+        report = Report(Path(checkpoint.report), append=checkpoint.cursor is not None)
+        bar = None
+        pages: Generator[LeadPage] | None = None
+        try:
+            pages = _pages(self.source, after=checkpoint.cursor, since=self.since, sleep=self.sleep)
+            for page in pages:
+                if bar is None and self.progress is not None:
+                    done = sum(self.counts.values())
+                    remaining = page.remaining
+                    bar = self.progress(
+                        total=done + remaining if remaining is not None else None,
+                        initial=done,
+                        unit="lead",
+                        desc=f"{self.source.name} -> {self.target.name}",
+                    )
+                for lead in page.leads:
+                    outcome = self._copy(lead)
+                    report.add(outcome)
+                    self.counts[outcome.action] += 1
+                    self.notes_copied += outcome.notes_copied
+                    checkpoint.cursor = lead.record_id
+                    checkpoint.counts = dict(self.counts)
+                    if not self.dry_run:
+                        checkpoint.save(self.checkpoint_path)
+                    if bar is not None:
+                        bar.update(1)
+            checkpoint.finished = True
+            if not self.dry_run:
+                checkpoint.save(self.checkpoint_path)
+            return checkpoint
+        finally:
+            if pages is not None:
+                pages.close()
+            report.close()
+            if bar is not None:
+                bar.close()
+
+    def _start(self) -> Checkpoint:
+        """Resume the interrupted run these arguments describe, or start a new one."""
+        since = self.since.isoformat() if self.since else None
+        fresh = Checkpoint(self.source.name, self.target.name, since, str(self.report_path))
+        if self.restart or self.dry_run:
+            return fresh
+        found = Checkpoint.load(self.checkpoint_path)
+        if found is None or found.finished:
+            return fresh
+        if not found.matches(self.source.name, self.target.name, self.since):
+            raise SystemExit(
+                f"error: the checkpoint {self.checkpoint_path} is of another run ({found.source} -> {found.target}, "
+                f"since {found.since}); finish that one, pass --restart, or use another --checkpoint"
+            )
+        return found
+
+    def _copy(self, lead: CrmLead) -> Outcome:
+        if not (lead.first_name or lead.last_name or lead.phones or lead.emails or lead.description or lead.notes):
+            return Outcome(lead.key, SKIPPED, reason="empty: no name, contact, text or notes")
+        try:
+            result: ImportResult = with_retries(
+                lambda: self.target.import_lead(lead, dry_run=self.dry_run), sleep=self.sleep
+            )
+        except CrmError as error:
+            return Outcome(lead.key, FAILED, reason=f"{error.kind.value}: {error}")
+        reason = f"refused fields kept in the text: {', '.join(result.dropped_fields)}" if result.dropped_fields else ""
+        action = result.action
+        if self.dry_run and action is ImportAction.CREATED:
+            contacts = lead.contacts.matchable()
+            if contacts & self._planned:
+                action = ImportAction.MERGED
+            self._planned |= contacts
+        return Outcome(lead.key, action.value, result.record_id, result.notes_written, reason)
+
+
+ACTIONS = (*(action.value for action in ImportAction), SKIPPED, FAILED)
+"""Every action a report line may name, in the order the summary lists them."""
