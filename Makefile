@@ -15,7 +15,7 @@ SAM := SAM_CLI_TELEMETRY=0 __SAM_CLI_APP_DIR=$(CURDIR)/$(TOOLS)/sam-app AWS_EC2_
 	AWS_REGION=$${AWS_REGION:-eu-central-1} PATH="$(CURDIR)/$(BIN):$$PATH" $(TOOLS)/bin/sam
 ENV ?= dev
 
-.PHONY: help venv run tools lint types security validate build system-packages espocrm unit reliability traffic test bench deploy dlq-inspect dlq-redrive clean
+.PHONY: help venv run tools lint types security validate build system-packages espocrm unit reliability traffic test bench deploy backfill reconcile dlq-inspect dlq-redrive clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -101,11 +101,22 @@ test: lint types security validate system-packages unit ## every check: lint, ty
 
 # Not part of `make test`: it measures (about 25 minutes, most of it a 1,000-operation drain into a
 # Bitrix24-like portal at 2 requests/s; QUICK=1 a few) and asserts nothing about time.
-bench: build ## cold starts, warm overhead, backlog drain, sizes: one table (docs/performance.md); QUICK=1
+bench: build ## cold starts, warm overhead, backlog drain, backfill rate, sizes: one table (docs/performance.md); QUICK=1
 	$(BIN)/python -m bench $(if $(QUICK),--quick)
 
 deploy: validate ## sam deploy --config-env ENV (ENV=dev by default, or prod; needs AWS credentials)
 	$(SAM) deploy --config-env $(ENV)
+
+# The migration between the CRMs (docs/migration.md). Both CRMs configured as for the functions:
+# ESPOCRM_URL, ESPOCRM_API_KEY (or _PARAM), BITRIX24_WEBHOOK_URL (or _PARAM).
+FROM ?= bitrix24
+TO ?= espocrm
+
+backfill: $(STAMP) ## copy every lead of FROM into TO with its comments (FROM=bitrix24 TO=espocrm; ARGS="--dry-run", "--since 2026-12-01")
+	$(BIN)/python -m crm_bridge.migrate backfill --from $(FROM) --to $(TO) $(ARGS)
+
+reconcile: $(STAMP) ## compare FROM and TO: leads only in one, mapped fields that differ (CSV report)
+	$(BIN)/python -m crm_bridge.migrate reconcile --from $(FROM) --to $(TO) $(ARGS)
 
 dlq-inspect: $(STAMP) ## DLQ: count, oldest, errors by reason (STACK=<stack> or CRM_DLQ_URL=<url>)
 	$(BIN)/python -m crm_bridge.delivery.dead_letters inspect $(if $(STACK),--stack $(STACK))

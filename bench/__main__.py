@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.artifact import BUILD, artifact_sizes, build_twin, bundled_runtime_distributions, bytecode_files
+from bench.backfill import measure_backfill
 from bench.cold import CASES, ColdCase, ColdStarts
 from bench.drain import drain
 from bench.real_espocrm import measure_real_espocrm
@@ -27,7 +28,7 @@ from bench.stack import LoopbackStack, StubCrm
 from bench.warm import measure_warm
 from infra.espocrm.local import EspoCrmUnavailable
 
-SECTIONS = ("cold", "warm", "espocrm", "requests", "drain", "size")
+SECTIONS = ("cold", "warm", "espocrm", "requests", "drain", "backfill", "size")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Config:
     bitrix_operations: int
     espocrm_applicants: int
     """New applicants through the handler against the real EspoCRM, and as many through its floor."""
+    backfill_leads: int
     sections: tuple[str, ...] = SECTIONS
     cases: tuple[ColdCase, ...] = field(default=CASES)
 
@@ -58,6 +60,7 @@ FULL = Config(
     drain_latency_ms=100.0,
     bitrix_operations=1000,
     espocrm_applicants=200,
+    backfill_leads=1000,
 )
 QUICK = Config(
     cold_rounds=3,
@@ -67,6 +70,7 @@ QUICK = Config(
     drain_latency_ms=100.0,
     bitrix_operations=50,
     espocrm_applicants=40,
+    backfill_leads=200,
 )
 TINY = Config(
     cold_rounds=1,
@@ -76,6 +80,7 @@ TINY = Config(
     drain_latency_ms=5.0,
     bitrix_operations=5,
     espocrm_applicants=3,
+    backfill_leads=60,
 )
 """Seconds, not minutes: what the unit test runs so that the benchmark cannot rot."""
 
@@ -120,6 +125,9 @@ def run(config: Config, build: Path = BUILD, progress: object = _progress) -> Re
             report.drains.append(
                 drain(twin, config.bitrix_operations, provider="bitrix24", latency_ms=config.drain_latency_ms)
             )
+    if "backfill" in config.sections and config.backfill_leads:
+        log(f"backfill: {config.backfill_leads} Bitrix24 leads at 2 requests/s into EspoCRM")
+        report.backfill = measure_backfill(config.backfill_leads)
     if "size" in config.sections:
         report.sizes = artifact_sizes(build)
         report.runtime_bundled = bundled_runtime_distributions(build)
@@ -141,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="backlog drained into the Bitrix24-like portal at 2 requests/s, 0 for none (default 1000, quick 50)",
     )
+    parser.add_argument("--backfill-leads", type=int, help="leads the backfill copies (default 1000, quick 200)")
     parser.add_argument("--json", type=Path, help="also write the raw measurements here")
     parser.add_argument("--build", type=Path, default=BUILD, help="another SAM build to measure (e.g. a before)")
     arguments = parser.parse_args(argv)
@@ -156,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         config = Config(**{**asdict(config), "espocrm_applicants": arguments.applicants, "cases": config.cases})
     if arguments.bitrix_operations is not None:
         config = Config(**{**asdict(config), "bitrix_operations": arguments.bitrix_operations, "cases": config.cases})
+    if arguments.backfill_leads is not None:
+        config = Config(**{**asdict(config), "backfill_leads": arguments.backfill_leads, "cases": config.cases})
     started = time.monotonic()
     report = run(config, arguments.build.resolve())
     print(render(report))

@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass, field
 
 from bench.artifact import LAMBDA_UNZIPPED_LIMIT, LAMBDA_ZIPPED_DIRECT_LIMIT, LAYER, ArtifactSize
+from bench.backfill import BackfillResult
 from bench.cold import ColdResult
 from bench.drain import DrainResult
 from bench.real_espocrm import TARGET as ESPOCRM_TARGET
@@ -22,6 +23,8 @@ COLD_TARGETS = {"RedirectFunction": 1.25, "ApplicationsFunction": 1.5, "Messenge
 DRAIN_TARGET = 1.2
 BITRIX_DRAIN_TARGET = 1.15
 """Issue 13: a Bitrix24 backlog drains within this multiple of (requests needed / 2 per second)."""
+BACKFILL_TARGET = 1.2
+"""Issue 16: a backfill from Bitrix24 within this multiple of (its requests / 2 per second)."""
 LAYER_TARGET_BYTES = 15_000_000
 MB = 1_000_000
 
@@ -37,6 +40,7 @@ class Report:
     requests: list[RequestCount] = field(default_factory=list)
     """CRM requests per operation, by kind and provider."""
     drains: list[DrainResult] = field(default_factory=list)
+    backfill: BackfillResult | None = None
     sizes: list[ArtifactSize] = field(default_factory=list)
     runtime_bundled: list[str] = field(default_factory=list)
     bytecode_files: int = 0
@@ -141,6 +145,8 @@ def rows(report: Report) -> list[tuple[str, str, str, str, str, str]]:
                 _verdict(drain.ratio, DRAIN_TARGET),
             )
         )
+    if report.backfill is not None:
+        table.append(_backfill_row(report.backfill))
     layer = next((size for size in report.sizes if size.name == LAYER), None)
     for size in report.sizes:
         total = size.unzipped + (layer.unzipped if layer and size is not layer else 0)
@@ -240,6 +246,19 @@ def _espocrm_rows(report: Report) -> list[tuple[str, str, str, str, str, str]]:
     if result.differences:
         rows.append(("  floor vs provider requests", "; ".join(result.differences), "", "", "the same", "MISSED"))
     return rows
+
+
+def _backfill_row(result: BackfillResult) -> tuple[str, str, str, str, str, str]:
+    counts = ", ".join(f"{action} {count}" for action, count in sorted(result.counts.items()))
+    return (
+        f"backfill {result.leads} leads, Bitrix24 2 req/s -> EspoCRM",
+        f"{result.seconds:.1f} s ({result.rate:.0f} leads/s), {result.source_requests} requests, "
+        f"{result.refused} limit errors; {counts}",
+        f"{result.floor_seconds:.1f} s ({result.source_requests} requests needed / 2 per s)",
+        f"{result.ratio:.2f}x",
+        f"<= {BACKFILL_TARGET}x",
+        _verdict(result.ratio, BACKFILL_TARGET) if not result.refused else "MISSED",
+    )
 
 
 HEADER = ("measure", "median (min-max)", "floor / detail", "ratio", "target", "")

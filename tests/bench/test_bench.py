@@ -57,7 +57,19 @@ def test_the_benchmark_runs_every_section_in_a_tiny_configuration() -> None:
     assert LAYER in {size.name for size in report.sizes}
     assert report.runtime_bundled == []
     table = render(report)
-    for measure in ("cold start redirect", "warm applications p99", "CRM requests", "drain", f"size {LAYER}"):
+    # The backfill reads 49 leads and their comments per request: 60 leads are two requests.
+    backfill = report.backfill
+    assert backfill is not None
+    assert (backfill.leads, backfill.source_requests, backfill.refused) == (TINY.backfill_leads, 2, 0)
+    assert sum(backfill.counts.values()) == TINY.backfill_leads
+    for measure in (
+        "cold start redirect",
+        "warm applications p99",
+        "CRM requests",
+        "drain",
+        "backfill",
+        f"size {LAYER}",
+    ):
         assert measure in table
 
 

@@ -96,10 +96,11 @@ def snapshot(leads: Sequence[CrmLead]) -> list[tuple[Any, ...]]:
 
 @pytest.fixture(params=["espocrm", pytest.param("real-espocrm", marks=pytest.mark.real_espocrm)])
 def migration(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Migration]:
+    # The real server first: the simulator's router answers every request made while it runs.
+    real: RealEspoCrm | None = request.getfixturevalue("real_espocrm") if request.param == "real-espocrm" else None
     with SimulatedBitrix24(token=BITRIX24_TOKEN, rate_per_second=None) as bitrix24:
         env = {"BITRIX24_WEBHOOK_URL": bitrix24.webhook_url, "BITRIX24_REQUESTS_PER_SECOND": REQUESTS_PER_SECOND}
-        if request.param == "real-espocrm":
-            real: RealEspoCrm = request.getfixturevalue("real_espocrm")
+        if real is not None:
             bitrix24.router.route(host="127.0.0.1").pass_through()  # the real server is on loopback
             proxy = real.proxy()
             state = real.state(proxy)
