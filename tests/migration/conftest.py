@@ -4,6 +4,7 @@ one (the real server where the harness runs it, marked ``real_espocrm``; the sim
 from __future__ import annotations
 
 import io
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from crm_bridge.field_mapping import load_field_mapping
 from crm_bridge.migrate.__main__ import run
 from crm_bridge.providers import CrmProvider, build_provider
+from crm_bridge.providers.espocrm import EspoCrmProvider
 from crm_bridge.providers.records import CrmLead, LeadReader
 from crm_bridge.settings import CrmProviderName, load_settings
 from tests.real_crm.fixtures import RealEspoCrm
@@ -68,6 +70,20 @@ class Migration:
             if page.cursor is None:
                 return leads
             cursor = page.cursor
+
+
+def kill_after_notes(monkeypatch: pytest.MonkeyPatch, notes: int) -> None:
+    """The operator's Ctrl-C (or a crash) in the middle of a lead: after its create, between its notes."""
+    original = EspoCrmProvider._add_note
+    written = Counter[str]()
+
+    def add_note(self: EspoCrmProvider, record_id: str, text: str) -> str:
+        written["notes"] += 1
+        if written["notes"] == notes:
+            raise KeyboardInterrupt
+        return original(self, record_id, text)
+
+    monkeypatch.setattr(EspoCrmProvider, "_add_note", add_note)
 
 
 def report_rows(path: Path) -> list[dict[str, str]]:

@@ -20,10 +20,9 @@ import pytest
 
 from crm_bridge.field_mapping import MappedField
 from crm_bridge.models import Application, Channel, MessengerActivity
-from crm_bridge.providers.espocrm import EspoCrmProvider
 from crm_bridge.providers.records import CrmLead, LeadStatus
 from tests.migration.agency import SeededPortal, seed_portal
-from tests.migration.conftest import Migration, report_rows, snapshot
+from tests.migration.conftest import Migration, kill_after_notes, report_rows, snapshot
 
 LEADS = 1000
 APPLICANTS = 100
@@ -50,20 +49,6 @@ def _apply_through_live_flow(migration: Migration, seeded: SeededPortal) -> dict
 def _espocrm_writes(migration: Migration) -> int:
     assert migration.espocrm is not None
     return sum(1 for call in migration.espocrm.router.calls if call.request.method in WRITES)
-
-
-def _kill_after_notes(monkeypatch: pytest.MonkeyPatch, notes: int) -> None:
-    """The operator's Ctrl-C (or a crash) in the middle of a lead: after its create, between its notes."""
-    original = EspoCrmProvider._add_note
-    written = Counter[str]()
-
-    def add_note(self: EspoCrmProvider, record_id: str, text: str) -> str:
-        written["notes"] += 1
-        if written["notes"] == notes:
-            raise KeyboardInterrupt
-        return original(self, record_id, text)
-
-    monkeypatch.setattr(EspoCrmProvider, "_add_note", add_note)
 
 
 def _by_source(leads: list[CrmLead]) -> dict[str, CrmLead]:
@@ -104,7 +89,7 @@ def test_the_agency_moves_to_espocrm_and_back(migration: Migration, monkeypatch:
     # Ctrl-C at a random moment: in the middle of a lead, between its notes.
     stop_at = random.Random().randrange(200, 1200)  # noqa: S311 - any point must do
     with monkeypatch.context() as patched:
-        _kill_after_notes(patched, stop_at)
+        kill_after_notes(patched, stop_at)
         code, output = migration.backfill()
     assert code == 130, output
     assert "run the same command again to continue" in output

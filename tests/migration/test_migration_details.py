@@ -3,6 +3,7 @@ copies going back where they came from, failures, and the command's refusals."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
@@ -13,8 +14,9 @@ from crm_bridge.models import Application
 from crm_bridge.providers.base import ImportAction
 from crm_bridge.providers.records import LeadReader
 from tests.migration.agency import seed_portal
-from tests.migration.conftest import Migration, report_rows
+from tests.migration.conftest import ESPOCRM_API_KEY, Migration, kill_after_notes, report_rows, snapshot
 from tests.simulators.base import Failure
+from tests.simulators.espocrm import SimulatedEspoCrm
 
 pytestmark = pytest.mark.parametrize("migration", ["espocrm"], indirect=True)
 
@@ -201,3 +203,27 @@ def test_import_lead_reports_what_it_did(migration: Migration) -> None:
     assert espocrm.import_lead(lead, dry_run=True).action is ImportAction.CREATED
     assert espocrm.import_lead(lead).action is ImportAction.CREATED
     assert espocrm.import_lead(lead).action is ImportAction.UNCHANGED
+
+
+def test_a_run_killed_again_and_again_ends_where_an_uninterrupted_one_does(
+    migration: Migration, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed_portal(migration.bitrix24, 300)
+    with SimulatedEspoCrm(base_url="https://uninterrupted.example.test", api_key=ESPOCRM_API_KEY) as other:
+        uninterrupted = Migration(
+            migration.bitrix24, other, migration.env | {"ESPOCRM_URL": other.base_url}, migration.workdir / "other"
+        )
+        uninterrupted.workdir.mkdir()
+        assert uninterrupted.backfill()[0] == 0
+        expected = snapshot(uninterrupted.leads("espocrm"))
+        for provider in uninterrupted.providers:
+            provider.close()
+    chance = random.Random()  # noqa: S311 - any points must do
+    for stop_at in (chance.randrange(1, 200) for _ in range(3)):
+        with monkeypatch.context() as patched:
+            kill_after_notes(patched, stop_at)
+            code, output = migration.backfill()
+        assert code == 130, output
+    code, output = migration.backfill()
+    assert code == 0, output
+    assert snapshot(migration.leads("espocrm")) == expected
