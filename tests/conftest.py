@@ -20,6 +20,7 @@ pytest_plugins = ["tests.real_crm.fixtures"]
 
 _CONFIG_VARIABLES = (
     "CRM_PROVIDER",
+    "CRM_SHADOW_PROVIDER",
     "CRM_TIMEOUT_SECONDS",
     "CRM_FIELD_MAPPING_FILE",
     "DEFAULT_PHONE_REGION",

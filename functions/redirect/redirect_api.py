@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from crm_bridge.api.endpoint import serve
 from crm_bridge.api.http import HttpRequest, answer
 from crm_bridge.api.redirects import load_redirect_settings, plan_redirect
+from crm_bridge.delivery.dual_write import shadowed
 from crm_bridge.delivery.queue import OperationQueue
 from crm_bridge.delivery.recovery import DeliveryUnavailable, queue_or_seal
 from crm_bridge.observability import get_logger
@@ -35,7 +36,8 @@ def go(request: HttpRequest) -> dict[str, Any]:
         logger.info("click not recorded: not a person", extra={"reason": redirect.not_a_person})
     else:
         try:
-            queue_or_seal(click, lambda: queue.send(click))
+            with shadowed(click, queue) as message:
+                queue_or_seal(message, lambda: queue.send(message))
         except DeliveryUnavailable:
             count("RedirectClickNotQueued")  # sealed into the log; the visitor still goes on
         else:

@@ -36,6 +36,7 @@ LOCAL_DEFAULTS: dict[str, str] = {
 }
 CRM_SETTINGS = (
     "CRM_PROVIDER",
+    "CRM_SHADOW_PROVIDER",
     "CRM_TIMEOUT_SECONDS",
     "CRM_FIELD_MAPPING_FILE",
     "DEFAULT_PHONE_REGION",
@@ -87,10 +88,15 @@ class CrmChoice:
         return self.provider == CrmProviderName.SANDBOX
 
     def describe(self) -> str:
-        """One line for the console: which CRM, where, never a secret."""
+        """One line for the console: which CRM (and the shadow of a dual-write), where, never a secret."""
+        shadow = self.settings.get("CRM_SHADOW_PROVIDER")
+        also = f"; dual-write: every operation also queued for the shadow, {self._where(shadow)}" if shadow else ""
         if self.is_sandbox:
-            return f"SANDBOX, not a real CRM: leads are kept in {self.settings['SANDBOX_DB_PATH']}"
-        if self.provider == CrmProviderName.ESPOCRM:
+            return f"SANDBOX, not a real CRM: leads are kept in {self.settings['SANDBOX_DB_PATH']}{also}"
+        return self._where(self.provider) + also
+
+    def _where(self, provider: str) -> str:
+        if provider == CrmProviderName.ESPOCRM:
             return f"EspoCRM at {self.settings.get('ESPOCRM_URL')}"
         host = urlsplit(self.secrets.get("BITRIX24_WEBHOOK_URL", "")).hostname or "?"
         return f"Bitrix24 portal {host} (inbound webhook)"

@@ -44,13 +44,15 @@ def system(crm: FaultyEspoCrm) -> Iterator[System]:
         yield running
 
 
-def dies_after_write(deliver: Callable[[Operation], ProviderResult], on_call: int) -> Callable[..., ProviderResult]:
+def dies_after_write(
+    deliver: Callable[[Operation, str], ProviderResult], on_call: int
+) -> Callable[..., ProviderResult]:
     calls = 0
 
-    def deliver_then_maybe_die(operation: Operation) -> ProviderResult:
+    def deliver_then_maybe_die(operation: Operation, crm: str) -> ProviderResult:
         nonlocal calls
         calls += 1
-        result = deliver(operation)
+        result = deliver(operation, crm)
         if calls == on_call:
             raise WorkerDied("the CRM has the write; the worker never reports it")
         return result

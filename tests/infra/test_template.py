@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from collections.abc import Iterator
@@ -367,3 +368,86 @@ def test_samconfig_deploys_dev_and_prod_with_every_required_parameter() -> None:
             assert allowed is None or value in [str(choice) for choice in allowed], (environment, name)
         assert deploy["stack_name"] == f"crm-bridge-{environment}"
         assert "CAPABILITY_IAM" in deploy["capabilities"]
+
+
+def test_every_function_gets_the_shadow_crm_where_it_gets_the_primary(template: dict[str, Any]) -> None:
+    shadow = template["Parameters"]["CrmShadowProvider"]
+    assert (shadow["AllowedValues"], shadow["Default"]) == (["", "espocrm", "bitrix24"], "")
+    for name, function in functions(template).items():
+        variables = function["Environment"]["Variables"]
+        assert variables["CRM_PROVIDER"] == {"Ref": "CrmProvider"}, name
+        assert variables["CRM_SHADOW_PROVIDER"] == {"Ref": "CrmShadowProvider"}, name
+    # Whichever CRM is the shadow, the worker (which delivers its copies) may read its secrets.
+    policy = template["Resources"]["CrmSecretsReadPolicy"]["Properties"]["PolicyDocument"]
+    by_action = {statement["Action"]: statement["Resource"] for statement in _statements(policy)}
+    readable = {resource["Fn::If"][0] for resource in by_action["ssm:GetParameter"]}
+    assert readable == {"HasEspoCrmApiKey", "HasEspoCrmHmacSecret", "HasBitrix24Webhook"}
+    assert "crm-secrets" in LEAST_PRIVILEGE["WorkerFunction"]
+
+
+def _holds(condition: Any, parameters: dict[str, str]) -> Any:
+    """A rule's condition or assertion, evaluated as CloudFormation would for these parameter values."""
+    if isinstance(condition, str):
+        return condition
+    ((function, argument),) = condition.items()
+    match function:
+        case "Ref":
+            return parameters[argument]
+        case "Fn::Equals":
+            return _holds(argument[0], parameters) == _holds(argument[1], parameters)
+        case "Fn::Not":
+            return not _holds(argument[0], parameters)
+        case "Fn::And":
+            return all(_holds(part, parameters) for part in argument)
+    raise AssertionError(f"unexpected rule function {function}")
+
+
+def _refused(template: dict[str, Any], **parameters: str) -> list[str]:
+    values = {"EspoCrmUrl": "", "EspoCrmApiKeyName": "", "Bitrix24WebhookUrlName": "", **parameters}
+    return [
+        name
+        for name, rule in template["Rules"].items()
+        if _holds(rule.get("RuleCondition", True), values)
+        and not all(_holds(assertion["Assert"], values) for assertion in rule["Assertions"])
+    ]
+
+
+def test_a_shadow_that_could_not_work_is_refused_at_deploy_time(template: dict[str, Any]) -> None:
+    espocrm = {"EspoCrmUrl": "https://crm.example.com", "EspoCrmApiKeyName": "/crm-bridge/prod/espocrm-api-key"}
+    bitrix24 = {"Bitrix24WebhookUrlName": "/crm-bridge/prod/bitrix24-webhook-url"}
+
+    assert _refused(template, CrmProvider="espocrm", CrmShadowProvider="", **espocrm) == []
+    assert _refused(template, CrmProvider="espocrm", CrmShadowProvider="bitrix24", **espocrm, **bitrix24) == []
+    assert _refused(template, CrmProvider="bitrix24", CrmShadowProvider="espocrm", **espocrm, **bitrix24) == []
+    assert _refused(template, CrmProvider="espocrm", CrmShadowProvider="espocrm", **espocrm) == ["ShadowIsTheOtherCrm"]
+    assert _refused(template, CrmProvider="espocrm", CrmShadowProvider="bitrix24", **espocrm) == [
+        "Bitrix24ShadowIsConfigured"
+    ]
+    assert _refused(template, CrmProvider="bitrix24", CrmShadowProvider="espocrm", **bitrix24) == [
+        "EspoCrmShadowIsConfigured"
+    ]
+
+
+PER_CRM_OUTCOMES = (
+    "LeadsCreated",
+    "LeadsUpdated",
+    "OperationsDelivered",
+    "OperationsRetried",
+    "OperationsDeadLettered",
+    "CrmConfigurationErrors",
+)
+
+
+def test_the_dashboard_shows_outcomes_per_crm_and_the_shadow_copies_not_queued(template: dict[str, Any]) -> None:
+    (dashboard,) = resources(template, "AWS::CloudWatch::Dashboard").values()
+    body = re.sub(r"\$\{[^}]+\}", "0", dashboard["DashboardBody"]["Fn::Sub"][0])
+    widgets = json.loads(body)["widgets"]
+    (per_crm,) = [widget for widget in widgets if widget["properties"]["title"].startswith("Outcomes by CRM")]
+    lines = {
+        tuple(line[:-1]) if isinstance(line[-1], dict) else tuple(line) for line in per_crm["properties"]["metrics"]
+    }
+
+    for provider in ("espocrm", "bitrix24"):
+        for name in PER_CRM_OUTCOMES:
+            assert ("CrmBridge", name, "provider", provider, "service", "crm-bridge") in lines, (name, provider)
+    assert ("CrmBridge", "ShadowEnqueueFailures", "service", "crm-bridge") in lines

@@ -12,6 +12,7 @@ from infra.local.config import (
     RUNNER_SETTINGS,
     ConfigError,
     LocalConfig,
+    Placement,
     choose_crm,
     function_settings,
     known_settings,
@@ -141,3 +142,35 @@ def test_each_setting_goes_where_the_template_passes_it(tmp_path: Path, template
     assert environment["ESPOCRM_API_KEY_PARAM"] == "/crm-bridge/local/espocrm-api-key"
     assert "ESPOCRM_API_KEY" not in environment
     assert environment["CRM_QUEUE_URL"] == "q"
+
+
+def test_a_shadow_crm_reaches_the_functions_like_the_primary_and_is_validated_the_same_way(
+    tmp_path: Path, template: Template
+) -> None:
+    espocrm = {"CRM_PROVIDER": "espocrm", "ESPOCRM_URL": "http://127.0.0.1:9", "ESPOCRM_API_KEY": "k" * 20}
+    with pytest.raises(ConfigError, match=r"required when CRM_SHADOW_PROVIDER=bitrix24"):
+        choose_crm(LocalConfig({**espocrm, "CRM_SHADOW_PROVIDER": "bitrix24"}, {}), tmp_path)
+    config = LocalConfig(
+        {**espocrm, "CRM_SHADOW_PROVIDER": "bitrix24", "BITRIX24_WEBHOOK_URL": "https://b24.example/rest/1/t0k3n/"},
+        {},
+    )
+
+    crm = choose_crm(config, tmp_path)
+    placement = place_settings(config, template)
+
+    assert placement.parameters == {}
+    assert "t0k3n" not in crm.describe()
+    assert "every operation also queued for the shadow, Bitrix24 portal b24.example" in crm.describe()
+    for spec in template.functions().values():
+        resolved = {"CRM_PROVIDER": "espocrm", "CRM_SHADOW_PROVIDER": ""}
+        assert function_settings(spec, resolved, placement, crm)["CRM_SHADOW_PROVIDER"] == "bitrix24"
+
+
+def test_without_a_shadow_the_functions_get_none(tmp_path: Path, template: Template) -> None:
+    crm = choose_crm(LocalConfig({}, {}), tmp_path)
+    spec = template.functions()["WorkerFunction"]
+
+    environment = function_settings(spec, {"CRM_PROVIDER": "espocrm", "CRM_SHADOW_PROVIDER": ""}, Placement(), crm)
+
+    assert environment["CRM_SHADOW_PROVIDER"] == ""
+    assert "dual-write" not in crm.describe()

@@ -823,6 +823,10 @@ class SimulatedEspoCrm:
         ``attribute`` out is not what it asks for."""
         self._rejected[attribute] = named or attribute
 
+    def accept_attribute(self, attribute: str) -> None:
+        """Undo :meth:`reject_attribute`: the admin fixed the field."""
+        self._rejected.pop(attribute, None)
+
     def require_attribute(self, attribute: str) -> None:
         """Make a (custom) field required, as an admin may: a create without a value for it is a
         400 ``{field: attribute, type: required}``, as is an update that empties it."""

@@ -21,6 +21,7 @@ from crm_bridge.models import (
     dump_operation,
     parse_operation,
 )
+from crm_bridge.settings import CrmProviderName
 
 
 def application(**overrides: object) -> Application:
@@ -175,3 +176,33 @@ def test_created_at_must_carry_a_timezone() -> None:
     assert UpsertLeadOperation(
         origin=Origin.APPLICATIONS_API, payload=application(), created_at=datetime(2026, 1, 1, tzinfo=UTC)
     ).created_at.tzinfo
+
+
+def test_an_operation_names_no_crm_unless_it_is_a_dual_writes_copy() -> None:
+    operation = UpsertLeadOperation(origin=Origin.APPLICATIONS_API, payload=application(message="Çok güzel"))
+    message = operation.message()
+    assert operation.provider is None
+    assert "provider" not in json.loads(message.body), "the envelope as it was before dual-writes"
+    assert "provider" not in message.attributes()
+
+    copy = message.copy_for("bitrix24")
+
+    named = operation.model_copy(update={"provider": CrmProviderName.BITRIX24})
+    assert copy.body == named.model_dump_json(), "byte for byte what pydantic writes for the copy"
+    assert parse_operation(copy.body) == named
+    assert copy.attributes() == named.message().attributes()
+    assert copy.attributes()["provider"] == {"DataType": "String", "StringValue": "bitrix24"}
+    assert copy.identity()["provider"] == "bitrix24"
+    assert (copy.operation_id, copy.kind, copy.origin) == (message.operation_id, message.kind, message.origin)
+
+
+def test_an_envelope_that_names_no_crm_is_one_for_the_primary() -> None:
+    operation = MessengerClickOperation(
+        origin=Origin.REDIRECT, payload=MessengerActivity(channel=Channel.TELEGRAM, session_id="visitor-0001")
+    )
+    envelope = json.loads(dump_operation(operation))
+
+    assert parse_operation(json.dumps(envelope)).provider is None
+    assert parse_operation(json.dumps({**envelope, "provider": None})) == operation
+    with pytest.raises(ValidationError):
+        parse_operation(json.dumps({**envelope, "provider": "salesforce"}))

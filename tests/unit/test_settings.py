@@ -86,6 +86,54 @@ def test_bitrix24_needs_its_webhook() -> None:
     assert load_settings({"CRM_PROVIDER": "bitrix24", "BITRIX24_WEBHOOK_URL": WEBHOOK}).bitrix24 is not None
 
 
+ESPOCRM = {"CRM_PROVIDER": "espocrm", "ESPOCRM_URL": "https://crm.example.test", "ESPOCRM_API_KEY": "k" * 32}
+
+
+def test_a_shadow_crm_is_the_other_configured_crm_and_takes_the_copies_made_for_it() -> None:
+    settings = load_settings({**ESPOCRM, "CRM_SHADOW_PROVIDER": "bitrix24", "BITRIX24_WEBHOOK_URL": WEBHOOK})
+
+    assert settings.crm_shadow_provider is CrmProviderName.BITRIX24
+    assert settings.providers == (CrmProviderName.ESPOCRM, CrmProviderName.BITRIX24)
+    assert settings.destination(CrmProviderName.BITRIX24) is CrmProviderName.BITRIX24
+    assert settings.destination(CrmProviderName.ESPOCRM) is CrmProviderName.ESPOCRM
+    assert settings.destination(None) is CrmProviderName.ESPOCRM
+
+
+def test_without_a_shadow_every_copy_goes_to_the_primary() -> None:
+    settings = load_settings({**ESPOCRM, "CRM_SHADOW_PROVIDER": "", "BITRIX24_WEBHOOK_URL": WEBHOOK})
+
+    assert settings.crm_shadow_provider is None
+    assert settings.providers == (CrmProviderName.ESPOCRM,)
+    assert {settings.destination(name) for name in (None, *CrmProviderName)} == {CrmProviderName.ESPOCRM}
+
+
+@pytest.mark.parametrize(
+    ("environment", "message"),
+    [
+        (
+            {**ESPOCRM, "CRM_SHADOW_PROVIDER": "bitrix24"},
+            "BITRIX24_WEBHOOK_URL or BITRIX24_WEBHOOK_URL_PARAM is not set (required when CRM_SHADOW_PROVIDER=bitrix24)",
+        ),
+        (
+            {"CRM_PROVIDER": "bitrix24", "BITRIX24_WEBHOOK_URL": WEBHOOK, "CRM_SHADOW_PROVIDER": "espocrm"},
+            "ESPOCRM_URL is not set (required when CRM_SHADOW_PROVIDER=espocrm); "
+            "ESPOCRM_API_KEY or ESPOCRM_API_KEY_PARAM is not set (required when CRM_SHADOW_PROVIDER=espocrm)",
+        ),
+        (
+            {**ESPOCRM, "CRM_SHADOW_PROVIDER": "espocrm"},
+            "CRM_SHADOW_PROVIDER must differ from CRM_PROVIDER (both are espocrm)",
+        ),
+        ({**ESPOCRM, "CRM_SHADOW_PROVIDER": "sandbox"}, "CRM_SHADOW_PROVIDER: must be espocrm or bitrix24"),
+        ({**ESPOCRM, "CRM_SHADOW_PROVIDER": "salesforce"}, "CRM_SHADOW_PROVIDER: must be espocrm or bitrix24"),
+    ],
+)
+def test_a_shadow_that_cannot_work_is_refused_naming_the_variable(environment: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as exc:
+        load_settings(environment)
+    assert message in str(exc.value)
+    assert "s3cr3tw3bh00kt0k3n" not in str(exc.value)
+
+
 def test_the_settings_repr_never_shows_a_secret() -> None:
     settings = load_settings({"CRM_PROVIDER": "bitrix24", "BITRIX24_WEBHOOK_URL": WEBHOOK})
     assert "s3cr3tw3bh00kt0k3n" not in repr(settings)

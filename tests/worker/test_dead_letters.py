@@ -24,12 +24,17 @@ def refused(field: str) -> PermanentCrmError:
 
 @pytest.fixture
 def parked(aws: Aws) -> list[str]:
-    """Five dead-lettered messages: three reasons, one without any (moved by SQS itself)."""
+    """Five dead-lettered messages: three reasons (one of them a dual-write's copy for Bitrix24), one
+    without any (moved by SQS itself)."""
     queue = OperationQueue(aws.queue_url, aws.dlq_url)
     operations = [application(n) for n in range(3)]
-    queue.dead_letter(operations[0], refused("cReferralCode"), attempts=1)
-    queue.dead_letter(operations[1], refused("cReferralCode"), attempts=1)
-    queue.dead_letter(operations[2], RetryableCrmError("no answer in time", provider="bitrix24"), attempts=39)
+    queue.dead_letter(operations[0].message(), refused("cReferralCode"), attempts=1)
+    queue.dead_letter(operations[1].message(), refused("cReferralCode"), attempts=1)
+    queue.dead_letter(
+        operations[2].message().copy_for("bitrix24"),
+        RetryableCrmError("no answer in time", provider="bitrix24"),
+        attempts=39,
+    )
     queue.dead_letter_raw("not json", PermanentCrmError("invalid operation", provider="crm-bridge"), attempts=1)
     aws.sqs.send_message(QueueUrl=aws.dlq_url, MessageBody="{}")
     return [str(operation.operation_id) for operation in operations]
@@ -53,6 +58,7 @@ def test_inspect_counts_and_groups_by_reason_and_leaves_the_messages_in_place(aw
     assert "messages: 5 waiting" in text
     assert UNKNOWN_REASON in text
     assert "field=cReferralCode" in text
+    assert "for=bitrix24" in text
     assert json.loads(json.dumps(report.to_dict()))["reasons"][0]["count"] == 2
 
 
@@ -67,6 +73,9 @@ def test_redrive_falls_back_to_moving_messages_itself_where_sqs_cannot(aws: Aws,
     operation_ids = {attributes_of(message).get("operation_id") for message in moved}
     assert set(parked) <= operation_ids
     assert not any(name.startswith("error_") or name == "attempts" for m in moved for name in attributes_of(m))
+    (copy,) = [message for message in moved if "provider" in attributes_of(message)]
+    assert (attributes_of(copy)["operation_id"], attributes_of(copy)["provider"]) == (parked[2], "bitrix24")
+    assert json.loads(copy["Body"])["provider"] == "bitrix24"
 
 
 class MoveTaskSqs:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
@@ -21,7 +22,7 @@ from crm_bridge.delivery.queue import (
     dead_letter_attributes,
     operation_attributes,
 )
-from crm_bridge.errors import PermanentCrmError, RetryableCrmError
+from crm_bridge.errors import ErrorKind, PermanentCrmError, RetryableCrmError, SettingsError
 from crm_bridge.models import Operation, dump_operation
 from crm_bridge.providers import LeadAction, ProviderResult
 from crm_bridge.worker import Outcome, RetryLater, Worker
@@ -57,7 +58,7 @@ class FakeDelivery:
     def register_lambda_context(self, context: Any) -> None:
         pass
 
-    def __call__(self, operation: Operation) -> Delivery:
+    def __call__(self, operation: Operation, crm: str) -> Delivery:
         return Delivery(self.outcome(operation), replayed=False)
 
 
@@ -77,6 +78,7 @@ def worker_with(outcome: Callable[[Operation], ProviderResult], sqs: FakeSqs) ->
         queue=OperationQueue("https://sqs/queue", "https://sqs/dlq", client=sqs),
         schedule=RetrySchedule(max_receives=5),
         delivery=FakeDelivery(outcome),  # type: ignore[arg-type]
+        route=lambda operation: "espocrm",
         random=lambda: 0.0,
     )
 
@@ -163,3 +165,63 @@ def test_dead_letter_attributes_stay_within_the_sqs_limit_of_ten() -> None:
     attributes = dead_letter_attributes(operation_attributes(application(1)), error, attempts=3)
     assert len(attributes) <= MAX_MESSAGE_ATTRIBUTES
     assert {"operation_id", "kind", "origin", "error_reason", "error_field", "attempts"} <= attributes.keys()
+
+
+def test_a_dual_writes_dead_letter_names_the_crm_its_copy_is_for_within_the_limit() -> None:
+    error = PermanentCrmError("r", provider="bitrix24", status=400, code="c", field="f")
+    copy = application(1).message().copy_for("bitrix24")
+
+    attributes = dead_letter_attributes(copy.attributes(), error, attempts=3)
+
+    assert len(attributes) == MAX_MESSAGE_ATTRIBUTES
+    assert attributes["provider"]["StringValue"] == "bitrix24"
+    assert {"operation_id", "kind", "error_reason", "error_field", "error_status", "attempts"} <= attributes.keys()
+    # The origin gives way (the body keeps it); with fewer error details it stays.
+    assert "origin" not in attributes
+    brief = dead_letter_attributes(copy.attributes(), RetryableCrmError("down", provider="bitrix24"), attempts=3)
+    assert {"operation_id", "provider", "kind", "origin"} <= brief.keys()
+
+
+def test_a_record_is_routed_before_delivery_and_its_outcomes_counted_for_that_crm(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "crm-bridge")  # as the template sets it
+    routed: list[tuple[str, str]] = []
+
+    class Routed(FakeDelivery):
+        def __call__(self, operation: Operation, crm: str) -> Delivery:
+            routed.append((str(operation.operation_id), crm))
+            return super().__call__(operation, crm)
+
+    operation = application(1)
+    worker = worker_with(delivered, FakeSqs())
+    worker.delivery = Routed(raising(RetryableCrmError("down", provider="bitrix24")))  # type: ignore[assignment]
+    worker.route = lambda operation: "bitrix24"
+
+    with pytest.raises(RetryLater):
+        worker.process(record(operation))
+
+    assert routed == [(str(operation.operation_id), "bitrix24")]
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if "OperationsRetried" in line]
+    document = json.loads(line)
+    # One count, seen in all (what the alarms read) and for the CRM.
+    assert document["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"], ["provider", "service"]]
+    assert (document["service"], document["provider"], document["OperationsRetried"]) == ("crm-bridge", "bitrix24", [1])
+
+
+def test_crm_settings_too_broken_to_route_are_a_configuration_error_counted_as_such(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    worker = worker_with(delivered, FakeSqs())
+
+    def broken(operation: Operation) -> str:
+        raise SettingsError("invalid configuration: CRM_SHADOW_PROVIDER must differ from CRM_PROVIDER")
+
+    worker.route = broken
+
+    with pytest.raises(RetryLater) as later:
+        worker.process(record(application(1)))
+
+    assert later.value.error.kind is ErrorKind.CONFIGURATION
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if "CrmConfigurationErrors" in line]
+    assert json.loads(line)["provider"] == "settings"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
@@ -59,23 +59,42 @@ class QueueMessage:
     origin: str
     created_at: datetime
     body: str
+    provider: str | None = None
+    """The CRM this copy is for (a dual-write's: ``crm_bridge.delivery.dual_write``); None: the primary."""
 
     def attributes(self) -> dict[str, dict[str, str]]:
         """SQS message attributes: what an operator can filter on."""
-        return {
+        attributes = {
             "operation_id": string_attribute(self.operation_id),
             "kind": string_attribute(self.kind),
             "origin": string_attribute(self.origin),
             "schema_version": {"DataType": "Number", "StringValue": str(SCHEMA_VERSION)},
         }
+        if self.provider is not None:
+            attributes["provider"] = string_attribute(self.provider)
+        return attributes
 
     def identity(self) -> dict[str, str]:
-        return {
+        identity = {
             "operation_id": self.operation_id,
             "kind": self.kind,
             "origin": self.origin,
             "created_at": self.created_at.isoformat(),
         }
+        return identity if self.provider is None else identity | {"provider": self.provider}
+
+    def copy_for(self, provider: str) -> QueueMessage:
+        """This operation's copy for one CRM: the envelope's ``provider`` set where the model writes
+        it (before ``kind``), the rest unchanged."""
+        fields = [(name, value) for name, value in json.loads(self.body).items() if name != "provider"]
+        at = [name for name, _ in fields].index("kind")
+        envelope = dict([*fields[:at], ("provider", provider), *fields[at:]])
+        return replace(self, body=_json(envelope), provider=provider)
+
+
+def _json(envelope: Mapping[str, object]) -> str:
+    """An envelope's JSON as pydantic writes it: compact, UTF-8 rather than escapes."""
+    return json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))
 
 
 def json_time(moment: datetime) -> str:
@@ -120,5 +139,4 @@ def click_message(
             "session_started": session_started,
         },
     }
-    body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))
-    return QueueMessage(operation_id, OperationKind.MESSENGER_CLICK.value, origin.value, occurred_at, body)
+    return QueueMessage(operation_id, OperationKind.MESSENGER_CLICK.value, origin.value, occurred_at, _json(envelope))

@@ -13,9 +13,18 @@ from collections.abc import Mapping
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationError,
+    model_validator,
+)
 
 from crm_bridge.errors import SettingsError
 from crm_bridge.observability.redaction import register_secret
@@ -32,8 +41,14 @@ class CrmProviderName(StrEnum):
     (``infra/local/sandbox.py``), not in the layer; the template's CrmProvider refuses it."""
 
 
-ShadowProviderName = Literal[CrmProviderName.ESPOCRM, CrmProviderName.BITRIX24]
-"""A real CRM: a dual-write's shadow is the other side of a migration, never the local sandbox."""
+def _real_crm(value: object) -> object:
+    """A dual-write's shadow is the other side of a migration: a real CRM, never the local sandbox."""
+    if value is not None and value not in (CrmProviderName.ESPOCRM, CrmProviderName.BITRIX24):
+        raise ValueError("must be espocrm or bitrix24 (or empty: no dual-write)")
+    return value
+
+
+ShadowProviderName = Annotated[CrmProviderName | None, BeforeValidator(_real_crm)]
 
 
 class SecretSource:
@@ -123,7 +138,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     crm_provider: CrmProviderName
-    crm_shadow_provider: ShadowProviderName | None = None
+    crm_shadow_provider: ShadowProviderName = None
     """During a cutover, the CRM that also gets every operation, through the queue
     (``crm_bridge.delivery.dual_write``); None: the primary alone."""
     crm_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
@@ -135,12 +150,15 @@ class Settings(BaseModel):
 
     @model_validator(mode="after")
     def _selected_providers_are_configured(self) -> Settings:
-        if self.crm_shadow_provider is not None and self.crm_shadow_provider is self.crm_provider:
+        if self.crm_shadow_provider == self.crm_provider:
             raise ValueError(
                 f"CRM_SHADOW_PROVIDER must differ from CRM_PROVIDER (both are {self.crm_provider}): "
                 "a dual-write needs two CRMs"
             )
-        for variable, provider in (("CRM_PROVIDER", self.crm_provider), ("CRM_SHADOW_PROVIDER", self.crm_shadow_provider)):
+        for variable, provider in (
+            ("CRM_PROVIDER", self.crm_provider),
+            ("CRM_SHADOW_PROVIDER", self.crm_shadow_provider),
+        ):
             if provider is CrmProviderName.ESPOCRM and self.espocrm is None:
                 raise ValueError(f"{variable}=espocrm needs ESPOCRM_URL and ESPOCRM_API_KEY (or ESPOCRM_API_KEY_PARAM)")
             if provider is CrmProviderName.BITRIX24 and self.bitrix24 is None:
@@ -152,7 +170,9 @@ class Settings(BaseModel):
     @property
     def providers(self) -> tuple[CrmProviderName, ...]:
         """The CRMs operations go to now: the primary, and during a cutover its shadow."""
-        return (self.crm_provider,) if self.crm_shadow_provider is None else (self.crm_provider, self.crm_shadow_provider)
+        return (
+            (self.crm_provider,) if self.crm_shadow_provider is None else (self.crm_provider, self.crm_shadow_provider)
+        )
 
     def destination(self, requested: CrmProviderName | None) -> CrmProviderName:
         """The CRM an operation copy made for ``requested`` goes to now: that one while it is configured
@@ -189,18 +209,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     problems: list[str] = []
     raw: dict[str, Any] = {
         "crm_provider": env.get("CRM_PROVIDER", ""),
+        "crm_shadow_provider": env.get("CRM_SHADOW_PROVIDER") or None,
         "crm_timeout_seconds": env.get("CRM_TIMEOUT_SECONDS") or 5.0,
         "default_phone_region": env.get("DEFAULT_PHONE_REGION") or "TR",
         "field_mapping_file": env.get("CRM_FIELD_MAPPING_FILE") or None,
     }
     provider = env.get("CRM_PROVIDER", "")
-    shadow = env.get("CRM_SHADOW_PROVIDER") or None
-    raw["crm_shadow_provider"] = shadow
+    selections = (("CRM_PROVIDER", provider), ("CRM_SHADOW_PROVIDER", raw["crm_shadow_provider"]))
 
     def chosen(crm: CrmProviderName) -> str | None:
-        """Which variable selects ``crm`` (whose section it then needs), if one does."""
-        selected = (f"{name}={crm}" for name, value in (("CRM_PROVIDER", provider), ("CRM_SHADOW_PROVIDER", shadow)))
-        return next((why for why, value in zip(selected, (provider, shadow), strict=True) if value == crm), None)
+        """The selection of ``crm`` (which then needs its section), if there is one."""
+        return next((f"{name}={crm}" for name, value in selections if value == crm), None)
 
     espocrm_url = env.get("ESPOCRM_URL") or None
     api_key = _secret(env, "ESPOCRM_API_KEY", problems)

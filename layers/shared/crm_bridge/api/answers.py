@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from crm_bridge.delivery.submission import Submission, SubmissionStatus
-from crm_bridge.observability.metrics import count, delivered
+from crm_bridge.observability.metrics import count, delivered, outcome
 
 if TYPE_CHECKING:  # Powertools idempotency (and boto3 with it) only where submissions use it
     from crm_bridge.api.idempotency import Answer
@@ -26,5 +26,8 @@ def submission_answer(submission: Submission) -> Answer:
         status = "created" if result.action is LeadAction.CREATED else "updated"
         body = {"status": status, "leadId": result.record_id, "provider": result.provider, "operationId": operation_id}
         return {"status": 201, "body": body}
-    count("OperationsDeadLettered" if submission.status is SubmissionStatus.DEAD_LETTERED else "OperationsQueued")
+    if submission.status is SubmissionStatus.DEAD_LETTERED and submission.error is not None:
+        outcome("OperationsDeadLettered", submission.error.provider)
+    else:
+        count("OperationsQueued")
     return {"status": 202, "body": {"status": "queued", "operationId": operation_id}}

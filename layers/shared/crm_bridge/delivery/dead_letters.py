@@ -6,7 +6,8 @@
 Queue URLs come from ``--dlq-url`` / ``--queue-url``, ``CRM_DLQ_URL`` / ``CRM_QUEUE_URL``, or the
 outputs of a deployed stack (``--stack`` or ``STACK_NAME``). Nothing here prints a message body:
 it holds personal data. Reasons come from the message attributes the worker and the API set
-when they dead-letter (:func:`crm_bridge.delivery.queue.error_attributes`).
+when they dead-letter (:func:`crm_bridge.delivery.queue.error_attributes`), and so does the CRM a
+dual-write's copy is for (its ``provider`` attribute; the body names it too, so a redrive keeps it).
 """
 
 from __future__ import annotations
@@ -33,9 +34,12 @@ _UNSUPPORTED_CODES = frozenset({"UnsupportedOperation", "InvalidAction", "Unknow
 class Reason:
     kind: str
     provider: str
+    """The one that raised the error: a CRM, ``settings`` or ``crm-bridge`` (ours)."""
     reason: str
     field: str | None = None
     status: str | None = None
+    copy_for: str | None = None
+    """The CRM a dual-write's copy is for (``crm_bridge.delivery.dual_write``); None: the primary."""
 
 
 @dataclass
@@ -73,7 +77,9 @@ class DeadLetterReport:
             lines.append(f"by reason ({self.sampled} read):")
             for reason, n in self.reasons.most_common():
                 where = " ".join(
-                    f"{name}={value}" for name, value in (("field", reason.field), ("status", reason.status)) if value
+                    f"{name}={value}"
+                    for name, value in (("for", reason.copy_for), ("field", reason.field), ("status", reason.status))
+                    if value
                 )
                 lines.append(f"  {n:>5}  {reason.kind:<13} {reason.provider:<10} {reason.reason}  {where}".rstrip())
         return "\n".join(lines)
@@ -95,14 +101,16 @@ def _attribute(message: dict[str, Any], name: str) -> str | None:
 def reason_of(message: dict[str, Any]) -> Reason:
     """The error recorded on a dead-lettered message (its attributes, never its body)."""
     kind = _attribute(message, "error_kind")
+    copy_for = _attribute(message, "provider")
     if kind is None:
-        return Reason(kind="unknown", provider="-", reason=UNKNOWN_REASON)
+        return Reason(kind="unknown", provider="-", reason=UNKNOWN_REASON, copy_for=copy_for)
     return Reason(
         kind=kind,
         provider=_attribute(message, "error_provider") or "-",
         reason=_attribute(message, "error_reason") or "-",
         field=_attribute(message, "error_field"),
         status=_attribute(message, "error_status"),
+        copy_for=copy_for,
     )
 
 

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 MAX_MESSAGE_ATTRIBUTES = 10
 """SQS refuses a message with more attributes than this."""
-_IDENTITY_ATTRIBUTES = ("operation_id", "kind", "origin")
+_IDENTITY_ATTRIBUTES = ("operation_id", "provider", "kind", "origin")
+"""What a dead letter keeps of the operation's attributes, most useful first (the body has them all)."""
 _NOT_DEAD_LETTER_ATTRIBUTES = frozenset({"retry_after_seconds"})
 
 
@@ -59,9 +60,11 @@ def error_attributes(error: CrmError, attempts: int) -> dict[str, dict[str, str]
 def dead_letter_attributes(
     identity: Mapping[str, dict[str, str]], error: CrmError, attempts: int
 ) -> dict[str, dict[str, str]]:
-    """The operation's identity (id, kind, origin) and the error: at most ten attributes, SQS's limit."""
-    kept = {name: identity[name] for name in _IDENTITY_ATTRIBUTES if name in identity}
-    return kept | error_attributes(error, attempts)
+    """The error, and as much of the operation's identity (id, the CRM a dual-write's copy is for,
+    kind, origin) as fits beside it: at most ten attributes, SQS's limit."""
+    reason = error_attributes(error, attempts)
+    names = [name for name in _IDENTITY_ATTRIBUTES if name in identity][: MAX_MESSAGE_ATTRIBUTES - len(reason)]
+    return {name: identity[name] for name in names} | reason
 
 
 class OperationQueue:
@@ -88,9 +91,8 @@ class OperationQueue:
         """Queue an operation already in its wire form (the redirect's clicks)."""
         return self._send(self.queue_url, message.body, message.attributes(), delay_seconds)
 
-    def dead_letter(self, operation: Operation, error: CrmError, *, attempts: int) -> str:
+    def dead_letter(self, message: QueueMessage, error: CrmError, *, attempts: int) -> str:
         """Park an operation the CRM refuses, with the reason, for an operator to fix and redrive."""
-        message = operation.message()
         attributes = dead_letter_attributes(message.attributes(), error, attempts)
         return self._send(self.dead_letter_queue_url, message.body, attributes, 0)
 

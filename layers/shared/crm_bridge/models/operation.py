@@ -16,6 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 from crm_bridge.envelope import MAX_CORRELATION_ID_LENGTH, SCHEMA_VERSION, OperationKind, Origin, QueueMessage
 from crm_bridge.models.application import Application
 from crm_bridge.models.messenger import MessengerActivity
+from crm_bridge.settings import CrmProviderName
 
 
 class _OperationBase(BaseModel):
@@ -28,12 +29,25 @@ class _OperationBase(BaseModel):
     correlation_id: str | None = Field(
         default=None, max_length=MAX_CORRELATION_ID_LENGTH, description="The API request id"
     )
+    provider: CrmProviderName | None = Field(
+        default=None,
+        exclude_if=lambda provider: provider is None,
+        description="The CRM this copy is for (a dual-write's, crm_bridge.delivery.dual_write); "
+        "absent: the primary at delivery time",
+    )
+    """Written only when set: without a dual-write an envelope is what it was before, so a worker of
+    the previous release (during a deploy, or after a rollback) still reads it."""
 
     def message(self) -> QueueMessage:
         """This operation as it is sent to a queue."""
         kind: OperationKind = getattr(self, "kind")  # noqa: B009 - declared by each subclass
         return QueueMessage(
-            str(self.operation_id), kind.value, self.origin.value, self.created_at, self.model_dump_json()
+            str(self.operation_id),
+            kind.value,
+            self.origin.value,
+            self.created_at,
+            self.model_dump_json(),
+            self.provider,
         )
 
 

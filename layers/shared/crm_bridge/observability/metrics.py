@@ -7,6 +7,7 @@ from functools import cache
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 NAMESPACE = "CrmBridge"
 
@@ -28,6 +29,15 @@ def _by(name: str, unit: MetricUnit, value: float, dimension: str, of: str) -> N
         pass
 
 
+def outcome(name: str, provider: str) -> None:
+    """An outcome for one CRM, counted once and seen twice: in all (``service``, what the alarms and
+    the dashboard's totals read) and per CRM (``provider``: a dual-write's two CRMs apart)."""
+    metric = AmazonCloudWatchEMFProvider(namespace=get_metrics().namespace)
+    metric.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    metric.add_dimensions(provider=provider, **({"service": metric.service} if metric.service else {}))
+    metric.flush_metrics()
+
+
 def crm_latency(provider: str, elapsed_ms: float) -> None:
     """CRM round-trip time, by provider."""
     _by("CrmLatency", MetricUnit.Milliseconds, elapsed_ms, "provider", provider)
@@ -43,10 +53,10 @@ NOT_WRITTEN = frozenset({"held", "folded"})
 
 
 def delivered(provider: str, action: str, elapsed_ms: float) -> None:
-    """A CRM write that succeeded: ``LeadsCreated`` / ``LeadsUpdated`` / ``LeadsUnchanged`` and latency;
-    a click held or folded instead: ``ClicksHeld`` / ``ClicksFolded``."""
+    """A CRM write that succeeded: ``LeadsCreated`` / ``LeadsUpdated`` / ``LeadsUnchanged`` (per CRM too)
+    and latency; a click held or folded instead: ``ClicksHeld`` / ``ClicksFolded``."""
     if action in NOT_WRITTEN:
         count(f"Clicks{action.title()}")
         return
-    count(f"Leads{action.title()}")
+    outcome(f"Leads{action.title()}", provider)
     crm_latency(provider, elapsed_ms)

@@ -12,7 +12,8 @@ from crm_bridge.delivery import OperationQueue, deliver
 from crm_bridge.delivery.once import OnceOnlyDelivery
 from crm_bridge.delivery.sessions import DynamoDbVisitorSessions
 from crm_bridge.models import Operation
-from crm_bridge.providers import ProviderResult, get_provider
+from crm_bridge.providers import CrmProvider, ProviderResult, get_provider
+from crm_bridge.worker.crms import ConfiguredCrms
 from crm_bridge.worker.processor import Outcome, RetryLater, Worker
 from crm_bridge.worker.settings import WorkerSettings, get_worker_settings, load_worker_settings
 
@@ -28,12 +29,17 @@ __all__ = [
 
 
 def build_worker(settings: WorkerSettings, *, sqs_client: Any | None = None) -> Worker:
-    """A worker wired to AWS as configured. The CRM provider is looked up per operation, so a
-    CRM whose settings are broken is a retryable configuration error, not a dead worker."""
+    """A worker wired to AWS as configured. The CRM is looked up per operation, so a CRM whose
+    settings are broken is a retryable configuration error, not a dead worker."""
     sessions = DynamoDbVisitorSessions(settings.sessions_table, ttl_seconds=settings.session_ttl_days * 86400)
 
-    def deliver_now(operation: Operation) -> ProviderResult:
-        return deliver(operation, get_provider(), sessions)
+    def primary() -> CrmProvider:
+        return get_provider()  # looked up on each call, as this module's name (bench/warm_proc.py replaces it)
+
+    crms = ConfiguredCrms(primary)
+
+    def deliver_now(operation: Operation, crm: str) -> ProviderResult:
+        return deliver(operation, crms.provider(crm), sessions)
 
     return Worker(
         queue=OperationQueue(settings.queue_url, settings.dead_letter_queue_url, client=sqs_client),
@@ -43,6 +49,7 @@ def build_worker(settings: WorkerSettings, *, sqs_client: Any | None = None) -> 
             DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=dynamodb_client()),
             expires_after_seconds=settings.idempotency_expiry_seconds,
         ),
+        route=crms.route,
     )
 
 

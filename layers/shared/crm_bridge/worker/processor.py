@@ -9,6 +9,9 @@ Per record, exactly one of:
   reported failed, so SQS hands it back then; on the last allowed receive it is dead-lettered with
   the reason instead (SQS's own redrive to the DLQ stays the safety net for a crashed worker).
 
+Which CRM a record goes to is decided first (``route``): the one its copy names while that is
+configured, else the primary (``crm_bridge.delivery.dual_write``). Outcomes are counted per CRM.
+
 A batch in which every record failed is still a normal partial-failure answer, not a Lambda
 error: the worker's ``Errors`` alarm is kept for the worker being broken, not the CRM being down.
 """
@@ -45,7 +48,7 @@ from crm_bridge.errors import (
 )
 from crm_bridge.models import Operation, parse_operation
 from crm_bridge.observability import get_logger, redact
-from crm_bridge.observability.metrics import count, delivered
+from crm_bridge.observability.metrics import count, delivered, outcome
 from crm_bridge.providers import LeadAction
 from crm_bridge.providers.budget import time_budget
 
@@ -107,6 +110,8 @@ class Worker:
     queue: OperationQueue
     schedule: RetrySchedule
     delivery: OnceOnlyDelivery
+    route: Callable[[Operation], str]
+    """The CRM an operation goes to now; raises SettingsError when the CRM settings are invalid."""
     random: Callable[[], float] = field(default=_random.random)
     """Jitter source (tests pin it)."""
 
@@ -124,15 +129,20 @@ class Worker:
         except ValidationError as exc:
             return self._poison(record, invalid_operation_error(exc), attempts)
         context = {"operation_id": str(operation.operation_id), "kind": operation.kind.value, "attempts": attempts}
+        if operation.provider is not None:
+            context["copy_for"] = operation.provider.value
         try:
+            crm = self.route(operation)
+            context["provider"] = crm
             with self._budget(lambda_context):
-                delivery = self.delivery(operation)
+                delivery = self.delivery(operation, crm)
         except Exception as exc:
             error = as_crm_error(exc)
             if error is None:
                 get_logger().exception("unexpected failure delivering the operation", extra=context)
                 count("WorkerUnexpectedErrors")
                 error = RetryableCrmError(f"unexpected {type(exc).__name__}", provider=WORKER, code="unexpected")
+            context.setdefault("provider", error.provider)  # the CRM settings could not even say which CRM
             if error.kind is ErrorKind.PERMANENT:
                 return self._dead_letter(operation, error, attempts, context)
             return self._retry(record, operation, error, attempts, context)
@@ -143,7 +153,7 @@ class Worker:
             get_logger().info("operation was delivered before; the CRM is not called again", extra=context)
             return Outcome.ALREADY_DELIVERED
         delivered(result.provider, result.action, result.elapsed_ms)
-        count("OperationsDelivered")
+        outcome("OperationsDelivered", result.provider)
         get_logger().info(_DONE.get(result.action, "operation delivered"), extra=context)
         return Outcome.DELIVERED
 
@@ -159,7 +169,7 @@ class Worker:
         log = get_logger()
         details = context | {"error": error.to_dict(), "error_kind": error.kind.value}
         if error.kind is ErrorKind.CONFIGURATION:
-            count("CrmConfigurationErrors")
+            outcome("CrmConfigurationErrors", context["provider"])
         if self.schedule.is_last_attempt(attempts):
             return self._dead_letter(operation, error, attempts, context)
         delay = self.schedule.delay(attempts, retry_after_seconds=error.retry_after_seconds, random=self.random)
@@ -167,7 +177,7 @@ class Worker:
             self.queue.postpone(record.receipt_handle, delay)
         except QueueUnavailable as exc:
             log.warning("could not postpone; the queue's visibility timeout applies", extra=details | {"why": str(exc)})
-        count("OperationsRetried")
+        outcome("OperationsRetried", context["provider"])
         message = "CRM did not take the operation; retrying later"
         if error.kind is ErrorKind.CONFIGURATION:
             log.error(message + " (configuration: fix credentials or permissions)", extra=details | {"retry_in": delay})
@@ -177,8 +187,8 @@ class Worker:
 
     def _dead_letter(self, operation: Operation, error: CrmError, attempts: int, context: dict[str, Any]) -> Outcome:
         """Park the operation with its reason; if even that fails, the record fails and comes back."""
-        self.queue.dead_letter(operation, error, attempts=attempts)
-        count("OperationsDeadLettered")
+        self.queue.dead_letter(operation.message(), error, attempts=attempts)
+        outcome("OperationsDeadLettered", context["provider"])
         get_logger().error(
             "operation dead-lettered", extra=context | {"error": error.to_dict(), "error_kind": error.kind.value}
         )
