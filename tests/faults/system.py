@@ -265,20 +265,40 @@ def running_system(env: pytest.MonkeyPatch, crm_environment: dict[str, str], *, 
             }
             for name, value in environment.items():
                 env.setenv(name, value)
-            applications, messenger, redirect = (
-                cold_start(name) for name in ("applications_api", "messenger_events_api", "redirect_api")
-            )
-            worker_module = cold_start("crm_worker")
-            recording = RecordingSqs(boto3.client("sqs"))
-            worker = Lambda(worker_module, recording)
-            worker.worker.queue = queue_module.OperationQueue(aws.queue_url, aws.dlq_url, client=recording)
-            worker.worker.random = random.Random(seed).random  # noqa: S311 - reproducible jitter
-            yield System(aws, key_id, clock, applications, messenger, redirect, worker, Poller(aws, worker))
+            yield _started(aws, key_id, clock, seed)
     finally:
         if factory.get_provider.cache_info().currsize:  # close the CRM connections the run left open
             factory.get_provider().close()
         get_metrics().clear_metrics()
         _clear_caches()
+
+
+def _started(aws: _Aws, key_id: str, clock: Clock, seed: int) -> System:
+    """Every function cold-started under the environment as it is now."""
+    applications, messenger, redirect = (
+        cold_start(name) for name in ("applications_api", "messenger_events_api", "redirect_api")
+    )
+    worker_module = cold_start("crm_worker")
+    recording = RecordingSqs(boto3.client("sqs"))
+    worker = Lambda(worker_module, recording)
+    worker.worker.queue = queue_module.OperationQueue(aws.queue_url, aws.dlq_url, client=recording)
+    worker.worker.random = random.Random(seed).random  # noqa: S311 - reproducible jitter
+    return System(aws, key_id, clock, applications, messenger, redirect, worker, Poller(aws, worker))
+
+
+def redeploy(system: System, env: pytest.MonkeyPatch, *, seed: int, **parameters: str) -> System:
+    """``sam deploy`` with other parameters (``CRM_PROVIDER="espocrm"``; "" unsets one): the same queues
+    and tables, every function in a new container under the new environment."""
+    for name, value in parameters.items():
+        if value:
+            env.setenv(name, value)
+        else:
+            env.delenv(name, raising=False)
+    if factory.get_provider.cache_info().currsize:
+        factory.get_provider().close()
+    _clear_caches()
+    assert isinstance(system.aws, _Aws)
+    return _started(system.aws, system.kms_key_id, system.clock, seed)
 
 
 @dataclass
