@@ -21,22 +21,22 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 from uuid import UUID
 
 from crm_bridge.errors import CrmConfigurationError, CrmError, LeadNotFound, PermanentCrmError, RetryableCrmError
 from crm_bridge.field_mapping import SANDBOX_NATIVE_ATTRIBUTES, FieldMapping, MappedField, SandboxMapping
 from crm_bridge.providers.base import ClosedLeadAttributes, CrmProvider, ExistingLead, LeadChanges, WriteOutcome
 from crm_bridge.providers.budget import remaining_seconds
+from crm_bridge.providers.espocrm import EspoCrmProvider
 from crm_bridge.providers.factory import register_provider
 from crm_bridge.providers.http import BudgetExhausted
 from crm_bridge.providers.lead_draft import LeadDraft, fill_empty, operation_marker
-from crm_bridge.providers.records import LeadStatus
 from crm_bridge.settings import CrmProviderName, SandboxSettings, Settings
 
 PROVIDER_NAME = "sandbox"
@@ -300,12 +300,7 @@ class SandboxProvider(CrmProvider):
     closed_lead = ClosedLeadAttributes("status", CLOSED_STATUSES, "contact_id", "account_id")
     text_attribute = "description"
     status_attribute = "status"
-    status_values: ClassVar[Mapping[LeadStatus, str]] = {
-        LeadStatus.NEW: "New",
-        LeadStatus.IN_PROCESS: "In Process",
-        LeadStatus.CONVERTED: "Converted",
-        LeadStatus.LOST: "Dead",
-    }
+    status_values = EspoCrmProvider.status_values  # the sandbox names its statuses as EspoCRM does
 
     def __init__(
         self,

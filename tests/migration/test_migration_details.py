@@ -11,7 +11,7 @@ import pytest
 
 from crm_bridge.field_mapping import MappedField
 from crm_bridge.models import Application
-from crm_bridge.providers.base import ImportAction
+from crm_bridge.providers.base import ImportAction, LeadChanges
 from crm_bridge.providers.records import LeadReader
 from tests.migration.agency import seed_portal
 from tests.migration.conftest import ESPOCRM_API_KEY, Migration, kill_after_notes, report_rows, snapshot
@@ -227,3 +227,31 @@ def test_a_run_killed_again_and_again_ends_where_an_uninterrupted_one_does(
     code, output = migration.backfill()
     assert code == 0, output
     assert snapshot(migration.leads("espocrm")) == expected
+
+
+def test_reconcile_names_each_lead_missing_and_each_value_that_differs(migration: Migration) -> None:
+    assert migration.espocrm is not None
+    seed_portal(migration.bitrix24, 30)
+    assert migration.backfill()[0] == 0
+    copies = {lead.copied_from: lead for lead in migration.leads("espocrm")}
+    first, second = sorted(copies, key=lambda key: int(str(key).split(":")[1]))[:2]
+    espocrm = migration.provider("espocrm")
+    changed = copies[first]
+    espocrm.update_lead(changed.record_id, LeadChanges(values={MappedField.PROGRAM: "Dentistry"}))
+    migration.espocrm.delete_lead(copies[second].record_id)  # an administrator deleted it
+    only_here = migration.espocrm.seed_lead(first_name="Walk", last_name="In", phone="+905559990011")
+    code, output = migration.run(
+        "reconcile", "--from", "bitrix24", "--to", "espocrm", "--report", str(migration.workdir / "r.csv")
+    )
+    assert code == 1, output
+    assert "only in bitrix24 1, only in espocrm 1, field differences 1" in output
+    rows = {
+        (row["kind"], row["from_record"], row["to_record"], row["field"])
+        for row in report_rows(migration.workdir / "r.csv")
+    }
+    assert rows == {
+        ("differs", str(first), f"espocrm:{changed.record_id}", "program"),
+        ("only_in_from", str(second), "", ""),
+        ("only_in_to", "", f"espocrm:{only_here}", ""),
+    }
+    assert "+90555" not in output  # counts on the screen; the values are in the CSV only

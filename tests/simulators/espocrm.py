@@ -823,6 +823,10 @@ class SimulatedEspoCrm:
         ``attribute`` out is not what it asks for."""
         self._rejected[attribute] = named or attribute
 
+    def delete_lead(self, lead_id: str) -> None:
+        """What an administrator's delete does: the lead is gone from every read and search."""
+        del self._state.leads[lead_id]
+
     def accept_attribute(self, attribute: str) -> None:
         """Undo :meth:`reject_attribute`: the admin fixed the field."""
         self._rejected.pop(attribute, None)

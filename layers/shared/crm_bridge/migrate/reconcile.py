@@ -46,10 +46,7 @@ class Summary:
     leads_to: int
     paired: int
     counts: Counter[str]
-
-    @property
-    def differences(self) -> int:
-        return sum(self.counts.values())
+    """Differences by kind (:data:`ONLY_IN_FROM`, :data:`ONLY_IN_TO`, :data:`DIFFERS`)."""
 
 
 def read_all(reader: LeadReader, *, sleep: Callable[[float], None] = time.sleep) -> list[CrmLead]:
