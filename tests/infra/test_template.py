@@ -60,6 +60,7 @@ def test_every_alarm_reaches_the_topic_and_the_email_subscription_is_optional(te
         "WorkerErrorsAlarm",
         "Api5xxAlarm",
         "CrmConfigurationAlarm",
+        "ShadowEnqueueAlarm",
     }
     assert all(alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}] for alarm in alarms.values())
     assert template["Resources"]["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"
