@@ -10,7 +10,7 @@ simulators. A "deploy" is :func:`tests.faults.system.redeploy`: new containers, 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ import pytest
 from crm_bridge.delivery.dead_letters import redrive
 from crm_bridge.migrate.__main__ import run
 from tests.faults.system import System, redeploy, running_system
-from tests.simulators.base import Failure
+from tests.simulators.base import Failure, SimulatedCrm
 from tests.simulators.bitrix24 import SimulatedBitrix24
 from tests.simulators.espocrm import SimulatedEspoCrm
 
@@ -87,11 +87,20 @@ def _texts(lead: dict[str, Any], timeline: list[str], text_attribute: str) -> st
     return "\n".join([str(lead.get(text_attribute) or ""), *timeline])
 
 
+def _espocrm_email(lead: dict[str, Any]) -> object:
+    return lead.get("emailAddress")
+
+
+def _bitrix24_email(lead: dict[str, Any]) -> object:
+    return (lead.get("EMAIL") or [{}])[0].get("VALUE")
+
+
 def _assert_each_person_once_with_every_operation(rehearsal: Rehearsal) -> None:
-    for crm, email_of, text in (
-        (rehearsal.espocrm, lambda lead: lead.get("emailAddress"), "description"),
-        (rehearsal.bitrix24, lambda lead: (lead.get("EMAIL") or [{}])[0].get("VALUE"), "COMMENTS"),
-    ):
+    crms: tuple[tuple[SimulatedCrm, Callable[[dict[str, Any]], object], str], ...] = (
+        (rehearsal.espocrm, _espocrm_email, "description"),
+        (rehearsal.bitrix24, _bitrix24_email, "COMMENTS"),
+    )
+    for crm, email_of, text in crms:
         leads = crm.leads()
         by_email: dict[str, list[dict[str, Any]]] = {}
         for lead in leads:
