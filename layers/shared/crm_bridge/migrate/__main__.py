@@ -89,7 +89,7 @@ def run(argv: Sequence[str] | None, out: TextIO, environ: Mapping[str, str] | No
     try:
         source, target = _providers(args.source, args.target, args.requests_per_second, environ or os.environ)
     except SettingsError as exc:
-        print(f"error: {exc}", file=out)
+        print(f"error: a migration reads and writes both CRMs, configured as for the functions: {exc}", file=out)
         return EXIT_USAGE
     try:
         if args.command == "backfill":
