@@ -300,7 +300,9 @@ class SandboxProvider(CrmProvider):
     closed_lead = ClosedLeadAttributes("status", CLOSED_STATUSES, "contact_id", "account_id")
     text_attribute = "description"
     status_attribute = "status"
-    status_values = EspoCrmProvider.status_values  # the sandbox names its statuses as EspoCRM does
+    status_values = EspoCrmProvider.status_values  # the sandbox names its statuses and sources as EspoCRM does
+    source_attribute = "source"
+    origins = EspoCrmProvider.origins
 
     def __init__(
         self,

@@ -12,7 +12,7 @@ import pytest
 from crm_bridge.field_mapping import MappedField
 from crm_bridge.models import Application
 from crm_bridge.providers.base import ImportAction, LeadChanges
-from crm_bridge.providers.records import LeadReader
+from crm_bridge.providers.records import LeadOrigin, LeadReader
 from tests.migration.agency import seed_portal
 from tests.migration.conftest import ESPOCRM_API_KEY, Migration, kill_after_notes, report_rows, snapshot
 from tests.simulators.base import Failure
@@ -71,6 +71,7 @@ def test_a_copy_keeps_what_no_field_can_hold_in_its_text(migration: Migration) -
             ],
             "COMMENTS": "Asked about Vienna.",
             "STATUS_ID": "CONVERTED",
+            "SOURCE_ID": "RECOMMENDATION",
             "UF_CRM_CONSENT": "Y",
         },
         created_at=datetime(2025, 3, 4, 9, 30, tzinfo=UTC),
@@ -83,6 +84,7 @@ def test_a_copy_keeps_what_no_field_can_hold_in_its_text(migration: Migration) -
     assert lead.description is not None
     assert lead.description.splitlines() == [
         f"Copied from Bitrix24 lead {lead_id}, created there on 2025-03-04 09:30 UTC.",
+        "Source in Bitrix24: RECOMMENDATION",
         "Asked about Vienna.",
         "Contact as typed there (not a valid phone or e-mail): ext. 12",
         f"crm-bridge import bitrix24:{lead_id}",
@@ -91,6 +93,7 @@ def test_a_copy_keeps_what_no_field_can_hold_in_its_text(migration: Migration) -
     assert lead.values[MappedField.SOURCE_CREATED_AT] == "2025-03-04T12:30:00+03:00"
     assert lead.values[MappedField.CONSENT] is True
     assert lead.status.value == "converted"
+    assert (lead.source, lead.origin) == ("Partner", LeadOrigin.PARTNER), "a recommendation is a partner's lead"
 
 
 def test_a_lead_going_back_joins_its_original_with_only_what_is_new(migration: Migration) -> None:

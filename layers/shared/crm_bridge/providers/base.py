@@ -40,6 +40,7 @@ from crm_bridge.providers.lead_draft import (
 from crm_bridge.providers.records import (
     Contacts,
     CrmLead,
+    LeadOrigin,
     LeadStatus,
     import_marker,
     imported_from,
@@ -196,6 +197,10 @@ class CrmProvider(ABC):
     status_attribute: ClassVar[str]
     """The lead attribute a migration's copy takes its status in (see :attr:`status_values`)."""
     status_values: ClassVar[Mapping[LeadStatus, str]]
+    source_attribute: ClassVar[str]
+    """The lead attribute holding its source (a migration's copy takes the original's, see :attr:`origins`)."""
+    origins: ClassVar[Mapping[str, LeadOrigin]]
+    """This CRM's lead sources and what they mean; the first listed for an origin is the one written."""
     replaced_on_completion: ClassVar[tuple[str, ...]] = ()
     """The attributes an application overwrites on an anonymous visitor's lead: its placeholder name,
     and its source (a messenger click's, which the lead no longer is)."""
@@ -329,6 +334,9 @@ class CrmProvider(ABC):
         payload = self._lead_payload(draft, copy_operation_id(lead)) | {
             self.status_attribute: self.status_values[lead.status]
         }
+        source = next((value for value, origin in self.origins.items() if origin is lead.origin), None)
+        if source is not None:
+            payload[self.source_attribute] = source
         details = self._details(draft.values, draft.contacts())
         notes = [note for note in lead.notes if not imported_from(note.text, self.name)]
         existing = self._copy_of(lead, contacts)

@@ -54,7 +54,7 @@ from crm_bridge.providers.base import (
 from crm_bridge.providers.http import error_for_status, make_client, retry_after_header, send
 from crm_bridge.providers.lead_draft import LeadDraft, fill_empty, operation_marker
 from crm_bridge.providers.pace import RequestPacer
-from crm_bridge.providers.records import CrmLead, LeadPage, LeadReader, LeadStatus, RecordedNote
+from crm_bridge.providers.records import CrmLead, LeadOrigin, LeadPage, LeadReader, LeadStatus, RecordedNote
 from crm_bridge.settings import Bitrix24Settings, default_phone_region
 
 ORIGINATOR_ID = "crm-bridge"
@@ -130,6 +130,20 @@ class Bitrix24Provider(CrmProvider, LeadReader):
         LeadStatus.CONVERTED: "CONVERTED",
         LeadStatus.LOST: "JUNK",
     }
+    source_attribute = "SOURCE_ID"
+    origins: ClassVar[Mapping[str, LeadOrigin]] = {
+        "WEB": LeadOrigin.WEBSITE,
+        "WEBFORM": LeadOrigin.WEBSITE,
+        "CALL": LeadOrigin.CALL,
+        "CALLBACK": LeadOrigin.CALL,
+        "EMAIL": LeadOrigin.EMAIL,
+        "PARTNER": LeadOrigin.PARTNER,
+        "RECOMMENDATION": LeadOrigin.PARTNER,
+        "ADVERTISING": LeadOrigin.ADVERTISING,
+        "TRADE_SHOW": LeadOrigin.ADVERTISING,
+        "OTHER": LeadOrigin.OTHER,
+    }
+    """A portal's default sources (``crm.status.list``, ENTITY_ID SOURCE); one it added is kept in the text only."""
     closed_lead = ClosedLeadAttributes("STATUS_SEMANTIC_ID", {"S": True, "F": False}, "CONTACT_ID", "COMPANY_ID")
 
     def __init__(
@@ -531,6 +545,8 @@ class Bitrix24Provider(CrmProvider, LeadReader):
             phones=_values_of(record.get("PHONE")),
             emails=_values_of(record.get("EMAIL")),
             status=_status(record),
+            source=record.get("SOURCE_ID") or None,
+            origin=self.origins.get(str(record.get("SOURCE_ID"))),
             description=record.get("COMMENTS") or None,
             values=self._domain_values(record),
             mapped_fields=frozenset(self.mapping.lead_fields),

@@ -44,7 +44,7 @@ from crm_bridge.providers.base import (
 )
 from crm_bridge.providers.http import error_for_status, json_body, make_client, send
 from crm_bridge.providers.lead_draft import LeadDraft, fill_empty, operation_marker
-from crm_bridge.providers.records import CrmLead, LeadPage, LeadReader, LeadStatus, RecordedNote
+from crm_bridge.providers.records import CrmLead, LeadOrigin, LeadPage, LeadReader, LeadStatus, RecordedNote
 from crm_bridge.settings import EspoCrmSettings
 
 _NEVER_FILLED = frozenset({"status"})
@@ -87,6 +87,18 @@ class EspoCrmProvider(CrmProvider, LeadReader):
         LeadStatus.CONVERTED: "Converted",
         LeadStatus.LOST: "Dead",
     }
+    source_attribute = "source"
+    origins: ClassVar[Mapping[str, LeadOrigin]] = {
+        "Web Site": LeadOrigin.WEBSITE,
+        "Call": LeadOrigin.CALL,
+        "Email": LeadOrigin.EMAIL,
+        "Partner": LeadOrigin.PARTNER,
+        "Campaign": LeadOrigin.ADVERTISING,
+        "Existing Customer": LeadOrigin.EXISTING_CUSTOMER,
+        "Other": LeadOrigin.OTHER,
+        "Public Relations": LeadOrigin.OTHER,
+    }
+    """Lead's ``source`` options (entityDefs/Lead.json)."""
     closed_lead = ClosedLeadAttributes(
         "status", {"Converted": True, "Dead": False}, "createdContactId", "createdAccountId"
     )
@@ -383,6 +395,8 @@ class EspoCrmProvider(CrmProvider, LeadReader):
             phones=tuple(_contact_values_in_order(record, "phoneNumber", "phoneNumberData")),
             emails=tuple(_contact_values_in_order(record, "emailAddress", "emailAddressData")),
             status=_STATUSES.get(str(record.get("status")), LeadStatus.IN_PROCESS),
+            source=record.get("source") or None,
+            origin=self.origins.get(str(record.get("source"))),
             description=record.get("description") or None,
             values=self._domain_values(record),
             mapped_fields=frozenset(self.mapping.lead_fields),

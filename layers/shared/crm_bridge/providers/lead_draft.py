@@ -292,6 +292,8 @@ def copy_summary(lead: CrmLead, unrecognised: Iterable[str] = ()) -> str:
     if lead.created_at is not None:
         origin += f", created there on {moment_text(lead.created_at)}"
     lines = [origin + "."]
+    if lead.source:
+        lines.append(f"Source in {_provider_label(lead.provider)}: {lead.source}")
     if lead.description:
         lines.append(lead.description)
     lines += [f"Contact as typed there (not a valid phone or e-mail): {value}" for value in unrecognised]

@@ -34,6 +34,18 @@ class LeadStatus(StrEnum):
     LOST = "lost"
 
 
+class LeadOrigin(StrEnum):
+    """Where a lead came from, in words both CRMs have (each maps its own sources to them)."""
+
+    WEBSITE = "website"
+    CALL = "call"
+    EMAIL = "email"
+    PARTNER = "partner"
+    ADVERTISING = "advertising"
+    EXISTING_CUSTOMER = "existing_customer"
+    OTHER = "other"
+
+
 @dataclass(frozen=True)
 class Contacts:
     """A lead's phones and e-mails as a CRM matches them (E.164, lower case), and the rest as typed."""
@@ -94,6 +106,10 @@ class CrmLead:
     """As stored: in whatever form a salesperson typed them."""
     emails: tuple[str, ...] = ()
     status: LeadStatus = LeadStatus.NEW
+    source: str | None = None
+    """The CRM's own lead source, as stored (``RECOMMENDATION``): a copy's text keeps it."""
+    origin: LeadOrigin | None = None
+    """That source in words both CRMs have, when it has one: what a copy's source field takes."""
     description: str | None = None
     values: Mapping[MappedField, str | bool] = field(default_factory=dict)
     mapped_fields: frozenset[MappedField] = frozenset()
