@@ -14,6 +14,7 @@ import csv
 import json
 import os
 import queue
+import random
 import threading
 import time
 from collections import Counter
@@ -24,15 +25,15 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
+from crm_bridge.delivery.backoff import RetrySchedule
 from crm_bridge.errors import CrmError, ErrorKind
 from crm_bridge.providers import CrmProvider
 from crm_bridge.providers.base import ImportAction, ImportResult
 from crm_bridge.providers.records import CrmLead, LeadPage, LeadReader
 
 CHECKPOINT_VERSION = 1
-ATTEMPTS = 6
-"""Tries of one read or one lead's writes through a CRM that is down or rate-limiting."""
-MAX_WAIT_SECONDS = 30.0
+RETRIES = RetrySchedule(first_delay_seconds=1, max_delay_seconds=30, max_receives=6)
+"""Tries of one read or one lead's writes through a CRM that is down or rate-limiting: 1, 2, 4... s."""
 REPORT_COLUMNS = ("source_record", "action", "target_record", "notes_copied", "reason")
 SKIPPED = "skipped"
 FAILED = "failed"
@@ -84,17 +85,18 @@ class Outcome:
 
 
 class Report:
-    """The operator's CSV: one line per lead, appended as the run goes (a resumed run continues it)."""
+    """An operator's CSV, one line per record written as the run goes (a resumed backfill appends)."""
 
-    def __init__(self, path: Path, *, append: bool) -> None:
+    def __init__(self, path: Path, columns: tuple[str, ...], *, append: bool = False) -> None:
         new = not (append and path.exists())
+        self._columns = columns
         self._file: IO[str] = path.open("a" if not new else "w", newline="", encoding="utf-8")
         self._writer = csv.writer(self._file)
         if new:
-            self._writer.writerow(REPORT_COLUMNS)
+            self._writer.writerow(columns)
 
-    def add(self, outcome: Outcome) -> None:
-        self._writer.writerow([getattr(outcome, column) for column in REPORT_COLUMNS])
+    def add(self, record: object) -> None:
+        self._writer.writerow([getattr(record, column) for column in self._columns])
         self._file.flush()
 
     def close(self) -> None:
@@ -102,15 +104,17 @@ class Report:
 
 
 def with_retries[T](call: Callable[[], T], *, sleep: Callable[[float], None] = time.sleep) -> T:
-    """``call()``, again after the CRM's retry-after (or a doubling wait) while it fails retryably."""
-    for attempt in range(1, ATTEMPTS + 1):
+    """``call()``, again after the worker's kind of backoff (the CRM's retry-after a floor) while it
+    fails retryably, :data:`RETRIES` tries in all."""
+    attempt = 1
+    while True:
         try:
             return call()
         except CrmError as error:
-            if error.kind is not ErrorKind.RETRYABLE or attempt == ATTEMPTS:
+            if error.kind is not ErrorKind.RETRYABLE or RETRIES.is_last_attempt(attempt):
                 raise
-            sleep(min(MAX_WAIT_SECONDS, error.retry_after_seconds or 2.0 ** (attempt - 1)))
-    raise AssertionError("unreachable")  # pragma: no cover
+            sleep(RETRIES.delay(attempt, retry_after_seconds=error.retry_after_seconds, random=random.random))
+            attempt += 1
 
 
 def _pages(
@@ -178,7 +182,7 @@ class Backfill:
             raise SystemExit(f"error: leads cannot be read from {self.source.name}")
         checkpoint = self._start()
         self.counts.update(checkpoint.counts)
-        report = Report(Path(checkpoint.report), append=checkpoint.cursor is not None)
+        report = Report(Path(checkpoint.report), REPORT_COLUMNS, append=checkpoint.cursor is not None)
         bar = None
         pages: Generator[LeadPage] | None = None
         try:

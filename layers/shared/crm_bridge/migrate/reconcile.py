@@ -10,7 +10,6 @@ are no difference: it may know more (a later application).
 
 from __future__ import annotations
 
-import csv
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from functools import partial
 from pathlib import Path
 
 from crm_bridge.field_mapping import MappedField
-from crm_bridge.migrate.backfill import with_retries
+from crm_bridge.migrate.backfill import Report, with_retries
 from crm_bridge.providers.records import CrmLead, LeadReader
 
 REPORT_COLUMNS = ("kind", "from_record", "to_record", "field", "from_value", "to_value")
@@ -163,11 +162,12 @@ def _text(value: object) -> str:
 
 
 def write_report(path: Path, differences: list[Difference]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(REPORT_COLUMNS)
+    report = Report(path, REPORT_COLUMNS)
+    try:
         for difference in differences:
-            writer.writerow([getattr(difference, column) for column in REPORT_COLUMNS])
+            report.add(difference)
+    finally:
+        report.close()
     path.chmod(0o600)  # it holds the leads' values: the operator's eyes only
 
 

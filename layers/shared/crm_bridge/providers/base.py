@@ -329,7 +329,8 @@ class CrmProvider(ABC):
         marker is not here yet), so a rerun, or a run resumed after a crash, writes nothing twice.
         ``dry_run`` reads and writes nothing; the result says what would have been done."""
         contacts = lead.contacts
-        primary = contacts.pairs()[0] if contacts.pairs() else (None, None)
+        pairs = contacts.pairs()
+        primary = pairs[0] if pairs else (None, None)
         draft = draft_from_copy(lead, *primary, contacts.unrecognised)
         payload = self._lead_payload(draft, copy_operation_id(lead)) | {
             self.status_attribute: self.status_values[lead.status]

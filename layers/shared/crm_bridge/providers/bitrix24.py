@@ -539,7 +539,6 @@ class Bitrix24Provider(CrmProvider, LeadReader):
             provider=self.name,
             record_id=str(record["ID"]),
             created_at=_moment(record.get("DATE_CREATE")),
-            modified_at=_moment(record.get("DATE_MODIFY")),
             first_name=record.get("NAME") or None,
             last_name=record.get("LAST_NAME") or None,
             phones=_values_of(record.get("PHONE")),

@@ -389,7 +389,6 @@ class EspoCrmProvider(CrmProvider, LeadReader):
             provider=self.name,
             record_id=str(record["id"]),
             created_at=_moment(record.get("createdAt")),
-            modified_at=_moment(record.get("modifiedAt")),
             first_name=record.get("firstName") or None,
             last_name=record.get("lastName") or None,
             phones=tuple(_contact_values_in_order(record, "phoneNumber", "phoneNumberData")),

@@ -99,7 +99,6 @@ class CrmLead:
     provider: str
     record_id: str
     created_at: datetime | None
-    modified_at: datetime | None
     first_name: str | None = None
     last_name: str | None = None
     phones: tuple[str, ...] = ()
