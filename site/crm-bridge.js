@@ -8,7 +8,8 @@
  *
  * It keeps a first and a last touch (referral code, UTM tags, ad click ids, landing page, external
  * referrer) in one first-party cookie, sends them with each application and messenger click, and adds
- * them to /go/{channel} links. It talks to no one but the crm-bridge API.
+ * them to /go/{channel} links. It talks to no one but the crm-bridge API. With data-consent="required"
+ * it stores and reads nothing until the site's cookie banner calls CrmBridge.consent(true).
  */
 (function () {
   "use strict";
@@ -90,6 +91,8 @@
     }
   }
 
+  const within = (host, domain) => host === domain || host.endsWith("." + domain);
+
   /** The touch an arrival at `url` makes: its tags, the landing page, the referrer when it is outside
    * siteDomain (that domain, its subdomains, or the current host). */
   function touchFromLocation(url, referrer, now, siteDomain) {
@@ -100,7 +103,7 @@
     const domain = (siteDomain || host).replace(/^\./, "").toLowerCase();
     let from = null;
     try { from = referrer ? new URL(referrer).hostname : null; } catch { /* not a URL: no referrer */ }
-    if (from && from !== host && from !== domain && !from.endsWith("." + domain)) raw.referrer = pageOf(referrer);
+    if (from && from !== host && !within(from, domain)) raw.referrer = pageOf(referrer);
     return cleanTouch(raw);
   }
 
@@ -152,16 +155,19 @@
     if (data.cookieDomain) fromScript.cookieDomain = data.cookieDomain;
     if (data.lifetimeDays) fromScript.lifetimeDays = data.lifetimeDays;
     if (data.consentVersion) fromScript.consentVersion = data.consentVersion;
+    if (data.consent) fromScript.consent = data.consent;
   }
-  const config = { api: "", cookieDomain: "", lifetimeDays: 90, consentVersion: "" };
-  const state = { first: null, last: null, session: null, captured: false };
+  const config = { api: "", cookieDomain: "", lifetimeDays: 90, consentVersion: "", consent: "" };
+  // consent: the visitor's answer through consent(), null until then (the page's configuration decides).
+  const state = { first: null, last: null, session: null, captured: false, consent: null };
+  /** Our cookies may be read and written (ePrivacy covers reading what a device holds as well). */
+  const storing = () => state.consent ?? config.consent !== "required";
 
   /** The configured cookie domain when it covers this host; otherwise host-only (a cookie for another
    * domain would be refused by the browser, and nothing stored). */
   function cookieDomain() {
     const domain = String(config.cookieDomain || "").replace(/^\./, "").toLowerCase();
-    const host = location.hostname;
-    return domain && (host === domain || host.endsWith("." + domain)) ? domain : "";
+    return domain && within(location.hostname, domain) ? domain : "";
   }
   function writeCookie(name, value, maxAgeSeconds, domain) {
     document.cookie = `${name}=${value}; path=/; max-age=${maxAgeSeconds}; SameSite=Lax` +
@@ -172,15 +178,32 @@
     return document.cookie.split(";").map((part) => part.trim().split("=")).filter(([key]) => key === name)
       .map(([, ...value]) => value.join("="));
   }
+  const removeCookies = (domain) => [TOUCH_COOKIE, SESSION_COOKIE].forEach((name) => writeCookie(name, "", 0, domain));
+  const lastTouchedAt = (touches) => Date.parse((touches.l || touches.f).touched_at);
+  /** The newer of the touch cookies (a host-only one, from before data-cookie-domain, may be stale). */
   function readTouches() {
+    let newest = null;
     for (const value of readCookie(TOUCH_COOKIE)) {
       try {
         const stored = JSON.parse(decodeURIComponent(value));
         const touches = { f: cleanTouch(stored && stored.f), l: cleanTouch(stored && stored.l) };
-        if (touches.f) return touches;
+        if (touches.f && (!newest || lastTouchedAt(touches) > lastTouchedAt(newest))) newest = touches;
       } catch { /* corrupt: as if absent */ }
     }
-    return null;
+    return newest;
+  }
+  /** {touches, session} of our cookies, none unless storing. The host-only cookies from before the cookie
+   * domain (and those of a domain init() moved from) are removed: capture writes these on the domain. */
+  function readStored(staleDomain) {
+    if (!storing()) return {};
+    const touches = readTouches();
+    const sessions = readCookie(SESSION_COOKIE).filter((value) => SESSION_ID.test(value));
+    if (cookieDomain()) removeCookies("");
+    if (staleDomain !== undefined) removeCookies(staleDomain);
+    const left = readCookie(SESSION_COOKIE);
+    // A host-only and a domain session: keep the host-only one. Older, it comes first in document.cookie,
+    // so it is the one this host's clicks and applications have carried: the CRM knows the visitor by it.
+    return { touches, session: sessions.find((value) => !left.includes(value)) || sessions[0] };
   }
   function randomId(bytes) {
     const random = crypto.getRandomValues(new Uint8Array(bytes));
@@ -189,20 +212,20 @@
   /** One key per submission; randomUUID exists only on https pages (secure contexts). */
   const newKey = () => (crypto.randomUUID ? crypto.randomUUID() : randomId(16));
 
+  /** This page's arrival merged into the stored touches; without storing, the page's own in memory. */
   function capture(staleDomain) {
     const now = new Date();
-    const stored = readTouches();
-    const session = readCookie(SESSION_COOKIE).find((value) => SESSION_ID.test(value)) || state.session ||
-      randomId(16); // 16 random bytes: 22 URL-safe characters, as the API's /go makes them
-    if (staleDomain !== undefined) {
-      [TOUCH_COOKIE, SESSION_COOKIE].forEach((name) => writeCookie(name, "", 0, staleDomain)); // moved domain
-    }
+    const stored = readStored(staleDomain);
+    // 16 random bytes: 22 URL-safe characters, as the API's /go makes them
+    const session = stored.session || state.session || randomId(16);
     const domain = cookieDomain();
     const siteDomain = domain || location.hostname.replace(/^www\./, "");
     const arrival = touchFromLocation(location.href, document.referrer, now, siteDomain);
-    const { value, touches } = boundTouches(mergeTouches(stored, arrival, now, config.lifetimeDays));
-    writeCookie(TOUCH_COOKIE, value, Math.round(config.lifetimeDays * 86400), domain);
-    writeCookie(SESSION_COOKIE, session, SESSION_DAYS * 86400, domain);
+    const { value, touches } = boundTouches(mergeTouches(stored.touches, arrival, now, config.lifetimeDays));
+    if (storing()) {
+      writeCookie(TOUCH_COOKIE, value, Math.round(config.lifetimeDays * 86400), domain);
+      writeCookie(SESSION_COOKIE, session, SESSION_DAYS * 86400, domain);
+    }
     Object.assign(state, { first: touches.f, last: touches.l, session, captured: true });
   }
 
@@ -217,10 +240,20 @@
   }
   const ensureInit = () => state.captured || init();
 
+  /** The visitor's answer to the site's cookie banner. true: our cookies are read and written from now on,
+   * this page's arrival merged in; false: they are deleted, and the page goes on in memory. Not
+   * remembered: the banner answers again on each page, from its own stored choice. */
+  function consent(granted) {
+    state.consent = granted === true;
+    if (!state.consent) ["", cookieDomain()].forEach(removeCookies);
+    else if (state.captured) capture();
+    return window.CrmBridge;
+  }
+
   /** The touches as the cookie has them now (another tab may have moved on), else as captured here. */
   function touches() {
     ensureInit();
-    const stored = readTouches();
+    const stored = storing() && readTouches();
     return stored ? { first: stored.f, last: stored.l || stored.f } : { first: state.first, last: state.last };
   }
   function sessionId() {
@@ -339,25 +372,38 @@
       occurred_at: new Date().toISOString(),
       first_touch: first,
       last_touch: last,
-      lead_id: options.leadId,
     });
     return post(MESSENGER_EVENTS, body, { ...options, keepalive: true }); // keepalive: the page may be leaving
   }
 
-  /** A /go/{channel} link of the API with the visitor's ref, last touch's tags and session id (vs) added,
-   * those the link does not already carry; any other URL unchanged. */
+  /** The session cookie goes to the API's host by itself: it is stored, on a domain that has that host. */
+  function sessionCookieReaches(apiHost) {
+    const domain = cookieDomain();
+    return storing() && (domain ? within(apiHost, domain) : apiHost === location.hostname) &&
+      readCookie(SESSION_COOKIE).includes(state.session);
+  }
+
+  /** The URL, parsed, when it is a /go/{channel} link of the API; else null. */
+  function goLink(url) {
+    try {
+      const link = new URL(url, location.href);
+      const api = new URL(config.api || location.origin, location.href);
+      return link.origin === api.origin && GO_PATH.test(link.pathname) ? link : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** A /go/{channel} link of the API with the visitor's ref and last touch's tags added, and the session id
+   * (vs) where its cookie cannot reach the API (a session on a link goes wherever the link is copied);
+   * those the link does not already carry. Any other URL unchanged. */
   function decorate(url) {
     ensureInit();
-    let link;
-    try {
-      link = new URL(url, location.href);
-      const api = new URL(config.api || location.origin, location.href);
-      if (link.origin !== api.origin || !GO_PATH.test(link.pathname)) return String(url);
-    } catch {
-      return String(url);
-    }
+    const link = goLink(url);
+    if (!link) return String(url);
     const { first, last } = touches();
-    const added = { ref: (last && last.referral_code) || (first && first.referral_code), vs: state.session };
+    const added = { ref: (last && last.referral_code) || (first && first.referral_code),
+      vs: sessionCookieReaches(link.hostname) ? null : state.session };
     for (const tag of [...UTM, ...CLICK_IDS]) added[tag] = last && last[tag];
     let changed = false;
     for (const [name, value] of Object.entries(added)) {
@@ -375,12 +421,15 @@
     if (!(anchor instanceof HTMLAnchorElement)) return;
     const decorated = decorate(anchor.href);
     if (decorated !== anchor.href) anchor.href = decorated;
+    // /go takes vs only with a Referer of the site: the link's own policy overrides the page's (no-referrer).
+    if (goLink(decorated)?.searchParams.has("vs")) anchor.referrerPolicy = "strict-origin-when-cross-origin";
   }
   document.addEventListener("click", onLinkActivated, true);
   document.addEventListener("auxclick", onLinkActivated, true); // middle click: a new tab
 
   window.CrmBridge = {
     init,
+    consent,
     touches,
     sessionId,
     submitApplication,

@@ -3,8 +3,9 @@
 The site is an in-test HTTP server on 127.0.0.1 that the browser reaches by two names,
 ``www.agency.test`` and ``go.agency.test`` (``--host-resolver-rules``; every other name fails to
 resolve), so the snippet's ``.agency.test`` cookie can be checked from the other host. It serves the
-snippet, one page on every other GET path, and records the API calls the snippet makes, answering
-each with the next status a test queued (``"drop"`` closes the connection without an answer).
+snippet, one page on every other GET path (its head chosen by the path, or set by the test), and
+records every request, answering the API calls the snippet makes with the next status a test queued
+(``"drop"`` closes the connection without an answer) and the API's body for it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
 SNIPPET = Path(__file__).parents[2] / "site" / "crm-bridge.js"
 API_PATHS = ("/api/v1/applications", "/api/v1/messenger-events")
+ANSWERS = {201: "received", 202: "queued"}
+"""The API's body for a submission it took (with an ``operationId``); another status answers an error."""
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Agency</title>
 {script}
@@ -63,6 +66,8 @@ class Site:
     seen: list[Seen] = field(default_factory=list)
     answers: deque[tuple[int | str, dict[str, str]]] = field(default_factory=deque)
     """What the API paths answer next, in order; 201 once they run out."""
+    head: str | None = None
+    """The snippet's markup in every page's head, whatever the path (None: chosen by the path)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, path: str = "/", host: str = "www") -> str:
@@ -85,6 +90,7 @@ class Site:
         with self.lock:
             self.seen.clear()
             self.answers.clear()
+            self.head = None
 
 
 def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
@@ -120,6 +126,7 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
                 script = SCRIPT if not path.startswith("/bare/") else BARE_SCRIPT
                 if path.startswith("/bare/init/"):
                     script += INIT_SCRIPT
+                script = script if site.head is None else site.head
                 self._send(200, "text/html; charset=utf-8", PAGE.format(script=script).encode())
 
         def do_POST(self) -> None:
@@ -134,7 +141,10 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 return
             assert isinstance(status, int)
-            answer = {"status": status, "operation_id": f"op-{len(site.seen)}"}
+            operation = f"op-{len(site.seen)}"
+            answer = (
+                {"status": ANSWERS[status], "operationId": operation} if status in ANSWERS else {"error": "refused"}
+            )
             self._send(status, "application/json", json.dumps(answer).encode(), headers)
 
     return Handler

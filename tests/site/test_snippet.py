@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 import pytest
 
 from tests.chromium import needs_chromium
-from tests.site.conftest import Site
+from tests.site.conftest import BARE_SCRIPT, SCRIPT, Site
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, Page
@@ -46,6 +46,18 @@ def touch_cookie(context: BrowserContext, site: Site) -> dict[str, Any]:
 
 def set_touch_cookie(context: BrowserContext, value: str) -> None:
     context.add_cookies([{"name": "crm_bridge_touch", "value": value, "domain": ".agency.test", "path": "/"}])
+
+
+def our_cookies(context: BrowserContext) -> list[tuple[str, str]]:
+    """The snippet's cookies on every host: (name, domain)."""
+    found = [(cookie.get("name", ""), cookie.get("domain", "")) for cookie in context.cookies()]
+    return sorted(cookie for cookie in found if cookie[0] in {"crm_bridge_touch", "visitor_session"})
+
+
+def decorate(page: Page, url: str) -> str:
+    result = page.evaluate("(url) => CrmBridge.decorate(url)", url)
+    assert isinstance(result, str)
+    return result
 
 
 def iso(moment: datetime) -> str:
@@ -326,6 +338,125 @@ def test_a_page_may_configure_the_snippet_itself_and_configure_it_again(
     assert stored(context, site, "visitor_session")["value"] == session
 
 
+def test_a_host_only_cookie_from_before_the_cookie_domain_gives_way_to_one_on_the_domain(
+    site: Site, context: BrowserContext, page: Page
+) -> None:
+    def touch(days: int, **tags: str) -> dict[str, str]:
+        return {**tags, "landing_page": site.url("/"), "touched_at": iso(datetime.now(UTC) - timedelta(days=days))}
+
+    first = touch(80, referral_code="FIRST")
+    older, newer = {"f": first, "l": touch(60, utm_source="stale")}, {"f": first, "l": touch(2, utm_source="recent")}
+    for host_only, domain in ((older, newer), (newer, older)):
+        context.clear_cookies()
+        context.add_cookies(  # the host-only ones first, as a site that added data-cookie-domain later has them
+            [
+                {"name": "crm_bridge_touch", "value": quote(json.dumps(host_only)), "url": site.url()},
+                {"name": "visitor_session", "value": "host-only-session", "url": site.url()},
+                {"name": "crm_bridge_touch", "value": quote(json.dumps(domain)), "domain": ".agency.test", "path": "/"},
+                {"name": "visitor_session", "value": "domain-session", "domain": ".agency.test", "path": "/"},
+            ]
+        )
+        page.goto(site.url("/programs"))  # typed in: nothing new
+        assert touches(page) == {"first": first, "last": newer["l"]}
+        assert page.evaluate("CrmBridge.sessionId()") == "host-only-session", "the session the site has used"
+        assert our_cookies(context) == [
+            ("crm_bridge_touch", ".agency.test"),
+            ("visitor_session", ".agency.test"),
+        ]
+        assert touch_cookie(context, site) == newer
+        assert stored(context, site, "visitor_session")["value"] == "host-only-session"
+
+        page.goto(site.url("/?utm_source=comeback"))  # the returning visitor's new arrival
+        page.goto(site.url("/fees"))
+        assert touches(page)["last"]["utm_source"] == "comeback"
+        assert touch_cookie(context, site)["l"]["utm_source"] == "comeback"
+
+
+# ---- consent ----------------------------------------------------------------------------------------------------
+
+CONSENT_REQUIRED = {
+    "data-consent": SCRIPT.replace("<script ", '<script data-consent="required" '),
+    "init": BARE_SCRIPT + '<script>CrmBridge.init({cookieDomain: ".agency.test", consent: "required"});</script>',
+}
+
+
+def without_time(touch: dict[str, str]) -> dict[str, str]:
+    return {key: value for key, value in touch.items() if key != "touched_at"}
+
+
+@pytest.mark.parametrize("head", CONSENT_REQUIRED.values(), ids=CONSENT_REQUIRED)
+def test_with_consent_required_nothing_is_stored_until_the_visitor_consents(
+    site: Site, context: BrowserContext, page: Page, head: str
+) -> None:
+    site.head = head
+
+    def stored_nothing() -> bool:
+        return context.cookies() == [] and page.evaluate("localStorage.length + sessionStorage.length") == 0
+
+    page.goto(site.url("/apply?utm_source=partner&ref=P-C"))
+    arrival = touches(page)
+    assert (arrival["first"]["referral_code"], arrival["first"]["utm_source"]) == ("P-C", "partner")
+    assert arrival["last"] == arrival["first"]
+    session = page.evaluate("CrmBridge.sessionId()")
+    assert SESSION_ID.fullmatch(session)
+    assert stored_nothing()
+
+    page.evaluate("CrmBridge.submitApplication({name: 'Deniz', consent: true}, {consentVersion: 'privacy-2024-05'})")
+    [call] = site.api_calls("/api/v1/applications")
+    assert {
+        key: call.body.get(key) for key in ("session_id", "first_touch", "last_touch", "consent", "consent_version")
+    } == {
+        "session_id": session,
+        "first_touch": arrival["first"],
+        "last_touch": arrival["last"],
+        "consent": True,
+        "consent_version": "privacy-2024-05",
+    }
+    assert within_seconds(call.body["consent_at"])
+    assert call.body["consent_page"] == site.url("/apply")
+    assert parse_qs(urlsplit(decorate(page, "/go/telegram")).query)["vs"] == [session], "no cookie takes it to /go"
+    assert stored_nothing()
+
+    page.evaluate("CrmBridge.consent(true)")
+    cookie = touch_cookie(context, site)
+    assert [without_time(cookie["f"]), without_time(cookie["l"])] == [without_time(arrival["first"])] * 2
+    assert stored(context, site, "visitor_session")["value"] == session
+    assert page.evaluate("CrmBridge.sessionId()") == session
+
+    context.add_cookies([{"name": "visitor_session", "value": session, "url": site.url()}])  # a host-only one too
+    page.evaluate("CrmBridge.consent(false)")
+    assert our_cookies(context) == []
+    assert touches(page)["first"]["referral_code"] == "P-C", "the page goes on in memory"
+    page.evaluate("CrmBridge.submitApplication({name: 'Deniz'})")
+    assert our_cookies(context) == []
+
+
+def test_with_consent_required_the_cookies_are_not_even_read_until_the_visitor_consents(
+    site: Site, context: BrowserContext, page: Page
+) -> None:
+    site.head = CONSENT_REQUIRED["data-consent"]
+    earlier = {
+        "referral_code": "EARLIER",
+        "landing_page": site.url("/"),
+        "touched_at": iso(datetime.now(UTC) - timedelta(days=9)),
+    }
+    set_touch_cookie(context, quote(json.dumps({"f": earlier, "l": earlier})))  # from a page where they consented
+    context.add_cookies(
+        [{"name": "visitor_session", "value": "consented-session", "domain": ".agency.test", "path": "/"}]
+    )
+
+    page.goto(site.url("/?utm_source=newsletter"))
+    arrival = touches(page)
+    assert (arrival["first"]["utm_source"], arrival["last"]) == ("newsletter", arrival["first"])
+    assert page.evaluate("CrmBridge.sessionId()") != "consented-session"
+
+    page.evaluate("CrmBridge.consent(true)")  # the banner, on this page too: its stored choice says accepted
+    now = touches(page)
+    assert (now["first"], without_time(now["last"])) == (earlier, without_time(arrival["last"]))
+    assert page.evaluate("CrmBridge.sessionId()") == "consented-session"
+    assert touch_cookie(context, site) == {"f": earlier, "l": now["last"]}
+
+
 # ---- applications --------------------------------------------------------------------------------------------
 
 
@@ -338,7 +469,7 @@ def test_an_application_carries_the_fields_touches_session_and_consent(site: Sit
           {consentVersion: "privacy-2024-05"})"""
     )
     assert result["status"] == 201
-    assert result["body"]["status"] == 201
+    assert result["body"]["status"] == "received"
     [call] = site.api_calls("/api/v1/applications")
     now = touches(page)
     body = call.body
@@ -385,7 +516,7 @@ def test_a_refused_application_is_not_retried(site: Site, page: Page) -> None:
     page.goto(site.url("/"))
     site.answer(422)
     result = page.evaluate(f"CrmBridge.submitApplication({{name: 'Deniz'}}, {FAST})")
-    assert (result["status"], result["body"]["status"]) == (422, 422)
+    assert (result["status"], result["body"]) == (422, {"error": "refused"})
     assert len(site.api_calls("/api/v1/applications")) == 1
 
 
@@ -476,36 +607,29 @@ def test_an_attached_form_reports_its_answer_and_resends_an_unanswered_submissio
 # ---- messenger links and clicks -----------------------------------------------------------------------------
 
 
-def test_go_links_carry_the_visitors_tags_and_session(site: Site, page: Page) -> None:
+def test_go_links_carry_the_visitors_tags(site: Site, page: Page) -> None:
     page.goto(site.url("/?ref=P-7&utm_source=google&utm_campaign=spring&gclid=g.1"))
     page.click("#about")
     page.wait_for_url("**/about")
-    session = page.evaluate("CrmBridge.sessionId()")
 
-    def decorate(url: str) -> str:
-        result = page.evaluate("(url) => CrmBridge.decorate(url)", url)
-        assert isinstance(result, str)
-        return result
-
-    decorated = urlsplit(decorate("/go/telegram"))
+    # The API is this host, in the cookie domain: the session goes to /go as its cookie, not on the link.
+    decorated = urlsplit(decorate(page, "/go/telegram"))
     assert (decorated.netloc, decorated.path) == (f"www.agency.test:{site.port}", "/go/telegram")
     assert parse_qs(decorated.query) == {
         "ref": ["P-7"],
         "utm_source": ["google"],
         "utm_campaign": ["spring"],
         "gclid": ["g.1"],
-        "vs": [session],
     }
-    own = parse_qs(urlsplit(decorate(site.url("/go/whatsapp?utm_source=newsletter&ref=OWN"))).query)
+    own = parse_qs(urlsplit(decorate(page, site.url("/go/whatsapp?utm_source=newsletter&ref=OWN"))).query)
     assert own == {
         "ref": ["OWN"],
         "utm_source": ["newsletter"],
         "utm_campaign": ["spring"],
         "gclid": ["g.1"],
-        "vs": [session],
     }
     for untouched in ("/about", "/go/email", site.url("/go/telegram", host="go"), "mailto:x@example.com"):
-        assert decorate(untouched) == untouched
+        assert decorate(page, untouched) == untouched
 
     page.evaluate(  # added after the snippet ran: the capturing listener still sees the click
         "document.body.insertAdjacentHTML('beforeend', '<a id=late href=\"/go/instagram?ref=LINK\"><b>Instagram</b></a>')"
@@ -518,19 +642,61 @@ def test_go_links_carry_the_visitors_tags_and_session(site: Site, page: Page) ->
         "utm_source": ["google"],
         "utm_campaign": ["spring"],
         "gclid": ["g.1"],
-        "vs": [session],
     }
 
     page.goto(site.url("/?utm_source=bing"))  # a later arrival without ref: the first touch's ref
-    assert parse_qs(urlsplit(decorate("/go/telegram")).query) == {
+    assert parse_qs(urlsplit(decorate(page, "/go/telegram")).query) == {
         "ref": ["P-7"],
         "utm_source": ["bing"],
-        "vs": [session],
     }
 
 
-def test_a_reported_click_carries_the_page_touches_and_session(site: Site, page: Page) -> None:
+def test_the_session_goes_on_go_links_only_where_its_cookie_cannot_reach_the_api(site: Site, page: Page) -> None:
+    api = f"http://go.agency.test:{site.port}"
+
+    def vs(options: dict[str, str]) -> list[str]:
+        page.evaluate("(options) => CrmBridge.init(options)", options)
+        return parse_qs(urlsplit(decorate(page, f"{api}/go/telegram")).query).get("vs", [])
+
+    page.goto(site.url("/"))
+    session = page.evaluate("CrmBridge.sessionId()")
+    assert vs({"api": api}) == [], "go.agency.test is in the cookie domain (.agency.test)"
+    page.goto(site.url("/bare/"))  # host-only cookies, on www.agency.test
+    assert vs({"api": api}) == [session]
+    assert vs({"api": ""}) == [], "the API on this host has the host-only cookie"
+
+
+def test_a_go_link_with_the_session_sends_the_sites_origin_as_referer_whatever_the_pages_policy(
+    site: Site, page: Page
+) -> None:
+    api = f"http://go.agency.test:{site.port}"
+    site.head = f'<meta name="referrer" content="no-referrer"><script src="/crm-bridge.js" data-api="{api}"></script>'
+    page.goto(site.url("/?ref=P-R"))
+    page.click("#about")
+    page.wait_for_url("**/about")
+    [about] = [seen for seen in site.pages() if seen.path == "/about"]
+    assert "referer" not in about.headers, "the page's own policy holds for its other links"
+
+    session = page.evaluate("CrmBridge.sessionId()")
+
+    for channel, decorated_by_the_page in (("telegram", False), ("whatsapp", True)):
+        page.goto(site.url("/about"))
+        page.evaluate(
+            """([url, decorated]) => document.body.append(Object.assign(document.createElement("a"),
+              {id: "go", textContent: "Go", href: decorated ? CrmBridge.decorate(url) : url}))""",
+            [f"{api}/go/{channel}", decorated_by_the_page],
+        )
+        page.click("#go")
+        page.wait_for_url(f"{api}/go/{channel}?**")
+        [followed] = [seen for seen in site.pages() if seen.path.startswith(f"/go/{channel}")]
+        assert followed.host == f"go.agency.test:{site.port}"
+        assert parse_qs(urlsplit(followed.path).query) == {"ref": ["P-R"], "vs": [session]}
+        assert followed.headers.get("referer") == site.url("/"), "/go takes vs only with a Referer of the site"
+
+
+def test_a_reported_click_carries_the_page_touches_and_session_and_no_lead_id(site: Site, page: Page) -> None:
     page.goto(site.url("/contact?ref=P-8&fbclid=fb.9"))
+    # leadId is no option: a lead id any caller could send would write onto another person's lead.
     result = page.evaluate(f"CrmBridge.reportClick('whatsapp', {{leadId: 'L-1', ...{FAST}}})")
     assert result["status"] == 201
     [call] = site.api_calls("/api/v1/messenger-events")
@@ -542,7 +708,6 @@ def test_a_reported_click_carries_the_page_touches_and_session(site: Site, page:
         "occurred_at": call.body["occurred_at"],
         "first_touch": now["first"],
         "last_touch": now["last"],
-        "lead_id": "L-1",
     }
     assert within_seconds(call.body["occurred_at"])
     assert IDEMPOTENCY_KEY.fullmatch(call.headers["idempotency-key"])
