@@ -1,5 +1,5 @@
 """GET /api/v1/crm/test: is the CRM up; GET /api/v1/crm/test/details (IAM): which CRM, is it
-reachable, how fast, and which mapped fields it lacks.
+reachable, how fast, which mapped fields it lacks, and what is misconfigured.
 
 The public route is anonymous and answers only ``ok`` or ``down``, from a verdict the container
 reuses for ``HEALTH_CACHE_SECONDS``: a storm of checks cannot drain the CRM's request budget. The
@@ -51,8 +51,8 @@ def crm_test() -> Response[str]:
     "/api/v1/crm/test/details",
     summary="CRM health check with details (operators, IAM-signed)",
     description="Requires an AWS SigV4-signed request (execute-api:Invoke, granted by the stack's OperatorPolicy). "
-    "Provider, reachability, round-trip time and the mapped fields the CRM lacks, checked now. No secrets, "
-    "no CRM error text.",
+    "Provider, reachability, round-trip time and the mapped fields the CRM lacks, checked now; when misconfigured, "
+    "what is wrong in a sentence. No secrets, no personal data.",
     responses={
         200: answer("Healthy", Health),
         503: answer("Unreachable, misconfigured or degraded", Health),

@@ -155,10 +155,13 @@ def _record_text(record: Mapping[str, Any]) -> str:
 
 
 def _outcome(status: int, headers: Mapping[str, str], body: bytes) -> str:
-    """The answer in a few words, from the ids and codes in it (never the submitted data)."""
+    """The answer in a few words, from the ids and codes in it (never the submitted data).
+
+    A redirect's answer is the same whether its click was queued or declined (not a person): the
+    redirect's own log line says which, and the worker's lines show the click arriving."""
     if status in (301, 302, 303, 307, 308):
         location = urlsplit(headers.get("location", ""))
-        return f"redirect to {location.hostname}{location.path}; click queued for the worker"
+        return f"redirect to {location.hostname}{location.path}"
     try:
         data = json.loads(body) if body else None
     except ValueError:
@@ -167,11 +170,10 @@ def _outcome(status: int, headers: Mapping[str, str], body: bytes) -> str:
 
 
 def _body_outcome(data: dict[str, Any]) -> str:
-    if "leadId" in data:
-        return (
-            f"delivered to {data.get('provider')}: lead {data['leadId']} {data.get('status')} "
-            f"(op {_short(data.get('operationId'))})"
-        )
+    """An application's answer names no lead (``crm_bridge.api.answers``): its operation is what
+    the console can show; the worker's log lines name the lead of what it delivers."""
+    if data.get("status") == "received":
+        return f"delivered (op {_short(data.get('operationId'))})"
     if data.get("status") == "queued":
         return f"queued for the worker (op {_short(data.get('operationId'))})"
     if isinstance(data.get("error"), dict):

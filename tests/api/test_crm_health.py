@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import ModuleType
 
 import pytest
+import respx
 
 from crm_bridge.errors import SettingsError
+from crm_bridge.providers.bitrix24 import SIMPLE_CRM_MODE
 from infra.local.http_events import http_api_event
 from tests.api.conftest import ESPOCRM_KEY, Answer, invoke
 from tests.simulators.base import Failure
+from tests.simulators.bitrix24 import CRM_MODE_SIMPLE, SimulatedBitrix24
 from tests.simulators.espocrm import SimulatedEspoCrm
 
 
@@ -20,6 +23,14 @@ from tests.simulators.espocrm import SimulatedEspoCrm
 def health(load_handler: Callable[[str], ModuleType], espocrm: SimulatedEspoCrm) -> ModuleType:
     espocrm.seed_lead(first_name="Existing", last_name="Lead", email="existing@example.com")
     return load_handler("crm_health_api")
+
+
+@pytest.fixture
+def bitrix24(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatedBitrix24]:
+    with SimulatedBitrix24() as sim:
+        monkeypatch.setenv("CRM_PROVIDER", "bitrix24")
+        monkeypatch.setenv("BITRIX24_WEBHOOK_URL", sim.webhook_url)
+        yield sim
 
 
 PUBLIC = "/api/v1/crm/test"
@@ -59,25 +70,63 @@ def test_a_crm_lacking_mapped_fields_is_degraded(health: ModuleType, espocrm: Si
 
 
 @pytest.mark.parametrize(
-    ("failure", "status", "reachable"),
+    ("failure", "status", "reachable", "problem"),
     [
-        (Failure.CONNECTION_REFUSED, "down", False),
-        (Failure.TIMEOUT, "down", False),
-        (Failure.UNAUTHORIZED, "misconfigured", True),
+        (Failure.CONNECTION_REFUSED, "down", False, None),
+        (Failure.TIMEOUT, "down", False, None),
+        (
+            Failure.UNAUTHORIZED,
+            "misconfigured",
+            True,
+            "credentials rejected: check the API key and that the API user is active",
+        ),
     ],
 )
-def test_an_unhealthy_crm_is_503_without_its_error_text(
-    health: ModuleType, espocrm: SimulatedEspoCrm, failure: Failure, status: str, reachable: bool
+def test_an_unhealthy_crm_is_503_naming_only_a_misconfiguration_and_never_its_key(
+    health: ModuleType, espocrm: SimulatedEspoCrm, failure: Failure, status: str, reachable: bool, problem: str | None
 ) -> None:
     espocrm.fail_next(failure)
 
     answer = check(health)
 
     assert (answer.status, answer.body["status"], answer.body["reachable"]) == (503, status, reachable)
+    assert answer.body["problem"] == problem, "an outage is its kind; a misconfiguration, what to change"
     text = json.dumps(answer.body)
     assert ESPOCRM_KEY not in text
     assert espocrm.base_url not in text
-    assert "credentials" not in text, "no raw error text, only its kind"
+
+
+def test_a_bitrix24_portal_in_simple_mode_tells_the_operator_what_to_change(
+    load_handler: Callable[[str], ModuleType], bitrix24: SimulatedBitrix24
+) -> None:
+    bitrix24.crm_mode = CRM_MODE_SIMPLE
+    health = load_handler("crm_health_api")
+
+    answer = check(health)
+
+    assert (answer.status, answer.body["status"], answer.body["errorKind"]) == (503, "misconfigured", "configuration")
+    assert answer.body["problem"] == SIMPLE_CRM_MODE
+    assert bitrix24.token not in json.dumps(answer.body), "the webhook's token"
+    assert check(health, PUBLIC).body == {"status": "down"}, "an anonymous caller still learns only that"
+
+
+def test_a_refusal_that_echoes_the_webhook_reaches_the_operator_without_its_token(
+    load_handler: Callable[[str], ModuleType], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy in front of a self-hosted portal refusing the call, its error code quoting the request
+    (a Bitrix24 error code is passed on as the CRM sent it)."""
+    webhook, token = "https://crm.agency.test/rest/7/", "q2xv8ms0n4k1abcd"
+    monkeypatch.setenv("CRM_PROVIDER", "bitrix24")
+    monkeypatch.setenv("BITRIX24_WEBHOOK_URL", f"{webhook}{token}/")
+    with respx.mock(assert_all_called=False) as portal:
+        portal.post(url__startswith=webhook).respond(
+            403, json={"error": f"blocked by policy: POST {webhook}{token}/crm.settings.mode.get.json"}
+        )
+        answer = check(load_handler("crm_health_api"))
+
+    assert (answer.status, answer.body["status"]) == (503, "misconfigured")
+    assert answer.body["problem"].startswith("blocked by policy: POST")
+    assert token not in json.dumps(answer.body)
 
 
 def test_invalid_settings_are_503_misconfigured(
@@ -86,6 +135,20 @@ def test_invalid_settings_are_503_misconfigured(
     monkeypatch.setenv("CRM_PROVIDER", "salesforce")
     answer = check(load_handler("crm_health_api"))
     assert (answer.status, answer.body["status"]) == (503, "misconfigured")
+    assert "CRM_PROVIDER" in answer.body["problem"]
+
+
+def test_an_invalid_webhook_is_named_but_never_shown(
+    load_handler: Callable[[str], ModuleType], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRM_PROVIDER", "bitrix24")
+    monkeypatch.setenv("BITRIX24_WEBHOOK_URL", "http://crm.agency.test/rest/7/q2xv8ms0n4k1abcd/")
+
+    answer = check(load_handler("crm_health_api"))
+
+    assert (answer.status, answer.body["status"]) == (503, "misconfigured")
+    assert answer.body["problem"].startswith("invalid configuration: BITRIX24_WEBHOOK_URL: must look like https://")
+    assert "q2xv8ms0n4k1abcd" not in json.dumps(answer.body)
 
 
 def test_an_anonymous_caller_learns_only_up(health: ModuleType) -> None:

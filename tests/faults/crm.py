@@ -266,10 +266,15 @@ class FaultInjection(LoopbackCrm):
         with self._plan_lock:
             self._forced.extend([fault] * times)
 
-    def settle(self, timeout: float = 10.0) -> None:
-        """Wait for the writes still to run late (before counting what the CRM holds)."""
+    def settle(self, timeout: float = 150.0) -> None:
+        """Wait for the writes still to run late (before counting what the CRM holds), each until it
+        has run: a busy machine makes one later, and one forgotten would land after the count. The
+        upstream request has a timeout of its own (the forwarder's); ``timeout`` is for a write that
+        hangs for good, and fails loudly."""
         for thread in list(self._late_writes):
             thread.join(timeout)
+            if thread.is_alive():
+                raise AssertionError(f"a write meant to run late is still running after {timeout:.0f} s")
             self._late_writes.remove(thread)
 
     def next_fault(self) -> Fault:

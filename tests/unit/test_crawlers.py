@@ -131,6 +131,16 @@ PREVIEWERS = [
         id="teams-skypeuripreview",
     ),
     pytest.param("Mozilla/5.0 (compatible; ZoomBot/1.0; +https://zoom.us/bot)", id="zoom"),
+    pytest.param("kakaotalk-scrap/1.0; +https://devtalk.kakao.com/t/scrap/33984", id="kakaotalk"),
+    pytest.param(
+        "facebookexternalhit/1.1; kakaotalk-scrap/1.0; +https://devtalk.kakao.com/t/scrap/33984",
+        id="kakaotalk-as-facebookexternalhit",
+    ),
+    pytest.param(
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/49.0.2623.75"
+        " Safari/537.36 Google Favicon",
+        id="google-favicon",
+    ),
 ]
 
 SCRIPTS = [
@@ -151,6 +161,32 @@ SCRIPTS = [
     pytest.param(
         "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/131.0.0.0 Safari/537.36",
         id="headless-chrome",
+    ),
+    pytest.param(
+        "Mozilla/5.0 (Linux; Android 7.0; Moto G (4)) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/90.0.4420.0"
+        " Mobile Safari/537.36 Chrome-Lighthouse",
+        id="lighthouse-mobile",
+    ),
+    pytest.param(
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_14_6) AppleWebKit/537.36 (KHTML, like Gecko)"
+        " Chrome/90.0.4420.0 Safari/537.36 Chrome-Lighthouse",
+        id="lighthouse-desktop",
+    ),
+    pytest.param(
+        "Mozilla/5.0 (Linux; Android 11; moto g power (2022)) AppleWebKit/537.36 (KHTML, like Gecko)"
+        " Chrome/136.0.0.0 Mobile Safari/537.36 Chrome-Lighthouse",
+        id="pagespeed-insights",
+    ),
+    pytest.param(
+        "Mozilla/5.0 (Windows NT 10.0; Microsoft Windows 10.0.22631; en-US) PowerShell/7.4.2", id="powershell-7"
+    ),
+    pytest.param(
+        "Mozilla/5.0 (Windows NT; Windows NT 10.0; en-US) WindowsPowerShell/5.1.19041.3031", id="windows-powershell"
+    ),
+    pytest.param(
+        "Mozilla/5.0 (Macintosh; Darwin 21.6.0 Darwin Kernel Version 21.6.0: Mon Aug 22 20:20:05 PDT 2022;"
+        " root:xnu-8020.140.49~2/RELEASE_ARM64_T8101; en-US) PowerShell/7.2.7",
+        id="powershell-macos",
     ),
 ]
 
@@ -339,6 +375,16 @@ BROWSERS = [
         "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko)"
         " Mobile/15E148 [LinkedInApp]/9.30.6025",
         id="linkedin-in-app",
+    ),
+    pytest.param(
+        "Mozilla/5.0 (Linux; Android 14; SM-S928N Build/UP1A.231005.007; wv) AppleWebKit/537.36 (KHTML, like"
+        " Gecko) Version/4.0 Chrome/130.0.6723.107 Mobile Safari/537.36 KAKAOTALK/11.2.2 (INAPP)",
+        id="kakaotalk-in-app-android",
+    ),
+    pytest.param(
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 18_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko)"
+        " Mobile/15E148 Safari/604.1 KAKAOTALK/11.2.2 (INAPP)",
+        id="kakaotalk-in-app-ios",
     ),
 ]
 

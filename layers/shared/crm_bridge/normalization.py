@@ -52,7 +52,13 @@ def _hidden(char: str) -> bool:
 
 def clean_text(value: str, *, multiline: bool = False) -> str | None:
     """NFC-normalise, drop invisible characters (controls, bidi controls, noncharacters), trim;
-    empty becomes None."""
+    empty becomes None. ValueError for a lone surrogate (half of a UTF-16 pair, as a ``\\ud800``
+    escape in an event's JSON carries it): it is not text, the models refuse it and the worker
+    cannot read an operation holding it, so the redirect drops such a tag rather than queue it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("holds a broken character (half of a UTF-16 surrogate pair)") from None
     text = unicodedata.normalize("NFC", value)
     text = "".join(ch for ch in text if ch in "\n\t" or not _hidden(ch))
     if not multiline:

@@ -51,9 +51,12 @@ _PREVIEWERS: Final = (
     "snapurlpreview",
     "cardyb",
     "zoombot",
+    "kakaotalk-scrap",
+    "google favicon",
 )
 """Previewers and search engines' bots, by their own tokens (lower case). Apps whose in-app browsers
-are people carry other ones: Telegram-Android/, Instagram, FBAN/FB_IAB/MetaIAB, Line/, Snapchat/."""
+are people carry other ones: Telegram-Android/, Instagram, FBAN/FB_IAB/MetaIAB, Line/, Snapchat/,
+KAKAOTALK. Google's favicon fetcher is a plain Chrome's User-Agent with ``Google Favicon`` after it."""
 
 _PREVIEWER_STARTS: Final = ("whatsapp/", "pinterest/", "viber", "mastodon/", "http.rb/")
 """Previewers known by how their User-Agent starts: [Pinterest/iOS] elsewhere is its in-app browser."""
@@ -77,8 +80,12 @@ _SCRIPTS: Final = (
     "scrapy/",
     "apache-httpclient/",
     "headlesschrome",
+    "chrome-lighthouse",
+    "powershell/",
 )
-"""HTTP libraries and headless browsers: a program, whatever it was after (and ``java/...`` first)."""
+"""HTTP libraries, shells and headless browsers: a program, whatever it was after (and ``java/...``
+first). Lighthouse (PageSpeed Insights) appends ``Chrome-Lighthouse`` to a plain Chrome's User-Agent;
+PowerShell's ``Invoke-WebRequest`` sends ``PowerShell/7...`` or ``WindowsPowerShell/5.1...``."""
 
 _BROWSER_STARTS: Final = tuple(
     f"mozilla/5.0 ({platform}"

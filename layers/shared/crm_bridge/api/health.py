@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from crm_bridge.errors import SettingsError
-from crm_bridge.observability import get_logger
+from crm_bridge.observability import get_logger, redact
 from crm_bridge.providers import get_provider
 
 if TYPE_CHECKING:  # Powertools idempotency (and boto3 with it) only where submissions use it
@@ -23,18 +23,23 @@ if TYPE_CHECKING:  # Powertools idempotency (and boto3 with it) only where submi
 def health_answer() -> Answer:
     """200 ``ok`` only when the CRM answers, accepts our credentials and has every mapped field.
 
-    ``down``: unreachable; ``misconfigured``: credentials, permissions or settings; ``degraded``:
-    reachable but lacking mapped fields (their values would be silently dropped).
+    ``down``: unreachable; ``misconfigured``: credentials, permissions or settings, named in
+    ``problem``; ``degraded``: reachable but lacking mapped fields (their values would be silently
+    dropped).
     """
     try:
         provider = get_provider()
     except SettingsError as exc:
         get_logger().error("CRM settings are invalid", extra={"error": str(exc)})
-        return {"status": 503, "body": {"status": "misconfigured", "provider": None, "reachable": False}}
+        unusable = {"status": "misconfigured", "provider": None, "reachable": False, "problem": _problem(str(exc))}
+        return {"status": 503, "body": unusable}
     report = provider.test_connection()
+    problem = None
     if report.error_kind is not None:
         status = "down" if not report.reachable else "misconfigured"
         get_logger().warning("CRM health check failed", extra={"error_kind": report.error_kind, "error": report.error})
+        if status == "misconfigured":
+            problem = _problem(report.error)
     elif report.missing_fields:
         status = "degraded"
     else:
@@ -46,8 +51,17 @@ def health_answer() -> Answer:
         "roundTripMs": report.elapsed_ms,
         "missingFields": report.missing_fields,
         "errorKind": report.error_kind,
+        "problem": problem,
     }
     return {"status": 200 if status == "ok" else 503, "body": body}
+
+
+def _problem(text: str | None) -> str | None:
+    """What the operator must change, in a sentence: crm-bridge's own (a setting, the CRM's mode,
+    rejected credentials) or the CRM's reason. A CRM's text is redacted where the provider reads it,
+    all but a Bitrix24 error code; this answer never passes the log formatter's redaction, so it
+    gets the same here (secrets, webhook tokens, personal data)."""
+    return redact(text) if text else None
 
 
 def public_answer(answer: Answer) -> Answer:

@@ -85,22 +85,41 @@ class Outcome:
 
 
 class Report:
-    """An operator's CSV, one line per record written as the run goes (a resumed backfill appends)."""
+    """An operator's CSV, one line per record written as the run goes (a resumed backfill appends).
+
+    It holds what leads hold, so it is its owner's alone (0600) from the moment it exists, whatever
+    the umask, and is made so again when a resumed run finds it otherwise. It is opened in a
+    spreadsheet, which runs a cell written like a formula (a name typed as ``=HYPERLINK(...)``): every
+    cell is quoted and one that starts like a formula gets a leading ``'``, as OWASP's "CSV Injection"
+    says (https://owasp.org/www-community/attacks/CSV_Injection)."""
 
     def __init__(self, path: Path, columns: tuple[str, ...], *, append: bool = False) -> None:
         new = not (append and path.exists())
         self._columns = columns
-        self._file: IO[str] = path.open("a" if not new else "w", newline="", encoding="utf-8")
-        self._writer = csv.writer(self._file)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if new else os.O_APPEND), 0o600)
+        os.fchmod(descriptor, 0o600)
+        self._file: IO[str] = os.fdopen(descriptor, "w", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._file, quoting=csv.QUOTE_ALL)
         if new:
             self._writer.writerow(columns)
 
     def add(self, record: object) -> None:
-        self._writer.writerow([getattr(record, column) for column in self._columns])
+        self._writer.writerow([_inert(getattr(record, column)) for column in self._columns])
         self._file.flush()
 
     def close(self) -> None:
         self._file.close()
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+"""What makes a spreadsheet read a cell as a formula (OWASP: ``= + - @``, tab, carriage return and
+line feed, and their full-width forms ``＝ ＋ － ＠``, formulas in some locales)."""
+
+
+def _inert(value: object) -> str:
+    """A cell a spreadsheet shows as text: with a leading ``'`` when it starts like a formula."""
+    text = str(value)
+    return f"'{text}" if text.startswith(_FORMULA_STARTS) else text
 
 
 def with_retries[T](call: Callable[[], T], *, sleep: Callable[[float], None] = time.sleep) -> T:

@@ -168,7 +168,6 @@ def write_report(path: Path, differences: list[Difference]) -> None:
             report.add(difference)
     finally:
         report.close()
-    path.chmod(0o600)  # it holds the leads' values: the operator's eyes only
 
 
 def reconcile(first: LeadReader, second: LeadReader) -> tuple[Summary, list[Difference]]:
