@@ -25,8 +25,8 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.merge import OpenAPIMerge
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
-from crm_bridge.api.schemas import COMMON_ERRORS, Delivered, IdempotencyKey, Queued, answer, error, redirect
-from crm_bridge.models import Application, MessengerActivity
+from crm_bridge.api.schemas import COMMON_ERRORS, IdempotencyKey, Queued, Received, answer, error, redirect
+from crm_bridge.models import Application, MessengerEvent
 
 ROOT = Path(__file__).parents[1]
 DOCUMENT = ROOT / "docs" / "openapi.json"
@@ -53,7 +53,8 @@ def redirect_documentation() -> APIGatewayHttpResolver:
         summary="Redirect to a messenger",
         description="302 to the configured Telegram, WhatsApp or Instagram link, carrying the partner's referral "
         "code (from ?ref= or the ref cookie); records the click for the CRM. `vs` is the visitor session, "
-        "added by the website snippet where the API cannot read the site's visitor_session cookie.",
+        "added by the website snippet where the API cannot read the site's visitor_session cookie; it counts only "
+        "for a click from one of the site's pages (its Referer) and is never stored.",
         responses={
             302: redirect("Redirect to the messenger (Location header)"),
             404: error("Unknown channel"),
@@ -103,7 +104,7 @@ def messenger_events_documentation() -> APIGatewayHttpResolver:
         tags=["messenger"],
     )
     def post_messenger_event(
-        activity: Annotated[MessengerActivity, Body()], idempotency_key: IdempotencyKey = None
+        activity: Annotated[MessengerEvent, Body()], idempotency_key: IdempotencyKey = None
     ) -> Response[str]:
         raise NotImplementedError("documentation only: functions/messenger_events answers this route")
 
@@ -120,7 +121,7 @@ def applications_documentation() -> APIGatewayHttpResolver:
         description="Creates or updates the applicant's lead in the CRM within a time budget, "
         "otherwise queues it for delivery. Send an Idempotency-Key to make retries safe.",
         responses={
-            201: answer("In the CRM", Delivered),
+            201: answer("In the CRM (the same answer for a new applicant and one who applied before)", Received),
             202: answer("Kept safely and delivered later", Queued),
             409: error("The same Idempotency-Key is being processed right now"),
             **COMMON_ERRORS,

@@ -20,7 +20,7 @@ from crm_bridge.api.settings import get_api_settings
 from crm_bridge.api.validation import refuse_foreign_origin, validated_body
 from crm_bridge.delivery.queue import OperationQueue
 from crm_bridge.delivery.submission import enqueue
-from crm_bridge.models import MessengerActivity, MessengerClickOperation, Origin
+from crm_bridge.models import MessengerActivity, MessengerClickOperation, MessengerEvent, Origin
 from crm_bridge.observability import get_logger
 from crm_bridge.observability.metrics import get_metrics
 
@@ -32,13 +32,13 @@ metrics = get_metrics()
 
 def post_messenger_event(request: HttpRequest) -> dict[str, Any]:
     refuse_foreign_origin(request, settings.site_origins)
-    activity = validated_body(request, MessengerActivity, settings.max_body_bytes)
+    event = validated_body(request, MessengerEvent, settings.max_body_bytes)
     idempotency_key = request.idempotency_key()
     operation = MessengerClickOperation(
         operation_id=operation_id_for(idempotency_key),
         origin=Origin.MESSENGER_API,
         correlation_id=request.request_id,
-        payload=activity,
+        payload=MessengerActivity.model_validate(dict(event)),
     )
     result = submission_answer(enqueue(operation, queue))
     return answer(result["status"], result["body"])

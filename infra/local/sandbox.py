@@ -295,6 +295,7 @@ class SandboxStore:
 
 class SandboxProvider(CrmProvider):
     name = PROVIDER_NAME
+    person_attributes = frozenset({"first_name", "last_name", *CONTACT_ATTRIBUTES})
     identity_attributes = CONTACT_ATTRIBUTES
     replaced_on_completion = ("first_name", "last_name", "source")
     closed_lead = ClosedLeadAttributes("status", CLOSED_STATUSES, "contact_id", "account_id")

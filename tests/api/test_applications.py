@@ -12,7 +12,7 @@ import boto3
 import httpx
 import pytest
 
-from crm_bridge.api.schemas import Delivered, ErrorBody
+from crm_bridge.api.schemas import ErrorBody, Received
 from crm_bridge.delivery import recovery
 from crm_bridge.delivery.sessions import DynamoDbVisitorSessions
 from crm_bridge.models import UpsertLeadOperation, parse_operation
@@ -43,32 +43,69 @@ def test_an_application_becomes_a_lead_at_once(handler: ModuleType, espocrm: Sim
     answer = post(handler, PATH, FORM)
 
     assert answer.status == 201
-    assert Delivered.model_validate(answer.body).status == "created"
-    assert answer.body["provider"] == "espocrm"
+    assert Received.model_validate(answer.body).status == "received"
     (lead,) = espocrm.leads()
-    assert answer.body["leadId"] == lead["id"]
     assert lead["phoneNumber"] == "+905321234567"
     assert lead["emailAddress"] == "ayse.yilmaz@example.com"
     assert lead["cReferralCode"] == "PARTNER-42"
     assert aws.queued() == []
 
 
+def test_the_answer_is_the_same_whether_the_person_applied_before_or_not(
+    handler: ModuleType, espocrm: SimulatedEspoCrm
+) -> None:
+    """Anyone can type a phone number or an e-mail address: an answer that differed for a known one
+    would tell them who is a client, and a lead id would let them write onto that person's lead."""
+    post(handler, PATH, FORM)
+    known = post(handler, PATH, {**FORM, "name": "Someone Else", "email": "someone@example.com"})
+    new = post(handler, PATH, {**FORM, "phone": "0532 765 43 21", "email": "new.person@example.com"})
+
+    assert len(espocrm.leads()) == 2, "the first went onto the known lead, the second made one"
+    for answer in (known, new):
+        assert answer.status == 201
+        assert answer.body == {"status": "received", "operationId": answer.body["operationId"]}
+    assert set(known.headers) == set(new.headers)
+    lead_ids = {lead["id"] for lead in espocrm.leads()}
+    assert not any(lead_id in json.dumps(answer.body) for answer in (known, new) for lead_id in lead_ids)
+
+
 def test_the_applicants_visitor_session_now_points_at_their_lead(
     handler: ModuleType, espocrm: SimulatedEspoCrm
 ) -> None:
-    answer = post(handler, PATH, {**FORM, "session_id": "visitor-session-0001"})
+    post(handler, PATH, {**FORM, "session_id": "visitor-session-0001"})
 
     sessions = DynamoDbVisitorSessions("crm-visitor-sessions")
-    assert sessions.lead_for("espocrm", "visitor-session-0001") == answer.body["leadId"]
+    (lead,) = espocrm.leads()
+    assert sessions.lead_for("espocrm", "visitor-session-0001") == lead["id"]
 
 
 def test_a_repeat_application_updates_the_same_lead(handler: ModuleType, espocrm: SimulatedEspoCrm) -> None:
-    first = post(handler, PATH, FORM)
+    post(handler, PATH, FORM)
     again = post(handler, PATH, {**FORM, "university": "Koç University"})
 
-    assert (again.status, again.body["status"]) == (201, "updated")
-    assert again.body["leadId"] == first.body["leadId"]
-    assert len(espocrm.leads()) == 1
+    assert (again.status, again.body["status"]) == (201, "received")
+    (lead,) = espocrm.leads()
+    assert lead["cUniversity"] == "Koç University", "an empty field a repeat brings is filled"
+
+
+def test_a_repeat_cannot_change_the_matched_persons_name_or_contacts(
+    handler: ModuleType, espocrm: SimulatedEspoCrm
+) -> None:
+    """Someone who knows Ayşe's phone number applies with it and their own e-mail and name: the lead keeps
+    Ayşe's name and e-mail (none, here: nothing is filled either), so the agency never writes to the
+    stranger about her. What the repeat said is on her timeline, marked as that submission's."""
+    post(handler, PATH, {key: value for key, value in FORM.items() if key != "email"})
+    post(handler, PATH, {**FORM, "name": "Mallory Attacker", "email": "mallory@evil.example", "phone": FORM["phone"]})
+
+    (lead,) = espocrm.leads()
+    assert (lead["firstName"], lead["lastName"]) == ("Ayşe", "Yılmaz")
+    assert lead["emailAddress"] is None
+    assert lead["phoneNumber"] == "+905321234567"
+    assert [item["phoneNumber"] for item in lead["phoneNumberData"]] == ["+905321234567"]
+    (note,) = espocrm.timeline(lead["id"])
+    lines = note.split("\n")
+    assert "the lead's own were not changed" in lines[0]
+    assert {"Name: Mallory Attacker", "E-mail: mallory@evil.example"} <= set(lines)
 
 
 def test_a_crm_outage_queues_the_exact_operation(handler: ModuleType, espocrm: SimulatedEspoCrm, aws: Aws) -> None:
@@ -161,7 +198,7 @@ def test_an_idempotency_key_replays_the_first_answer(handler: ModuleType, espocr
     replay = post(handler, PATH, FORM, headers=key)
 
     assert (replay.status, replay.body) == (first.status, first.body)
-    assert first.body["status"] == "created"
+    assert first.body["status"] == "received"
     assert espocrm.router["lead.create"].call_count == 1
     assert espocrm.router["note.create"].call_count == 0, "the replay did not reach the CRM at all"
 
@@ -243,7 +280,7 @@ def test_a_phone_the_crm_does_not_know_yet_still_delivers_the_lead(
     (fixture 41): the lead is created without its phone field, the number in its description."""
     answer = post(handler, PATH, {**FORM, "phone": "+229 01 95 12 34 56"})
 
-    assert (answer.status, answer.body["status"]) == (201, "created")
+    assert (answer.status, answer.body["status"]) == (201, "received")
     (lead,) = espocrm.leads()
     assert lead["phoneNumber"] is None
     assert "Phone: +2290195123456" in lead["description"].split("\n")

@@ -54,6 +54,26 @@ def test_an_invalid_click_is_refused_by_field(
     assert aws.queued() == []
 
 
+@pytest.mark.parametrize(
+    "claim",
+    [
+        pytest.param({"session_started": True}, id="the redirect started the session"),
+        pytest.param({"linked_session_id": "someone-elses-01"}, id="a second session of this visitor"),
+        pytest.param({"lead_id": "6b0244fec9dffa4c4"}, id="the lead to write onto"),
+    ],
+)
+def test_what_only_the_redirect_knows_cannot_be_claimed_by_a_caller(
+    messenger: ModuleType, aws: Aws, claim: dict[str, object]
+) -> None:
+    """A caller who could say "the redirect started this session" made each click held, and past the
+    held clicks' limit every further one a dead letter; one who could name a lead wrote onto anyone's."""
+    answer = post(messenger, "/api/v1/messenger-events", {**CLICK, **claim})
+
+    assert answer.status == 422
+    assert [problem["field"] for problem in answer.body["error"]["fields"]] == list(claim)
+    assert aws.queued() == []
+
+
 @pytest.mark.parametrize("key", ["", "two words", "x" * 129, "ключ"])
 def test_a_malformed_idempotency_key_is_refused_by_name(messenger: ModuleType, aws: Aws, key: str) -> None:
     answer = post(messenger, "/api/v1/messenger-events", CLICK, headers={"Idempotency-Key": key})

@@ -54,8 +54,8 @@ def test_a_delivered_application_queues_only_the_shadows_copy(
 ) -> None:
     answer = post(load_handler("applications_api"), PATH, FORM)
 
-    assert (answer.status, answer.body["provider"]) == (201, "espocrm")
-    assert len(espocrm.leads()) == 1
+    assert answer.status == 201
+    assert len(espocrm.leads()) == 1, "the primary has it"
     (copy,) = copies(aws.queued()).values()
     assert (copy.provider, str(copy.operation_id)) == ("bitrix24", answer.body["operationId"])
     assert copy.payload.email == "ayse.yilmaz@example.com"

@@ -27,14 +27,26 @@ def applications(load_handler: Callable[[str], ModuleType], espocrm: object) -> 
     return load_handler("applications_api")
 
 
+SITE_PAGE = "https://agency.example/programs/medicine"
+"""A page of the site (the tests' SITE_ORIGINS)."""
+
+
 def go(
-    redirect: ModuleType, *, method: str = "GET", user_agent: str | None = BROWSER, query: str = "", cookie: str = ""
+    redirect: ModuleType,
+    *,
+    method: str = "GET",
+    user_agent: str | None = BROWSER,
+    query: str = "",
+    cookie: str = "",
+    referer: str = "",
 ) -> Answer:
     headers = {"host": "go.agency.example"}
     if user_agent is not None:
         headers["user-agent"] = user_agent
     if cookie:
         headers["cookie"] = cookie
+    if referer:
+        headers["referer"] = referer
     event = http_api_event(
         method,
         "/go/whatsapp",
@@ -78,23 +90,63 @@ def test_previews_crawlers_and_scripts_get_the_redirect_but_no_click_and_no_cook
     assert f'"reason":"{reason}"' in metric
 
 
+def clicks(aws: Aws) -> list[MessengerClickOperation]:
+    operations = [parse_operation(message["Body"]) for message in aws.queued()]
+    assert all(isinstance(operation, MessengerClickOperation) for operation in operations)
+    return operations  # type: ignore[return-value]
+
+
+def session_cookies(answer: Answer) -> list[str]:
+    return [cookie.split(";")[0] for cookie in answer.cookies if cookie.startswith("visitor_session=")]
+
+
 def test_a_session_the_redirect_starts_is_marked_and_a_known_one_is_not(redirect: ModuleType, aws: Aws) -> None:
     fresh = go(redirect, query="ref=PARTNER-42")
     from_cookie = go(redirect, cookie="visitor_session=site-session-0001")
-    from_link = go(redirect, query="vs=site-session-0002&utm_source=fb")
+    from_site = go(redirect, query="vs=site-session-0002&utm_source=fb", referer=SITE_PAGE)
 
-    clicks = [parse_operation(message["Body"]) for message in aws.queued()]
-    assert all(isinstance(click, MessengerClickOperation) for click in clicks)
-    started = {click.payload.session_id: click.payload.session_started for click in clicks}  # type: ignore[union-attr]
+    started = {click.payload.session_id: click.payload.session_started for click in clicks(aws)}
     assert started.pop("site-session-0001") is False
     assert started.pop("site-session-0002") is False
-    ((_, minted),) = started.items()
-    assert minted is True
-    assert [cookie.split(";")[0] for cookie in fresh.cookies if cookie.startswith("visitor_session=")] == [
-        f"visitor_session={next(iter(started))}"
-    ]
+    ((minted, is_started),) = started.items()
+    assert is_started is True
+    assert session_cookies(fresh) == [f"visitor_session={minted}"]
     assert from_cookie.cookies == [], "the session cookie is there already"
-    assert [cookie.split(";")[0] for cookie in from_link.cookies] == ["visitor_session=site-session-0002"]
+    assert from_site.cookies == [], "a session from a link is never stored"
+
+
+@pytest.mark.parametrize(
+    "referer",
+    [
+        pytest.param("", id="pasted into the address bar"),
+        pytest.param("https://partner.example/blog/study-abroad", id="on a partner's page"),
+        pytest.param("https://agency.example.evil.example/", id="on a look-alike host"),
+        pytest.param("android-app://org.telegram.messenger/", id="tapped in an app"),
+    ],
+)
+def test_a_copied_link_does_not_make_its_opener_the_visitor_whose_session_it_carries(
+    redirect: ModuleType, aws: Aws, referer: str
+) -> None:
+    """ "Copy link" after a tap hands ``vs`` to whoever opens it, and a partner can plant one: outside the
+    site's pages the parameter is ignored, and the opener is a new visitor, with a session of their own."""
+    answer = go(redirect, query="vs=site-session-0002", referer=referer)
+
+    (click,) = clicks(aws)
+    assert click.payload.session_id != "site-session-0002"
+    assert click.payload.session_started is True
+    assert click.payload.linked_session_id is None
+    assert session_cookies(answer) == [f"visitor_session={click.payload.session_id}"]
+
+
+def test_the_sites_session_and_the_api_hosts_own_are_one_visitor(redirect: ModuleType, aws: Aws) -> None:
+    """A partner-link tap left the API host's cookie; the visitor then clicked a button on the site, whose
+    snippet put its own session on the link: the click carries both, for the worker to link."""
+    answer = go(redirect, query="vs=site-session-0002", cookie="visitor_session=tap-session-0001", referer=SITE_PAGE)
+
+    (click,) = clicks(aws)
+    assert (click.payload.session_id, click.payload.linked_session_id) == ("site-session-0002", "tap-session-0001")
+    assert click.payload.session_started is False
+    assert answer.cookies == [], "the API host keeps its own session; the site's is never stored"
 
 
 def test_cookies_are_the_shared_domain_s_when_configured(

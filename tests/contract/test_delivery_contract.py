@@ -2,25 +2,48 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
 
 from crm_bridge.delivery import deliver
 from crm_bridge.delivery.execute import CLICKS_PER_SESSION_PER_HOUR
+from crm_bridge.delivery.sessions import HELD_CLICKS_MAX
 from crm_bridge.errors import RetryableCrmError
 from crm_bridge.field_mapping import LeadSourceKind
 from crm_bridge.models import Application, MessengerActivity, MessengerClickOperation, Origin, UpsertLeadOperation
-from crm_bridge.providers import LeadAction
+from crm_bridge.providers import LeadAction, ProviderResult
 from tests.contract.conftest import Crm
 from tests.simulators.sessions import MemorySessions
 
+SITE_SESSION = "visitor-session-0042"
+"""The session the site's snippet keeps (and an application carries)."""
+TAP_SESSION = "tap-session-0001"
+"""The API host's own session: the cookie /go set when the visitor tapped a partner's link."""
 
-def click_operation(**activity: object) -> MessengerClickOperation:
-    payload = MessengerActivity.model_validate(
-        {"channel": "telegram", "session_id": "visitor-session-0042", **activity}
+
+def click_operation(*, received_at: datetime | None = None, **activity: object) -> MessengerClickOperation:
+    """A click as an operation carries it; ``received_at``: when the API took it (its ``created_at``)."""
+    payload = MessengerActivity.model_validate({"channel": "telegram", "session_id": SITE_SESSION, **activity})
+    received = {"created_at": received_at} if received_at is not None else {}
+    return MessengerClickOperation(origin=Origin.MESSENGER_API, payload=payload, **received)
+
+
+def application_operation(session_id: str = SITE_SESSION) -> UpsertLeadOperation:
+    application = Application.model_validate(
+        {"name": "Ali Veli", "email": "ali@example.com", "phone": "0532 765 43 21", "session_id": session_id}
     )
-    return MessengerClickOperation(origin=Origin.MESSENGER_API, payload=payload)
+    return UpsertLeadOperation(origin=Origin.APPLICATIONS_API, payload=application)
+
+
+def apply(crm: Crm, sessions: MemorySessions, operation: UpsertLeadOperation | None = None) -> ProviderResult:
+    return deliver(operation or application_operation(), crm.provider, sessions)
+
+
+def everything_on(crm: Crm, lead_id: str) -> str:
+    """The lead's values and its timeline's texts, as one text."""
+    return "\n".join([*(str(value) for value in crm.sim.lead(lead_id).values()), *crm.sim.timeline(lead_id)])
 
 
 def test_an_application_operation_upserts_the_lead(crm: Crm) -> None:
@@ -45,6 +68,19 @@ def test_anonymous_clicks_of_one_session_become_one_lead_and_its_activities(crm:
     assert any("WhatsApp" in note for note in crm.sim.timeline(first.record_id))
 
 
+def test_a_click_whose_sessions_lead_was_deleted_makes_a_new_one(crm: Crm) -> None:
+    """A salesperson deleted the visitor's anonymous lead: the next click is a new lead, and the
+    session follows it, rather than a click retried until it is a dead letter."""
+    sessions = MemorySessions()
+    deleted = deliver(click_operation(), crm.provider, sessions).record_id
+    crm.sim.delete_lead(deleted)
+
+    again = deliver(click_operation(channel="whatsapp"), crm.provider, sessions)
+
+    assert again.action is LeadAction.CREATED
+    assert sessions.lead_for(crm.provider.name, SITE_SESSION) == again.record_id != deleted
+
+
 def test_a_second_first_click_waits_for_the_lead_the_first_is_creating(crm: Crm) -> None:
     """Two first clicks of one visitor at once (two workers, or the first create still in flight
     after a timeout): the second is retried later and lands on the first one's lead."""
@@ -65,22 +101,19 @@ def test_a_second_first_click_waits_for_the_lead_the_first_is_creating(crm: Crm)
     assert any("WhatsApp" in note for note in crm.sim.timeline(created.record_id))
 
 
-def test_a_click_for_a_known_lead_is_an_activity_on_it(crm: Crm) -> None:
-    lead_id = crm.provider.upsert_lead(
+def test_a_lead_id_in_an_earlier_releases_envelope_is_never_written_onto(crm: Crm) -> None:
+    """Envelopes queued before lead ids stopped leaving the API may carry one the website sent: any
+    caller could send any id, so it is ignored and the click goes to its visitor session's lead."""
+    other = crm.provider.upsert_lead(
         Application.model_validate({"name": "Ali Veli", "email": "ali@example.com"}), uuid4()
     ).record_id
+    notes_before = list(crm.sim.timeline(other))
 
-    result = deliver(click_operation(lead_id=lead_id), crm.provider, MemorySessions())
-
-    assert result.record_id == lead_id
-    assert len(crm.sim.leads()) == 1
-
-
-def test_a_click_naming_a_lead_that_is_gone_falls_back_to_the_visitor_session(crm: Crm) -> None:
-    result = deliver(click_operation(lead_id="999999"), crm.provider, MemorySessions())
+    result = deliver(click_operation(lead_id=other), crm.provider, MemorySessions())
 
     assert result.action is LeadAction.CREATED
-    assert len(crm.sim.leads()) == 1
+    assert result.record_id != other
+    assert crm.sim.timeline(other) == notes_before
 
 
 def test_an_application_completes_the_anonymous_lead_of_its_visitors_clicks(crm: Crm) -> None:
@@ -117,6 +150,37 @@ def test_an_application_completes_the_anonymous_lead_of_its_visitors_clicks(crm:
     assert sum("Application form on the website." in note for note in crm.sim.timeline(anonymous)) == 1
 
 
+@pytest.mark.parametrize("cut_short", ["_add_note", "_update"])
+def test_an_application_completing_an_anonymous_lead_cut_short_is_written_once_on_retry(
+    crm: Crm, monkeypatch: pytest.MonkeyPatch, cut_short: str
+) -> None:
+    """The CRM fails one of the completion's writes (the note, or the update that names the lead): the
+    retry writes what is missing, and the lead holds the application once, never as "submitted again"."""
+    sessions = MemorySessions()
+    anonymous = deliver(click_operation(), crm.provider, sessions).record_id
+    write = getattr(crm.provider, cut_short)
+    failures = iter([RetryableCrmError("the CRM went away", provider=crm.provider.name)])
+
+    def fails_once(*args: object, **kwargs: object) -> object:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(crm.provider, cut_short, fails_once)
+    operation = application_operation()
+    with pytest.raises(RetryableCrmError):
+        apply(crm, sessions, operation)
+    retried = apply(crm, sessions, operation)
+
+    assert retried.record_id == anonymous
+    assert len(crm.sim.leads()) == 1
+    assert crm.sim.lead_emails(anonymous) == ["ali@example.com"]
+    timeline = crm.sim.timeline(anonymous)
+    assert sum("Application form on the website." in note for note in timeline) == 1
+    assert not any("again" in note for note in timeline)
+
+
 def test_an_application_matching_someone_else_leaves_the_anonymous_lead_alone(crm: Crm) -> None:
     """The session's anonymous lead is completed only when nobody has the phone or e-mail yet: a known
     applicant's lead is updated as before, and the session follows it."""
@@ -137,36 +201,6 @@ def test_an_application_matching_someone_else_leaves_the_anonymous_lead_alone(cr
     assert applicant.record_id == known == later.record_id != anonymous
     assert crm.sim.lead_emails(anonymous) == []
     assert any("Instagram" in note for note in crm.sim.timeline(known))
-
-
-@pytest.mark.parametrize(
-    "lead_id",
-    [
-        "101a44fec9dffa4c4",  # an EspoCRM id the site kept after a switch (Bitrix24 reads it as 101)
-        "101x9f",  # garbage PHP reads as 101
-        "00101",
-        "0",
-        "-1",
-        "6B0244FEC9DFFA4C4",
-        "x" * 64,
-    ],
-)
-def test_a_click_naming_a_foreign_or_malformed_lead_id_falls_back_to_the_visitor_session(
-    crm: Crm, lead_id: str
-) -> None:
-    """The site's lead id is untrusted: one that cannot be this CRM's is a lead that is not here, never
-    a dead letter, a retried click, or a note on whichever lead the CRM reads it as."""
-    other = crm.provider.upsert_lead(
-        Application.model_validate({"name": "Ali Veli", "email": "ali@example.com"}), uuid4()
-    ).record_id
-    notes_before = list(crm.sim.timeline(other))
-
-    result = deliver(click_operation(lead_id=lead_id), crm.provider, MemorySessions())
-
-    assert result.action is LeadAction.CREATED
-    assert result.record_id != other
-    assert len(crm.sim.leads()) == 2
-    assert crm.sim.timeline(other) == notes_before
 
 
 def test_a_click_whose_session_the_redirect_started_is_held_until_the_session_returns(crm: Crm) -> None:
@@ -209,8 +243,88 @@ def test_an_application_brings_its_sessions_held_clicks_onto_its_lead(crm: Crm) 
 
 def test_clicks_over_a_sessions_hourly_cap_are_folded(crm: Crm) -> None:
     sessions = MemorySessions()
-    results = [deliver(click_operation(), crm.provider, sessions) for _ in range(CLICKS_PER_SESSION_PER_HOUR + 2)]
+    received = datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
+    results = [
+        deliver(click_operation(received_at=received), crm.provider, sessions)
+        for _ in range(CLICKS_PER_SESSION_PER_HOUR + 2)
+    ]
 
     assert [result.action for result in results].count(LeadAction.FOLDED) == 2
     assert len(crm.sim.leads()) == 1
     assert len({result.record_id for result in results if result.action is not LeadAction.FOLDED}) == 1
+
+
+def test_the_hourly_cap_counts_by_the_hour_a_click_was_received_not_the_one_it_claims(crm: Crm) -> None:
+    """``occurred_at`` is the browser's word: 30 clicks claiming 30 different hours, received in one,
+    are one hour's clicks."""
+    sessions = MemorySessions()
+    received = datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
+    results = [
+        deliver(
+            click_operation(occurred_at=received - timedelta(hours=hour), received_at=received), crm.provider, sessions
+        )
+        for hour in range(30)
+    ]
+
+    actions = [result.action for result in results]
+    assert actions.count(LeadAction.FOLDED) == 30 - CLICKS_PER_SESSION_PER_HOUR
+    assert len(crm.sim.leads()) == 1
+    assert len(crm.sim.timeline(results[0].record_id)) == CLICKS_PER_SESSION_PER_HOUR - 1
+
+
+def test_a_flood_of_clicks_nothing_vouches_for_writes_nothing_and_dead_letters_nothing(crm: Crm) -> None:
+    """100 clicks of a session the redirect started, a day of them within the hourly cap: the first
+    HELD_CLICKS_MAX are held, the rest folded, and a folded click writes nothing (it used to write the
+    held ones onto lead "" and fail for good: a dead letter per click). When the session returns, the
+    held ones are written once."""
+    sessions = MemorySessions()
+    start = datetime(2026, 12, 7, tzinfo=UTC)
+    results = [
+        deliver(
+            click_operation(session_started=True, received_at=start + timedelta(minutes=15 * index)),
+            crm.provider,
+            sessions,
+        )
+        for index in range(100)
+    ]
+
+    actions = [result.action for result in results]
+    assert (actions.count(LeadAction.HELD), actions.count(LeadAction.FOLDED)) == (
+        HELD_CLICKS_MAX,
+        100 - HELD_CLICKS_MAX,
+    )
+    assert crm.sim.leads() == []
+
+    returned = deliver(click_operation(channel="whatsapp"), crm.provider, sessions)
+    assert returned.action is LeadAction.CREATED
+    assert len(crm.sim.leads()) == 1
+    assert len(crm.sim.timeline(returned.record_id)) == HELD_CLICKS_MAX
+
+
+@pytest.mark.parametrize("application_first", [False, True], ids=["click, then application", "application, then click"])
+def test_a_partner_tap_a_click_on_the_site_and_the_application_are_one_lead(crm: Crm, application_first: bool) -> None:
+    """No shared cookie domain: the tap on a partner's link left the API host its own session (the click
+    held), the site's snippet keeps another, and a click on the site carries both (the site's from the
+    link, the API host's from its cookie): the redirect links them, so the tap, the click and the
+    application are one lead, whichever of the click and the application arrives first."""
+    sessions = MemorySessions()
+    tap = click_operation(session_id=TAP_SESSION, session_started=True, attribution={"referral_code": "P-7"})
+    assert deliver(tap, crm.provider, sessions).action is LeadAction.HELD
+    site_click = click_operation(channel="whatsapp", linked_session_id=TAP_SESSION)
+
+    if application_first:
+        applicant = apply(crm, sessions)
+        clicked = deliver(site_click, crm.provider, sessions)
+    else:
+        clicked = deliver(site_click, crm.provider, sessions)
+        applicant = apply(crm, sessions)
+    later_tap = deliver(click_operation(session_id=TAP_SESSION, channel="instagram"), crm.provider, sessions)
+
+    assert applicant.record_id == clicked.record_id == later_tap.record_id
+    assert len(crm.sim.leads()) == 1
+    lead = everything_on(crm, applicant.record_id)
+    assert lead.count('"message us on Telegram"') == 1, "the partner tap, once"
+    assert "ref=P-7" in lead
+    assert lead.count('"message us on WhatsApp"') == 1
+    assert lead.count('"message us on Instagram"') == 1
+    assert sessions.held_clicks(crm.provider.name, TAP_SESSION) == []

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -351,41 +352,51 @@ def person_user_agent(browser_version: str) -> str:
 SITE_HOST = "www.agency.test"
 API_HOST = "go.agency.test"
 SHARED_COOKIE_DOMAIN = ".agency.test"
+SEPARATE_API_HOST = "localhost"
+"""The API's host where it shares no cookie domain with the site (an ``execute-api`` host). Chromium keeps
+the Secure cookies /go sets over plain http only on localhost, which it treats as a secure context."""
 
 
 @dataclass(frozen=True)
 class TwoHostRun:
-    """A run whose demo page (the site) and API answer on two hosts of one domain, as deployed."""
+    """A run whose demo page (the site) and API answer on two hosts, as deployed."""
 
     run: LocalRun
     crm: CrmView
     site: str
     """``http://www.agency.test:<port>``: the demo page, calling the API cross-origin."""
     api: str
-    """``http://go.agency.test:<port>``: the same gateway, under the API's name."""
+    """``http://go.agency.test:<port>`` (cookies shared on ``.agency.test``), or ``http://localhost:<port>``
+    (none shared): the same gateway, under the API's name."""
 
 
-def start_two_host_runner(tmp: Path, crm_settings: dict[str, str]) -> tuple[LocalRun, str, str]:
+def start_two_host_runner(
+    tmp: Path, crm_settings: dict[str, str], *, shared_cookies: bool
+) -> tuple[LocalRun, str, str]:
     port = free_port()
-    site, api = f"http://{SITE_HOST}:{port}", f"http://{API_HOST}:{port}"
-    settings = {"COOKIE_DOMAIN": SHARED_COOKIE_DOMAIN, "SITE_ORIGINS": site, "DEMO_API_ORIGIN": api}
+    site = f"http://{SITE_HOST}:{port}"
+    api = f"http://{API_HOST if shared_cookies else SEPARATE_API_HOST}:{port}"
+    settings = {"SITE_ORIGINS": site, "DEMO_API_ORIGIN": api}
+    if shared_cookies:
+        settings["COOKIE_DOMAIN"] = SHARED_COOKIE_DOMAIN
     return start_runner(tmp, settings | crm_settings, port), site, api
 
 
-@pytest.fixture(scope="module", params=["sandbox", pytest.param("real-espocrm", marks=pytest.mark.real_espocrm)])
-def two_host_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoHostRun]:
-    """The site on www.agency.test and the API on go.agency.test, cookies for .agency.test (both names are
-    the one gateway on 127.0.0.1, for a browser told to resolve them there), over the sandbox and over
-    the real EspoCRM."""
+@contextmanager
+def running_two_hosts(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, *, shared_cookies: bool
+) -> Iterator[TwoHostRun]:
+    """The site on www.agency.test and the API on another host name of the one gateway on 127.0.0.1 (for a
+    browser told to resolve them there), over the sandbox or the real EspoCRM (``request.param``)."""
     tmp = tmp_path_factory.mktemp(f"two-host-{request.param}")
     admin: EspoCrmAdminClient | None = None
     crm: CrmView
     if request.param == "sandbox":
-        run, site, api = start_two_host_runner(tmp, {})
+        run, site, api = start_two_host_runner(tmp, {}, shared_cookies=shared_cookies)
         crm = SandboxView(run)
     else:
         real: RealEspoCrm = request.getfixturevalue("real_espocrm")
-        run, site, api = start_two_host_runner(tmp, espocrm_settings(real))
+        run, site, api = start_two_host_runner(tmp, espocrm_settings(real), shared_cookies=shared_cookies)
         admin = real.admin()
         crm = EspoCrmView(admin)
     try:
@@ -395,6 +406,25 @@ def two_host_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         if admin is not None:
             admin.close()
     assert code == 0, f"the runner did not stop cleanly:\n{run.console}"
+
+
+CRMS = ["sandbox", pytest.param("real-espocrm", marks=pytest.mark.real_espocrm)]
+
+
+@pytest.fixture(scope="module", params=CRMS)
+def two_host_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoHostRun]:
+    """The API on go.agency.test, cookies shared on .agency.test."""
+    with running_two_hosts(request, tmp_path_factory, shared_cookies=True) as run:
+        yield run
+
+
+@pytest.fixture(scope="module", params=CRMS)
+def separate_hosts_run(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TwoHostRun]:
+    """The API on localhost, no cookie shared with the site (no ``CookieDomain``)."""
+    with running_two_hosts(request, tmp_path_factory, shared_cookies=False) as run:
+        yield run
 
 
 def json_body(response: httpx.Response) -> dict[str, Any]:

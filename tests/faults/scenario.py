@@ -129,6 +129,7 @@ def build_arrivals(
             "program": rng.choice(("Medicine", "Law", "Computer Science", "İşletme")),
             "consent": True,
             "attribution": {"referral_code": f"PARTNER-{number % 17}", "utm_source": "instagram"},
+            "session_id": f"applicant-{seed}-{number:05d}",
             "_e164": e164,
         }
         if rng.random() < 0.7:
@@ -173,7 +174,7 @@ class Submitted:
     poison_operations: list[str] = field(default_factory=list)
     clicks_by_session: Counter[str] = field(default_factory=Counter)
     click_operations: list[str] = field(default_factory=list)
-    lead_ids: list[str] = field(default_factory=list)
+    applicant_sessions: list[str] = field(default_factory=list)
 
     def note(self, status: int, body: Any) -> None:
         self.answers[status] += 1
@@ -197,23 +198,23 @@ def submit(system: System, arrival: Arrival, submitted: Submitted, rng: random.R
         answer = system.submit_application(body, arrival.idempotency_key)
         submitted.note(answer.status, answer.body)
         submitted.applications.append(arrival)
-        if answer.status == 201:
-            submitted.lead_ids.append(answer.body["leadId"])
+        if answer.status < 400:
+            submitted.applicant_sessions.append(body["session_id"])
         return
     assert arrival.session_id is not None
+    session_id = arrival.session_id
+    if arrival.kind == "known-click" and submitted.applicant_sessions:
+        session_id = rng.choice(submitted.applicant_sessions)  # a visitor who applied, clicking later
     if arrival.kind == "redirect":
-        answer = system.go(arrival.body["channel"], session_id=arrival.session_id, query="ref=PARTNER-3")
+        answer = system.go(arrival.body["channel"], session_id=session_id, query="ref=PARTNER-3")
         submitted.note(answer.status, answer.body)
     else:
-        body = dict(arrival.body)
-        if arrival.kind == "known-click" and submitted.lead_ids:
-            body["lead_id"] = rng.choice(submitted.lead_ids)
-        answer = system.click(body)
+        answer = system.click(arrival.body | {"session_id": session_id})
         submitted.note(answer.status, answer.body)
         if answer.status == 202:
             submitted.click_operations.append(answer.body["operationId"])
     if answer.status < 400:
-        submitted.clicks_by_session[arrival.session_id] += 1
+        submitted.clicks_by_session[session_id] += 1
 
 
 def run(system: System, crm: FaultyCrm, arrivals: list[Arrival], seed: int) -> tuple[Submitted, float]:

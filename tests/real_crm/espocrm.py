@@ -246,6 +246,9 @@ class RealEspoCrmState:
             for lead in self.leads()
         ]
 
+    def delete_lead(self, lead_id: str) -> None:
+        self.admin.request("DELETE", f"Lead/{lead_id}")
+
     def clean(self) -> None:
         """Leave the server as the test found it."""
         for attribute, definition in self._changed_fields.items():

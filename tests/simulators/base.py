@@ -66,6 +66,10 @@ class SimulatedCrm(Protocol):
         """Texts of the notes / timeline comments on the lead, oldest first."""
         ...
 
+    def delete_lead(self, lead_id: str) -> None:
+        """What a salesperson's delete does: the lead is gone from every read and search."""
+        ...
+
     def fail_next(self, failure: Failure, times: int = 1) -> None:
         """Answer the next ``times`` requests (any endpoint) with this failure."""
         ...

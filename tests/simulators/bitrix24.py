@@ -571,6 +571,9 @@ class SimulatedBitrix24:
     def timeline(self, lead_id: str) -> list[str]:
         return [comment.text for comment in self._stored(lead_id).comments]
 
+    def delete_lead(self, lead_id: str) -> None:
+        del self._leads[int(lead_id)]
+
     def _stored(self, lead_id: str) -> _Lead:
         try:
             return self._leads[int(lead_id)]

@@ -67,6 +67,10 @@ class SandboxCrm:
     def leads(self) -> list[dict[str, Any]]:
         return self.store.leads()
 
+    def delete_lead(self, lead_id: str) -> None:
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM leads WHERE id = ?", (int(lead_id),))
+
     def lead(self, lead_id: str) -> dict[str, Any]:
         return self.store.lead(lead_id)
 

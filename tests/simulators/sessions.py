@@ -20,8 +20,11 @@ class MemorySessions:
     def lead_for(self, provider: str, session_id: str) -> str | None:
         return self.leads.get((provider, session_id))
 
-    def claim(self, provider: str, session_id: str, operation_id: str) -> bool:
+    def claim(self, provider: str, session_id: str, operation_id: str, *, gone: str | None = None) -> bool:
         key = (provider, session_id)
+        if gone is not None and self.leads.get(key) == gone:
+            del self.leads[key]
+            self.claims[key] = operation_id
         return key not in self.leads and self.claims.setdefault(key, operation_id) == operation_id
 
     def release(self, provider: str, session_id: str, operation_id: str) -> None:

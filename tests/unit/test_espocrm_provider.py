@@ -83,7 +83,8 @@ def test_a_409_that_shares_our_email_is_the_same_person(sim: SimulatedEspoCrm, m
 
     assert (result.record_id, result.action) == (lead_id, LeadAction.UPDATED)
     assert len(sim.leads()) == 1
-    assert sim.lead_phones(lead_id) == ["+12025552726"]
+    assert sim.lead_phones(lead_id) == [], "a repeat never adds contacts: its phone is in its note"
+    assert "Phone: +12025552726" in sim.timeline(lead_id)[0].split("\n")
     assert sim.router["lead.create"].call_count == 1
 
 

@@ -143,7 +143,12 @@ def test_operations_round_trip_through_json_unchanged() -> None:
     )
     click = MessengerClickOperation(
         origin=Origin.REDIRECT,
-        payload=MessengerActivity(channel=Channel.WHATSAPP, session_id="visitor-0001", lead_id="42"),
+        payload=MessengerActivity(
+            channel=Channel.WHATSAPP,
+            session_id="visitor-0001",
+            session_started=False,
+            linked_session_id="tap-session-0001",
+        ),
     )
     for operation in (upsert, click):
         text = dump_operation(operation)

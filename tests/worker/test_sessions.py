@@ -82,6 +82,15 @@ def test_one_click_at_a_time_may_create_a_sessions_lead(sessions: DynamoDbVisito
     assert not sessions.claim("espocrm", "visitor-1", "click-2")
 
 
+def test_a_session_whose_lead_was_deleted_may_be_claimed_for_a_new_one(sessions: DynamoDbVisitorSessions) -> None:
+    sessions.remember("espocrm", "visitor-1", "lead-1")
+
+    assert not sessions.claim("espocrm", "visitor-1", "click-2", gone="lead-0"), "only the lead that is gone"
+    assert sessions.claim("espocrm", "visitor-1", "click-2", gone="lead-1")
+    assert sessions.lead_for("espocrm", "visitor-1") is None
+    assert not sessions.claim("espocrm", "visitor-1", "click-3", gone="lead-1"), "the claim holds"
+
+
 def test_a_create_that_wrote_nothing_gives_its_claim_up(sessions: DynamoDbVisitorSessions) -> None:
     assert sessions.claim("espocrm", "visitor-1", "click-1")
     sessions.release("espocrm", "visitor-1", "click-2")  # not its claim: nothing happens

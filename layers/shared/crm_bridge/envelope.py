@@ -113,6 +113,7 @@ def click_message(
     origin: Origin,
     correlation_id: str | None,
     session_started: bool = False,
+    linked_session_id: str | None = None,
 ) -> QueueMessage:
     """A messenger click, already valid (the caller applied ``crm_bridge.normalization``), as the
     envelope of a ``MessengerClickOperation``; ``last_touch`` holds the link's attribution tags."""
@@ -133,10 +134,10 @@ def click_message(
             "attribution": None,
             "channel": channel.value,
             "session_id": session_id,
-            "lead_id": None,
             "page": page,
             "occurred_at": moment,
             "session_started": session_started,
+            **({"linked_session_id": linked_session_id} if linked_session_id else {}),
         },
     }
     return QueueMessage(operation_id, OperationKind.MESSENGER_CLICK.value, origin.value, occurred_at, _json(envelope))

@@ -1,4 +1,9 @@
-"""What the website is told about a submission: the lead it became, or that it is safely queued."""
+"""What the website is told about a submission: that the CRM has it, or that it is safely queued.
+
+Never which lead it became, nor whether it was new: an answer that differed by who applied before
+would tell anyone with a phone number or an e-mail address whether that person is a client, and a
+lead id would let them write onto that person's lead.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ if TYPE_CHECKING:  # Powertools idempotency (and boto3 with it) only where submi
 
 
 def submission_answer(submission: Submission) -> Answer:
-    """201 with the lead when the CRM has it; 202 when the queue (or the dead-letter queue) does.
+    """201 when the CRM has it; 202 when the queue (or the dead-letter queue) does.
 
     A dead-lettered operation is "queued" for the website too: it is kept, and an operator will
     redrive it once the CRM accepts it; the website has nothing to do differently.
@@ -20,12 +25,8 @@ def submission_answer(submission: Submission) -> Answer:
     operation_id = str(submission.operation.operation_id)
     result = submission.result
     if submission.status is SubmissionStatus.DELIVERED and result is not None:
-        from crm_bridge.providers import LeadAction  # only a function that delivers has the providers loaded
-
         delivered(result.provider, result.action, result.elapsed_ms)
-        status = "created" if result.action is LeadAction.CREATED else "updated"
-        body = {"status": status, "leadId": result.record_id, "provider": result.provider, "operationId": operation_id}
-        return {"status": 201, "body": body}
+        return {"status": 201, "body": {"status": "received", "operationId": operation_id}}
     if submission.status is SubmissionStatus.DEAD_LETTERED and submission.error is not None:
         outcome("OperationsDeadLettered", submission.error.provider)
     else:

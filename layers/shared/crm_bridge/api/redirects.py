@@ -47,8 +47,10 @@ QUERY_TAGS = {
 }
 """Query parameters a link may carry, and the attribution tag each one fills."""
 SESSION_QUERY = "vs"
-"""The visitor session, added to ``/go`` links by the website snippet where the API's host cannot
-read the site's cookie (an ``execute-api`` host, or no ``CookieDomain``)."""
+"""The site's visitor session, added to ``/go`` links by the website snippet where the API's host
+cannot read the site's cookie (an ``execute-api`` host, or no ``CookieDomain``). A link can be copied
+and shared: the parameter counts only for a click made on one of the site's pages (its ``Referer``),
+and it is never stored (:func:`click_sessions`)."""
 
 _WHATSAPP_NUMBER = re.compile(r"[1-9]\d{6,14}")
 _COOKIE_DOMAIN = re.compile(r"\.?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]")
@@ -78,6 +80,8 @@ class RedirectSettings:
     cookie_domain: str | None = None
     """``.agency.com``: the cookies /go sets are the whole site's, so the site's pages and the API on
     another host of that domain read them (None: the API's host only)."""
+    site_origins: tuple[str, ...] = ()
+    """The site's origins (``SITE_ORIGINS``): a ``vs`` parameter counts only on a click from their pages."""
 
 
 def _https_url_problem(url: str) -> str | None:
@@ -135,6 +139,9 @@ def load_redirect_settings(environ: Mapping[str, str] | None = None) -> Redirect
             instagram_url=values["REDIRECT_INSTAGRAM_URL"],
         ),
         cookie_domain=cookie_domain,
+        site_origins=tuple(
+            origin.strip().rstrip("/").lower() for origin in env.get("SITE_ORIGINS", "").split(",") if origin.strip()
+        ),
     )
 
 
@@ -191,13 +198,39 @@ class Redirect:
     """Why nothing is recorded (``crm_bridge.api.crawlers``): previewer, crawler, script, head, ..."""
 
 
-def visitor_session(request: HttpRequest) -> str | None:
-    """The visitor session the request carries: the cookie (the site's snippet or an earlier /go set
-    it), else the snippet's ``vs`` parameter; None when neither is a valid session id."""
-    for candidate in (request.cookies.get(SESSION_COOKIE, ""), request.query.get(SESSION_QUERY, "")):
-        if SESSION_ID_PATTERN.fullmatch(candidate):
-            return candidate
-    return None
+@dataclass(frozen=True)
+class ClickSessions:
+    """Whose click this is: the site's session (a ``vs`` from one of its pages), the API host's own
+    (its cookie, set by an earlier ``/go``), both (one visitor: the worker links them), or neither."""
+
+    site: str | None
+    own: str | None
+
+    def linked(self) -> str | None:
+        """The API host's session when the site's is the click's: the worker makes them one visitor."""
+        return self.own if self.site is not None and self.own not in (None, self.site) else None
+
+
+def click_sessions(request: HttpRequest, site_origins: tuple[str, ...]) -> ClickSessions:
+    """The sessions a request carries. ``vs`` counts only when the link was followed from a page of
+    the site (``Referer``, which a browser sets and a page of another site cannot forge): a copied
+    link, opened by someone else or planted by a partner, carries no Referer of the site, so it
+    cannot put that person's clicks on the visitor whose session it holds."""
+    cookie = request.cookies.get(SESSION_COOKIE, "")
+    own = cookie if SESSION_ID_PATTERN.fullmatch(cookie) else None
+    query = request.query.get(SESSION_QUERY, "")
+    site = query if SESSION_ID_PATTERN.fullmatch(query) and _from_site(request, site_origins) else None
+    return ClickSessions(site=site, own=own)
+
+
+def _from_site(request: HttpRequest, site_origins: tuple[str, ...]) -> bool:
+    """Whether the request was a navigation from one of the site's pages, or from a page of the API's
+    own host (a site served beside the API)."""
+    referer = urlsplit(request.headers.get("referer") or "")
+    if referer.scheme not in ("http", "https") or not referer.netloc:
+        return False
+    origin = f"{referer.scheme}://{referer.netloc}".lower()
+    return origin in site_origins or referer.netloc.lower() == (request.headers.get("host") or "").lower()
 
 
 def plan_redirect(request: HttpRequest, settings: RedirectSettings) -> Redirect:
@@ -215,8 +248,9 @@ def plan_redirect(request: HttpRequest, settings: RedirectSettings) -> Redirect:
     if automated is not None:  # a preview shows the messenger's page; no cookies, nothing queued
         return Redirect(location, [], None, not_a_person=automated)
     attribution = valid_attribution_tags(tags | {"referral_code": referral_code})
-    known_session = visitor_session(request)
-    session_id = known_session or secrets.token_urlsafe(16)
+    sessions = click_sessions(request, settings.site_origins)
+    known = sessions.site or sessions.own
+    session_id = known or secrets.token_urlsafe(16)
     click = click_message(
         channel=channel,
         session_id=session_id,
@@ -225,10 +259,11 @@ def plan_redirect(request: HttpRequest, settings: RedirectSettings) -> Redirect:
         occurred_at=datetime.now(UTC),
         origin=Origin.REDIRECT,
         correlation_id=request.request_id,
-        session_started=known_session is None,
+        session_started=known is None,
+        linked_session_id=sessions.linked(),
     )
     domain = settings.cookie_domain
     cookies = [ref_cookie(from_query, domain)] if from_query else []
-    if request.cookies.get(SESSION_COOKIE) != session_id:
+    if known is None:  # only a session /go made itself becomes a cookie, never one from a link
         cookies.append(session_cookie(session_id, domain))
     return Redirect(location, cookies, click)

@@ -25,12 +25,11 @@ class _Documented(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
 
-class Delivered(_Documented):
-    """201: the CRM has the lead."""
+class Received(_Documented):
+    """201: the CRM has the application. The same answer whether it made a new lead or went onto the
+    lead of someone who applied before: the API tells no caller who else exists, nor any lead's id."""
 
-    status: Literal["created", "updated"]
-    leadId: str = Field(description="The lead's id in the CRM")
-    provider: str
+    status: Literal["received"]
     operationId: str
 
 
@@ -72,6 +71,11 @@ class Health(_Documented):
     roundTripMs: float | None = None
     missingFields: list[str] | None = None
     errorKind: ErrorKind | None = None
+    problem: str | None = Field(
+        default=None,
+        description="When misconfigured: what is wrong, in a sentence (a setting, the CRM's mode or its refusal), "
+        "with secrets and personal data redacted",
+    )
 
 
 def answer(description: str, model: type[BaseModel] | None = None) -> OpenAPIResponse:

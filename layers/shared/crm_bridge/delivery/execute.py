@@ -6,7 +6,13 @@ redirect started on that very request (no cookie: a link previewer that got past
 check, a crawler, a script, or a person straight from a partner's link to the messenger) is *held*
 beside the session: it is written onto the session's lead once the session returns (a second click,
 an application), and expires otherwise. At most ``CLICKS_PER_SESSION_PER_HOUR`` clicks of one
-session are written an hour; the rest are *folded* (counted, not written).
+session are written an hour, counted by the hour the API received them (a client's ``occurred_at``
+can say anything); the rest are *folded*: counted, and nothing written.
+
+A click the redirect saw with two sessions of one browser (the site's, from the link, and the API
+host's own cookie, from an earlier ``/go`` tap) *links* them: both lead to the lead the click is
+written onto, and the held clicks of both are written there, so a partner-link tap, a later click on
+the site and the application are one lead, in whichever order they arrive.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import copy_context
+from datetime import UTC
 from typing import Protocol, assert_never
 
 from crm_bridge.errors import AmbiguousWriteError, CrmError, LeadNotFound, RetryableCrmError
@@ -31,8 +38,9 @@ class VisitorSessions(Protocol):
 
     def lead_for(self, provider: str, session_id: str) -> str | None: ...
 
-    def claim(self, provider: str, session_id: str, operation_id: str) -> bool:
-        """The right to create the session's lead: False while another operation holds it."""
+    def claim(self, provider: str, session_id: str, operation_id: str, *, gone: str | None = None) -> bool:
+        """The right to create the session's lead: False while another operation holds it, or the
+        session has a lead (unless it is ``gone``, deleted in the CRM)."""
         ...
 
     def release(self, provider: str, session_id: str, operation_id: str) -> None:
@@ -84,14 +92,15 @@ def deliver(operation: Operation, provider: CrmProvider, sessions: VisitorSessio
         case MessengerClickOperation(payload=activity):
             if sessions is None:
                 return _deliver_click(operation, activity, provider)
-            hour = f"{activity.occurred_at:%Y%m%d%H}"
+            hour = f"{operation.created_at.astimezone(UTC):%Y%m%d%H}"
             clicks = sessions.count_click(provider.name, activity.session_id, hour, str(operation.operation_id))
             if clicks > CLICKS_PER_SESSION_PER_HOUR:
                 return _not_written(provider, LeadAction.FOLDED)
             result = _deliver_click(operation, activity, provider, sessions)
-            if result.action is not LeadAction.HELD:
-                waiting = sessions.held_clicks(provider.name, activity.session_id)
-                _write_held_clicks(provider, sessions, activity.session_id, result.record_id, waiting)
+            if result.record_id:  # written: the visitor's sessions have their lead now
+                for session_id in activity.sessions():
+                    waiting = sessions.held_clicks(provider.name, session_id)
+                    _write_held_clicks(provider, sessions, session_id, result.record_id, waiting)
             return result
         case _:
             assert_never(operation)
@@ -103,28 +112,26 @@ def _deliver_click(
     provider: CrmProvider,
     sessions: VisitorSessions | None = None,
 ) -> ProviderResult:
-    # The session's lead first: it follows the visitor (an application replaces an anonymous lead, a
-    # closed lead's successor replaces it) where the site may still send an old id.
-    known_leads = [
-        sessions.lead_for(provider.name, activity.session_id) if sessions else None,
-        activity.lead_id,
-    ]
-    for lead_id in dict.fromkeys(lead for lead in known_leads if lead):
+    if sessions is None:
+        return provider.create_minimal_lead_from_activity(activity, operation.operation_id)
+    # The sessions' lead: it follows the visitor (an application replaces an anonymous lead, a closed
+    # lead's successor replaces it). The site's session first: it is the one an application carries.
+    known = {session_id: sessions.lead_for(provider.name, session_id) for session_id in activity.sessions()}
+    gone: set[str] = set()
+    for lead_id in dict.fromkeys(lead for lead in known.values() if lead):
         try:
             result = provider.log_activity(lead_id, activity, operation.operation_id)
         except LeadNotFound:
-            continue  # deleted in the CRM, or a stale id: fall back to the next one
-        if sessions is not None and result.record_id != lead_id:
-            # The lead was closed and the click made a new one: the session is that lead now.
-            sessions.remember(provider.name, activity.session_id, result.record_id, replace=True)
+            gone.add(lead_id)  # deleted in the CRM: fall back to the next one, or a new lead
+            continue
+        _remember(sessions, provider, known, result.record_id)
         return result
-    if sessions is None:
-        return provider.create_minimal_lead_from_activity(activity, operation.operation_id)
     if activity.session_started:  # nothing shows a person yet: wait for the session to return
         held = sessions.hold(provider.name, activity.session_id, operation.model_dump_json())
         return _not_written(provider, LeadAction.HELD if held else LeadAction.FOLDED)
     claimer = str(operation.operation_id)
-    if not sessions.claim(provider.name, activity.session_id, claimer):
+    previous = known[activity.session_id]
+    if not sessions.claim(provider.name, activity.session_id, claimer, gone=previous if previous in gone else None):
         raise RetryableCrmError(
             "another click of this visitor session is creating its lead",
             provider=provider.name,
@@ -136,8 +143,16 @@ def _deliver_click(
         if not isinstance(error, AmbiguousWriteError):  # an unanswered create keeps its claim
             sessions.release(provider.name, activity.session_id, claimer)
         raise
-    sessions.remember(provider.name, activity.session_id, result.record_id)
+    _remember(sessions, provider, known, result.record_id)
     return result
+
+
+def _remember(sessions: VisitorSessions, provider: CrmProvider, known: dict[str, str | None], lead_id: str) -> None:
+    """Point each of the visitor's sessions at ``lead_id``: one that had no lead yet (unless a concurrent
+    click recorded one meanwhile), and one whose lead was closed, deleted, or another of the same visitor."""
+    for session_id, previous in known.items():
+        if previous != lead_id:
+            sessions.remember(provider.name, session_id, lead_id, replace=previous is not None)
 
 
 _session_reads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="crm-bridge-session-reads")

@@ -108,9 +108,9 @@ class SessionsAlongside:
         self.settle()
         return self._sessions.lead_for(provider, session_id)
 
-    def claim(self, provider: str, session_id: str, operation_id: str) -> bool:
+    def claim(self, provider: str, session_id: str, operation_id: str, *, gone: str | None = None) -> bool:
         self.settle()
-        return self._sessions.claim(provider, session_id, operation_id)
+        return self._sessions.claim(provider, session_id, operation_id, gone=gone)
 
     def release(self, provider: str, session_id: str, operation_id: str) -> None:
         self.settle()

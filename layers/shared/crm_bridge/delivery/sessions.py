@@ -98,12 +98,21 @@ class DynamoDbVisitorSessions:
             return None  # TTL deletes lazily: an expired item may still be there
         return item["lead_id"]["S"] if "lead_id" in item else None  # a claim: the lead is being created
 
-    def claim(self, provider: str, session_id: str, operation_id: str) -> bool:
+    def claim(self, provider: str, session_id: str, operation_id: str, *, gone: str | None = None) -> bool:
         """Take the right to create the session's lead for this operation (again, for its retry);
-        False while another operation's claim holds or the session has its lead already.
+        False while another operation's claim holds or the session has its lead already (unless that
+        lead is ``gone``: deleted in the CRM).
 
         A store failure is retryable: creating without the claim could make a second lead."""
         now = self._clock()
+        condition = (
+            f"attribute_not_exists({KEY_ATTRIBUTE}) OR {TTL_ATTRIBUTE} < :now"
+            " OR (claimed_by = :operation AND attribute_not_exists(lead_id))"
+        )
+        values = {":now": {"N": str(int(now))}, ":operation": {"S": operation_id}}
+        if gone is not None:
+            condition += " OR lead_id = :gone"
+            values[":gone"] = {"S": gone}
         written = self._conditional_write(
             provider,
             lambda: self.client.put_item(
@@ -113,11 +122,8 @@ class DynamoDbVisitorSessions:
                     "claimed_by": {"S": operation_id},
                     TTL_ATTRIBUTE: {"N": str(int(now + CLAIM_SECONDS))},
                 },
-                ConditionExpression=(
-                    f"attribute_not_exists({KEY_ATTRIBUTE}) OR {TTL_ATTRIBUTE} < :now"
-                    " OR (claimed_by = :operation AND attribute_not_exists(lead_id))"
-                ),
-                ExpressionAttributeValues={":now": {"N": str(int(now))}, ":operation": {"S": operation_id}},
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
             ),
         )
         return written is not None

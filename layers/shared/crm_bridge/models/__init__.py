@@ -3,7 +3,7 @@
 from crm_bridge.envelope import SCHEMA_VERSION, Channel, OperationKind, Origin
 from crm_bridge.models.application import Application, PersonName, UserType
 from crm_bridge.models.attribution import Attribution
-from crm_bridge.models.messenger import MessengerActivity
+from crm_bridge.models.messenger import MessengerActivity, MessengerEvent
 from crm_bridge.models.operation import (
     MessengerClickOperation,
     Operation,
@@ -19,6 +19,7 @@ __all__ = [
     "Channel",
     "MessengerActivity",
     "MessengerClickOperation",
+    "MessengerEvent",
     "Operation",
     "OperationKind",
     "Origin",

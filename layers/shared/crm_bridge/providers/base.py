@@ -189,6 +189,10 @@ class CrmProvider(ABC):
     contact_attributes: ClassVar[Mapping[str, str]] = {}
     """The CRM's attributes for :meth:`LeadDraft.contacts`' keys (``first_name``, ``phone``, ...)."""
     closed_lead: ClassVar[ClosedLeadAttributes]
+    person_attributes: ClassVar[frozenset[str]]
+    """The lead attributes that name and reach the person (names, phones, e-mails): a repeat submission
+    never writes them, since matching a lead by one phone or e-mail proves nothing about who typed the
+    rest. They go into the repeat's note (:func:`repeat_application_note`)."""
     identity_attributes: ClassVar[tuple[str, ...]] = ()
     """The lead attributes holding its phones and e-mails: a lead with none is an anonymous visitor's
     (made from a click), which the visitor's application completes instead of making a second lead."""
@@ -223,7 +227,8 @@ class CrmProvider(ABC):
         session_lead: Callable[[], str | None] | None = None,
     ) -> ProviderResult:
         """Create the lead, or, when one with the same phone or e-mail exists, fill its empty
-        fields and record the repeat submission on its timeline. Safe to retry.
+        fields but the person's name and contacts (:attr:`person_attributes`) and record the repeat
+        submission on its timeline, with the name and contacts it gave. Safe to retry.
 
         ``session_lead`` tells the lead of the applicant's visitor session (asked only when no lead
         has their phone or e-mail): when it is an anonymous visitor's lead, made from their clicks,
@@ -248,7 +253,11 @@ class CrmProvider(ABC):
         closed = self._closed(existing)
         if closed is not None:  # converted or lost: a new lead, not a note nobody reads
             return self._create_successor(closed, draft, operation_id, started, again="Applied again")
-        patch = self._missing_values(existing, payload)
+        patch = {
+            attribute: value
+            for attribute, value in self._missing_values(existing, payload).items()
+            if attribute not in self.person_attributes
+        }
         action = LeadAction.UNCHANGED
         outcome = WriteOutcome(existing.record_id)
         unwritten: list[tuple[str, object]] = []
@@ -585,15 +594,28 @@ class CrmProvider(ABC):
     ) -> ProviderResult:
         """The application written onto the visitor's anonymous lead: the name replaces the
         placeholder, the empty fields (contacts, first touch, ...) are filled, and the application is a
-        note beside the clicks. A retry finds it by phone or e-mail and its note's marker."""
-        if self._recorded(lead, operation_id):
-            return self._result(lead.record_id, LeadAction.UNCHANGED, started)
-        replaced = {attribute: payload[attribute] for attribute in self.replaced_on_completion if attribute in payload}
+        note beside the clicks.
+
+        The note goes first, with the operation's marker, so that a retry after any part of this failed
+        writes only what is missing: before the update the lead is still the session's anonymous lead
+        (no contacts), and this finds its note and makes the update; after it, the retry finds the lead
+        by phone or e-mail with its note's marker. (Update first, a note that then failed made the retry
+        a "submitted again" note on a lead the application never reached.)"""
+        written = not self._recorded(lead, operation_id)
+        note_id = self._add_note(lead.record_id, application_summary(application, operation_id)) if written else None
+        replaced = {
+            attribute: payload[attribute]
+            for attribute in self.replaced_on_completion
+            if attribute in payload and lead.attributes.get(attribute) != payload[attribute]
+        }
         patch = self._missing_values(lead, payload) | replaced
+        if not patch:
+            return self._result(lead.record_id, LeadAction.UPDATED if written else LeadAction.UNCHANGED, started)
         outcome, unwritten = self._write_without_refused(
             lambda attributes: self._update(lead.record_id, attributes), patch, details
         )
-        note_id = self._add_note(lead.record_id, add_details(application_summary(application, operation_id), unwritten))
+        if unwritten:
+            self._add_note(lead.record_id, add_details(_REFUSED_NOTE, unwritten))
         self._log.info(
             "application completed the visitor's anonymous lead",
             extra={"provider": self.name, "record_id": lead.record_id},

@@ -120,6 +120,7 @@ _prefetched: ContextVar[_Prefetched | None] = ContextVar("bitrix24_prefetched", 
 
 class Bitrix24Provider(CrmProvider, LeadReader):
     name = "bitrix24"
+    person_attributes = frozenset({"TITLE", "NAME", "LAST_NAME", "SECOND_NAME", "PHONE", "EMAIL"})
     identity_attributes = ("PHONE", "EMAIL")
     replaced_on_completion = ("TITLE", "NAME", "LAST_NAME", "SOURCE_ID")
     text_attribute = "COMMENTS"

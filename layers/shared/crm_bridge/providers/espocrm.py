@@ -77,6 +77,9 @@ class EspoCrmProvider(CrmProvider, LeadReader):
         "phone": "phoneNumber",
         "email": "emailAddress",
     }
+    person_attributes = frozenset(
+        {"firstName", "lastName", "phoneNumber", "phoneNumberData", "emailAddress", "emailAddressData"}
+    )
     identity_attributes = ("phoneNumber", "emailAddress")
     replaced_on_completion = ("firstName", "lastName", "source")
     text_attribute = "description"

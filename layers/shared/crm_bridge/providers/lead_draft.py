@@ -207,8 +207,17 @@ def closed_lead_line(
     return f"{again}; the earlier lead {previous_id} was converted" + (f" ({', '.join(became)})." if became else ".")
 
 
+REPEAT_HEADING = (
+    "Submitted the application form again. The name, phone and e-mail below are as this submission gave "
+    "them; the lead's own were not changed (matching a phone or an e-mail does not show who typed the rest)."
+)
+
+
 def repeat_application_note(application: Application, operation_id: UUID) -> str:
-    return "Submitted the application form again.\n" + application_summary(application, operation_id).split("\n", 1)[1]
+    """A repeat submission on the timeline of the lead it matched: everything it said, its name and
+    contacts marked as its own (:meth:`CrmProvider.upsert_lead` writes none of them onto the lead)."""
+    name = detail_lines([("Name", application.person_name().full)])
+    return "\n".join([REPEAT_HEADING, *name, *application_summary(application, operation_id).split("\n")[1:]])
 
 
 def activity_note(activity: MessengerActivity, operation_id: UUID | None = None) -> str:
