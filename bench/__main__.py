@@ -17,7 +17,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench.artifact import BUILD, artifact_sizes, build_twin, bundled_runtime_distributions, bytecode_files
+from bench.artifact import (
+    BUILD,
+    artifact_sizes,
+    build_twin,
+    bundled_runtime_distributions,
+    bytecode_files,
+    snippet_size,
+)
 from bench.backfill import measure_backfill
 from bench.cold import CASES, ColdCase, ColdStarts
 from bench.drain import drain
@@ -130,6 +137,7 @@ def run(config: Config, build: Path = BUILD, progress: object = _progress) -> Re
         report.backfill = measure_backfill(config.backfill_leads)
     if "size" in config.sections:
         report.sizes = artifact_sizes(build)
+        report.snippet = snippet_size()
         report.runtime_bundled = bundled_runtime_distributions(build)
         report.bytecode_files = bytecode_files(build)
     report.machine["load"] += f" -> {machine()['load']}"

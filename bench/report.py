@@ -8,7 +8,14 @@ import platform
 import sys
 from dataclasses import dataclass, field
 
-from bench.artifact import LAMBDA_UNZIPPED_LIMIT, LAMBDA_ZIPPED_DIRECT_LIMIT, LAYER, ArtifactSize
+from bench.artifact import (
+    LAMBDA_UNZIPPED_LIMIT,
+    LAMBDA_ZIPPED_DIRECT_LIMIT,
+    LAYER,
+    SNIPPET_TARGET_GZIPPED,
+    ArtifactSize,
+    SnippetSize,
+)
 from bench.backfill import BackfillResult
 from bench.cold import ColdResult
 from bench.drain import DrainResult
@@ -42,6 +49,7 @@ class Report:
     drains: list[DrainResult] = field(default_factory=list)
     backfill: BackfillResult | None = None
     sizes: list[ArtifactSize] = field(default_factory=list)
+    snippet: SnippetSize | None = None
     runtime_bundled: list[str] = field(default_factory=list)
     bytecode_files: int = 0
 
@@ -161,6 +169,17 @@ def rows(report: Report) -> list[tuple[str, str, str, str, str, str]]:
                 _verdict(size.unzipped, LAYER_TARGET_BYTES, below=False)
                 if is_layer
                 else _verdict(max(total / LAMBDA_UNZIPPED_LIMIT, size.zipped / LAMBDA_ZIPPED_DIRECT_LIMIT), 1.0),
+            )
+        )
+    if report.snippet is not None:
+        table.append(
+            (
+                "size site/crm-bridge.js",
+                f"{report.snippet.raw / 1024:.1f} KB, {report.snippet.gzipped / 1024:.1f} KB gzipped",
+                "",
+                "",
+                f"< {SNIPPET_TARGET_GZIPPED // 1024} KB gzipped",
+                _verdict(report.snippet.gzipped, SNIPPET_TARGET_GZIPPED),
             )
         )
     if report.sizes:

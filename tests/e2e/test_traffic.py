@@ -1,9 +1,11 @@
 """Real traffic on the whole system (``make run``): link previewers, crawlers and ``HEAD`` requests,
 a scripted flood, and, mixed in, people who browse the demo site with the snippet in Chromium and
-click WhatsApp. Over the sandbox and the real EspoCRM (docs/traffic.md says what must hold).
+click WhatsApp; then a hostile part aimed at the people: their ``/go`` links copied and opened by
+others, forged ``session_started`` claims, clicks claiming 30 different hours, and applications
+probing who applied. Over the sandbox and the real EspoCRM (docs/traffic.md says what must hold).
 
 ``make test`` runs a tenth of the full mix; ``make traffic`` runs it all (10,000 machine requests,
-5,000 scripted clicks, 200 people) and writes the figures into docs/traffic.md.
+5,000 scripted clicks, 200 people, 1,000 hostile requests) and writes the figures into docs/traffic.md.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -45,12 +48,15 @@ SCALE = 1.0 if REPORT else 0.1
 MACHINE_REQUESTS = int(10_000 * SCALE)
 SCRIPTED_CLICKS = int(5_000 * SCALE)
 PEOPLE = int(200 * SCALE)
+HOSTILE = int(1_000 * SCALE)
+"""Requests of the hostile part, a quarter of each kind (copied links, forged claims, spread clock, probes)."""
 REPLAYED_SHARE = 0.1
 """Of the scripted clicks: replays of one made-up session (the rest follow the link with no cookie)."""
 FOREIGN_SHARE = 0.05
 """Of the scripted clicks: click reports from a page of another site."""
 FLOOD_THREADS = 8
 REPLAYED_SESSION = "scripted-replay-0001"
+SPREAD_SESSION = "spread-clock-0001"
 MACHINES = [str(param.values[0]) for param in (*PREVIEWERS, *CRAWLERS)]
 FIGURES_START = "<!-- traffic figures: make traffic rewrites this section -->"
 FIGURES_END = "<!-- end of traffic figures -->"
@@ -182,6 +188,64 @@ def visit(browser: object, run: LocalRun, number: int) -> str:
         context.close()
 
 
+@dataclass
+class Hostile:
+    """What the hostile part sent and was answered."""
+
+    copied_links: int = 0
+    copied_answers: Counter[int] = field(default_factory=Counter)
+    forged_answers: Counter[int] = field(default_factory=Counter)
+    spread_answers: Counter[int] = field(default_factory=Counter)
+    applicants: dict[str, str] = field(default_factory=dict)
+    """Phone of a person who applied -> their e-mail."""
+    probe_answers: dict[str, Counter[tuple[int, str, tuple[str, ...]]]] = field(
+        default_factory=lambda: {"known": Counter(), "unknown": Counter()}
+    )
+    """By whether the phone had applied: (status, answer's status, its keys) -> how many."""
+    probe_bodies: list[str] = field(default_factory=list)
+
+
+def run_hostile(run: LocalRun, people: list[str], hostile: Hostile) -> None:
+    """The part of the mix aimed at people: a quarter each of copied links, forged ``session_started``,
+    a clock spread over 30 hours, and applications probing whether a phone applied."""
+    share = HOSTILE // 4
+    now = datetime.now(UTC)
+    with httpx.Client(base_url=run.url, timeout=30, follow_redirects=False) as client:
+        for number in range(share):
+            # A person's /go link with their session on it, copied: opened elsewhere, or posted on another site.
+            referer = {} if number % 2 else {"Referer": "https://forum.example/thread/42"}
+            answer = client.get(
+                "/go/whatsapp",
+                params={"vs": people[number % len(people)], "ref": "PARTNER-0"},
+                headers={"User-Agent": BROWSER, **referer},
+            )
+            hostile.copied_links += 1
+            hostile.copied_answers[answer.status_code] += 1
+        for number in range(share):
+            forged = {"channel": "telegram", "session_id": f"forged-started-{number % 5}", "session_started": True}
+            hostile.forged_answers[client.post("/api/v1/messenger-events", json=forged).status_code] += 1
+        for number in range(share):
+            claimed = (now - timedelta(hours=number % 30)).isoformat()
+            spread = {"channel": "instagram", "session_id": SPREAD_SESSION, "occurred_at": claimed}
+            hostile.spread_answers[client.post("/api/v1/messenger-events", json=spread).status_code] += 1
+        applicants = max(1, share // 10)
+        for number in range(applicants):
+            phone, email = f"+9053340{number:05d}", f"applicant.{number}@example.com"
+            application = {"name": f"Applicant {number}", "phone": phone, "email": email, "consent": True}
+            assert client.post("/api/v1/applications", json=application).status_code in (201, 202)
+            hostile.applicants[phone] = email
+        known = list(hostile.applicants)
+        for number in range(share - applicants):
+            # The prober's own name and address, with a phone that applied or one that did not.
+            group = "known" if number % 2 == 0 else "unknown"
+            phone = known[number % len(known)] if group == "known" else f"+9053350{number:05d}"
+            probe = {"name": "Probe Person", "phone": phone, "email": f"probe.{number}@evil.example", "consent": True}
+            answer = client.post("/api/v1/applications", json=probe)
+            body = answer.json()
+            hostile.probe_answers[group][(answer.status_code, str(body.get("status")), tuple(sorted(body)))] += 1
+            hostile.probe_bodies.append(answer.text)
+
+
 def test_people_are_leads_once_and_machines_and_floods_make_none(
     traffic_run: tuple[LocalRun, CrmView], browser: object
 ) -> None:
@@ -195,8 +259,12 @@ def test_people_are_leads_once_and_machines_and_floods_make_none(
     flooding.start()
     people = [visit(browser, run, number) for number in range(PEOPLE)]
     flooding.join()
+    hostile = Hostile()
+    run_hostile(run, people, hostile)
     sent_seconds = time.monotonic() - started
-    wait_for(run.queue_is_empty, 120 + 0.05 * (SCRIPTED_CLICKS + PEOPLE), "the worker to drain the clicks")
+    # A wait, not a measure (the figures below are): moto's queue slows as its backlog grows, so the full mix
+    # on a 2-core machine drains at a few clicks a second.
+    wait_for(run.queue_is_empty, 300 + 0.25 * (SCRIPTED_CLICKS + PEOPLE + HOSTILE), "the worker to drain the clicks")
     drained_seconds = time.monotonic() - started
 
     # Machines: the redirect, and nothing else.
@@ -210,11 +278,36 @@ def test_people_are_leads_once_and_machines_and_floods_make_none(
     wait_for(lambda: ignored() >= MACHINE_REQUESTS, 30, "the redirect's log line for each machine")
     assert ignored() == MACHINE_REQUESTS, "each is logged (and counted) as not a person"
 
-    # The people: each one lead, the click on it.
+    # The people: each one lead, the click on it, and nothing of the copies of their links.
+    merged = split = 0
     for number, session in enumerate(people):
-        (lead,) = crm.leads_of_session(session)
+        leads = crm.leads_of_session(session)
+        split += len(leads) > 1
+        (lead,) = leads
         assert lead.referral_code == f"PARTNER-{number % 7}"
         assert 'Clicked "message us on WhatsApp"' in str(crm.fields(lead.id).get("description", ""))
+        merged += any("message us on" in note for note in crm.notes(lead.id))
+    assert (merged, split) == (0, 0), "a copied link wrote onto its person's lead, or a person is two leads"
+    assert hostile.copied_answers == Counter({302: hostile.copied_links})
+
+    # Forged claims of what only /go knows: refused. The spread clock: one hour's cap.
+    assert hostile.forged_answers == Counter({422: HOSTILE // 4})
+    assert all(crm.leads_of_session(f"forged-started-{n}") == [] for n in range(5))
+    (spread,) = crm.leads_of_session(SPREAD_SESSION)
+    spread_written = 1 + len(crm.notes(spread.id))
+    assert spread_written <= CLICKS_PER_SESSION_PER_HOUR * 2, "the cap, per hour of the server's clock"
+
+    # Probes: one answer whoever applied before; the applicants' leads keep their own contacts.
+    answer_keys = ("operationId", "status")
+    shapes = {(201, "received", answer_keys), (202, "queued", answer_keys)}
+    assert set(hostile.probe_answers["known"]) | set(hostile.probe_answers["unknown"]) <= shapes
+    for phone, email in hostile.applicants.items():
+        (applicant,) = crm.leads_with_email(email)
+        assert applicant.phones == [phone], "one lead per applicant: the probes went onto it, as notes"
+    known_probes = [f"probe.{number}@evil.example" for number in range(0, HOSTILE // 4, 2)]
+    assert not any(crm.leads_with_email(email) for email in known_probes), "a prober's address on someone's lead"
+    dead_letters = run.status()["queues"]["dead_letter"]["waiting"]
+    assert dead_letters == 0
 
     # The script: sessions it never brings back make no lead; one replayed session one lead, capped.
     foreign = sum(1 for n in range(SCRIPTED_CLICKS) if (n % 100) / 100 < FOREIGN_SHARE)
@@ -225,7 +318,13 @@ def test_people_are_leads_once_and_machines_and_floods_make_none(
     replayed_notes = len(crm.notes(replayed.id))
     assert replayed_notes <= CLICKS_PER_SESSION_PER_HOUR * 2, "the cap, per hour the run spans"
     created = crm.lead_count() - leads_before
-    assert created == PEOPLE + 1, f"{created} leads for {PEOPLE} people and one replayed session"
+    applicants = len(hostile.applicants)
+    unknown_probes = sum(hostile.probe_answers["unknown"].values())
+    expected = PEOPLE + 1 + 1 + applicants + unknown_probes
+    assert created == expected, (
+        f"{created} leads for {PEOPLE} people, one replayed session, one spread clock, {applicants} applicants "
+        f"and {unknown_probes} probes of phones nobody applied with"
+    )
 
     figures = {
         "crm": crm.provider,
@@ -237,12 +336,33 @@ def test_people_are_leads_once_and_machines_and_floods_make_none(
             f" {foreign} from another site (403)"
         ),
         "people (Chromium, the snippet)": f"{PEOPLE}: {PEOPLE} leads, each once, with the click",
-        "leads created": f"{created} ({PEOPLE} people + 1 replayed session)",
+        "hostile: copied /go links with a person's vs= (opened elsewhere, or from another site)": (
+            f"{hostile.copied_links}: all 302, each a new visitor (held); 0 notes on the people's leads"
+        ),
+        "hostile: forged session_started": f"{HOSTILE // 4}: all 422, nothing queued",
+        "hostile: one session's clicks claiming 30 different hours": (
+            f"{HOSTILE // 4}: {spread_written} written (the cap counts by the server's clock)"
+        ),
+        "hostile: applications probing who applied": (
+            f"{applicants} applicants, then {sum(hostile.probe_answers['known'].values())} probes with their phones "
+            f"and {unknown_probes} with new ones: answers {_answers(hostile.probe_answers['known'])} and "
+            f"{_answers(hostile.probe_answers['unknown'])}; 0 prober addresses on an applicant's lead"
+        ),
+        "people merged / split / dead letters": f"{merged} / {split} / {dead_letters}",
+        "leads created": (
+            f"{created} ({PEOPLE} people + 1 replayed session + 1 spread clock + {applicants} applicants"
+            f" + {unknown_probes} probes of new phones)"
+        ),
         "time": f"sent in {sent_seconds:.0f} s, drained after {drained_seconds:.0f} s",
     }
     print("\n".join(f"traffic[{crm.provider}]: {name}: {value}" for name, value in figures.items()))
     if REPORT:
         write_figures(Path(REPORT), figures)
+
+
+def _answers(counted: Counter[tuple[int, str, tuple[str, ...]]]) -> str:
+    """``201 received x 120, 202 queued x 3``: the answers a group of probes got, by kind."""
+    return ", ".join(f"{status} {kind} x {count}" for (status, kind, _), count in sorted(counted.items()))
 
 
 def write_figures(document: Path, figures: dict[str, str]) -> None:

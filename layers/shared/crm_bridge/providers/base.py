@@ -275,8 +275,8 @@ class CrmProvider(ABC):
     ) -> ProviderResult:
         """Record a messenger click on a known lead's timeline, once per ``operation_id``.
 
-        The id comes from the website, untrusted: one that cannot be this CRM's (another CRM's id
-        kept after a switch, garbage) is :class:`LeadNotFound` before any request, as a deleted lead.
+        The id is the visitor session's lead (no caller names one); one that cannot be this CRM's
+        is :class:`LeadNotFound` before any request, as a deleted lead.
 
         A click for a closed lead (converted, lost) makes a new lead instead, once per
         ``operation_id``: the result's ``record_id`` is then the new lead's."""
