@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import threading
-import time
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -41,16 +40,26 @@ def handler(load_handler: Callable[[str], ModuleType], espocrm: SimulatedEspoCrm
     return load_handler("applications_api")
 
 
+OVERLAP_SECONDS = 2.0
+"""How long a slowed write waits for what should overlap it: a loaded machine's scheduling, not a fixed sleep."""
+
+
 class Timeline:
     """What happened, in order, from every thread: CRM requests as sent, DynamoDB idempotency writes."""
 
     def __init__(self) -> None:
         self.events: list[str] = []
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
 
     def add(self, event: str) -> None:
-        with self._lock:
+        with self._changed:
             self.events.append(event)
+            self._changed.notify_all()
+
+    def wait_for(self, event: str, timeout: float = OVERLAP_SECONDS) -> None:
+        """Until ``event`` happened, or ``timeout`` passed (then the order the test asserts shows it)."""
+        with self._changed:
+            self._changed.wait_for(lambda: event in self.events, timeout)
 
     def index(self, event: str) -> int:
         return self.events.index(event)
@@ -59,7 +68,8 @@ class Timeline:
 @pytest.fixture
 def timeline(monkeypatch: pytest.MonkeyPatch) -> Timeline:
     """Records each CRM request as it leaves (``providers.http._send``, below the reads-ahead) and
-    each idempotency write; the claim (the in-progress ``PutItem``) takes 0.2 s, a slow DynamoDB."""
+    each idempotency write; the claim (the in-progress ``PutItem``) is slow: it lasts until the CRM search
+    has gone out (at most OVERLAP_SECONDS), a slow DynamoDB."""
     recorded = Timeline()
     send, put, update = crm_http._send, DynamoDBPersistenceLayer._put_record, DynamoDBPersistenceLayer._update_record
 
@@ -69,7 +79,7 @@ def timeline(monkeypatch: pytest.MonkeyPatch) -> Timeline:
 
     def slow_claim(layer: DynamoDBPersistenceLayer, data_record: Any) -> None:
         recorded.add("claim started")
-        time.sleep(0.2)
+        recorded.wait_for("GET Lead")
         try:
             put(layer, data_record)
         finally:
@@ -171,12 +181,13 @@ def test_a_known_applicant_reads_ahead_and_the_delivery_writes_as_before(
 
 @pytest.fixture
 def slow_sessions(handler: ModuleType, monkeypatch: pytest.MonkeyPatch, timeline: Timeline) -> None:
-    """The visitor-session write takes 0.3 s and says when it ends."""
+    """The visitor-session write is slow: it lasts until the answer is stored (at most OVERLAP_SECONDS),
+    and says when it ends."""
     remember = DynamoDbVisitorSessions.remember
 
     def slow_remember(self: DynamoDbVisitorSessions, *args: Any, **kwargs: Any) -> None:
         timeline.add("session write started")
-        time.sleep(0.3)
+        timeline.wait_for("answer stored")
         remember(self, *args, **kwargs)
         timeline.add("session written")
 
