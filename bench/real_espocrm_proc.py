@@ -189,8 +189,8 @@ class Handler:
         aws_calls = self.meter.nanoseconds - aws_before
         requests = self.sends.take()
         body = json.loads(result.get("body") or "{}")
-        if result.get("statusCode") != 201 or body.get("status") != "created":
-            raise RuntimeError(f"the handler did not create the lead: {result}")
+        if result.get("statusCode") != 201 or body.get("status") != "received":
+            raise RuntimeError(f"the handler did not deliver the application: {result}")
         layers = [
             ("crm", [(request["interval"][0], request.pop("interval")[1]) for request in requests]),
             ("aws", list(self.meter.intervals)),

@@ -10,7 +10,7 @@ import pytest
 from crm_bridge.delivery import deliver
 from crm_bridge.delivery.execute import CLICKS_PER_SESSION_PER_HOUR
 from crm_bridge.delivery.sessions import HELD_CLICKS_MAX
-from crm_bridge.errors import RetryableCrmError
+from crm_bridge.errors import RetryableCrmError, SessionLeadInProgress
 from crm_bridge.field_mapping import LeadSourceKind
 from crm_bridge.models import Application, MessengerActivity, MessengerClickOperation, Origin, UpsertLeadOperation
 from crm_bridge.providers import LeadAction, ProviderResult
@@ -99,6 +99,28 @@ def test_a_second_first_click_waits_for_the_lead_the_first_is_creating(crm: Crm)
     assert retried.record_id == created.record_id
     assert len(crm.sim.leads()) == 1
     assert any("WhatsApp" in note for note in crm.sim.timeline(created.record_id))
+
+
+def test_an_application_while_a_click_is_creating_the_visitors_lead_waits_and_completes_it(crm: Crm) -> None:
+    """The visitor's first click created their anonymous lead but got no answer (it keeps its claim), and
+    the application arrives before the click's retry: it waits (is retried) rather than make a lead of
+    its own, onto which the click's retry would then write the click a second time."""
+    sessions = MemorySessions()
+    click = click_operation()
+    assert sessions.claim(crm.provider.name, SITE_SESSION, str(click.operation_id))
+    crm.provider.create_minimal_lead_from_activity(click.payload, click.operation_id)  # landed, answer lost
+    application = application_operation()
+
+    with pytest.raises(SessionLeadInProgress):
+        apply(crm, sessions, application)
+    clicked = deliver(click, crm.provider, sessions)
+    applied = apply(crm, sessions, application)
+
+    assert clicked.action is LeadAction.UNCHANGED
+    assert applied.record_id == clicked.record_id
+    assert len(crm.sim.leads()) == 1
+    assert everything_on(crm, clicked.record_id).count('"message us on Telegram"') == 1, "the click once"
+    assert crm.sim.lead_emails(clicked.record_id) == ["ali@example.com"]
 
 
 def test_a_lead_id_in_an_earlier_releases_envelope_is_never_written_onto(crm: Crm) -> None:

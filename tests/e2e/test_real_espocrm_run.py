@@ -12,7 +12,7 @@ from uuid import uuid4
 
 import pytest
 
-from tests.e2e.conftest import EspoCrmView, LocalRun, json_body, wait_for
+from tests.e2e.conftest import EspoCrmView, LocalRun, json_body, unique_phone, wait_for
 from tests.real_crm.fixtures import RealEspoCrm
 from tests.user_agents import BROWSER
 
@@ -42,13 +42,14 @@ def application(phone: str, **overrides: object) -> dict[str, object]:
 
 
 def test_an_application_is_a_lead_in_espocrm_at_once(espocrm_run: LocalRun, espocrm: EspoCrmView) -> None:
-    applied = application("+90 534 111 22 33")
+    phone = unique_phone("534")
+    applied = application(phone)
     with espocrm_run.client() as client:
         answer = client.post("/api/v1/applications", json=applied)
 
     assert answer.status_code == 201, answer.text
     (lead,) = espocrm.leads_with_email(str(applied["email"]))  # the answer names no lead: EspoCRM does
-    assert (lead.phones, lead.referral_code, lead.utm_source) == (["+905341112233"], "PARTNER-9", "newsletter")
+    assert (lead.phones, lead.referral_code, lead.utm_source) == ([phone], "PARTNER-9", "newsletter")
     assert f"201 delivered (op {json_body(answer)['operationId'][:8]})" in espocrm_run.console
 
 
@@ -83,10 +84,11 @@ def test_an_outage_queues_everything_and_drains_into_espocrm_when_it_is_back(
     if real_espocrm.local is None:
         pytest.skip("stopping the CRM needs the local EspoCRM (not an instance given by ESPOCRM_URL)")
     session_id = f"outage-{uuid4().hex[:12]}"
+    phone = unique_phone("534")
     real_espocrm.local.stop_web()
     try:
         with espocrm_run.client() as client:
-            applied = client.post("/api/v1/applications", json=application("+90 534 444 55 66"))
+            applied = client.post("/api/v1/applications", json=application(phone))
             clicked = client.post("/api/v1/messenger-events", json={"channel": "telegram", "session_id": session_id})
         assert (applied.status_code, json_body(applied)["status"]) == (202, "queued"), applied.text
         assert clicked.status_code == 202, clicked.text
@@ -104,7 +106,7 @@ def test_an_outage_queues_everything_and_drains_into_espocrm_when_it_is_back(
             params={
                 "where[0][type]": "equals",
                 "where[0][attribute]": "phoneNumber",
-                "where[0][value]": "+905344445566",
+                "where[0][value]": phone,
             },
         )
     finally:

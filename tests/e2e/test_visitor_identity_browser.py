@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.chromium import AGENCY_HOSTS, chromium, needs_chromium
-from tests.e2e.conftest import CrmView, SeenLead, TwoHostRun, person_user_agent, wait_for
+from tests.e2e.conftest import CrmView, SeenLead, TwoHostRun, person_user_agent, unique_phone, wait_for
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page
@@ -87,6 +87,7 @@ def test_a_partner_tap_the_site_a_click_and_the_application_are_one_lead(
         separate_hosts_run.api,
     )
     email = f"deniz.{uuid.uuid4().hex[:10]}@example.com"
+    phone = unique_phone()
     context = person(browser)
     page = context.new_page()
     try:
@@ -103,7 +104,7 @@ def test_a_partner_tap_the_site_a_click_and_the_application_are_one_lead(
         # Then the application.
         page.goto(f"{site}/?page=apply", referer=f"{site}/")
         page.fill("#name", "Deniz Aydın")
-        page.fill("#phone", "+90 535 222 33 44")
+        page.fill("#phone", phone)
         page.fill("#email", email)
         page.check("#consent")
         page.click("#submit")
@@ -124,7 +125,7 @@ def test_a_partner_tap_the_site_a_click_and_the_application_are_one_lead(
     assert crm.leads_of_session(tap_session) == [], "the tap made no lead of its own"
     text = texts_of(crm, lead.id)
     assert text.count('"message us on Telegram"') == text.count('"message us on WhatsApp"') == 1
-    assert crm.lead(lead.id).phones == ["+905352223344"]
+    assert crm.lead(lead.id).phones == [phone]
 
 
 def test_a_go_link_copied_into_another_browser_is_that_persons_click(

@@ -6,6 +6,7 @@ beside them."""
 from __future__ import annotations
 
 from crm_bridge.delivery.sessions import HELD_CLICKS_MAX
+from crm_bridge.errors import SessionLeadInProgress
 
 
 class MemorySessions:
@@ -17,8 +18,11 @@ class MemorySessions:
         self.held: dict[tuple[str, str], list[str]] = {}
         self.clicks: dict[tuple[str, str, str], set[str]] = {}
 
-    def lead_for(self, provider: str, session_id: str) -> str | None:
-        return self.leads.get((provider, session_id))
+    def lead_for(self, provider: str, session_id: str, operation_id: str | None = None) -> str | None:
+        key = (provider, session_id)
+        if key not in self.leads and self.claims.get(key, operation_id) != operation_id:
+            raise SessionLeadInProgress(provider)
+        return self.leads.get(key)
 
     def claim(self, provider: str, session_id: str, operation_id: str, *, gone: str | None = None) -> bool:
         key = (provider, session_id)

@@ -274,10 +274,10 @@ class SlowReads(MemorySessions):
         self.seconds = seconds
         self.reads: list[str] = []
 
-    def lead_for(self, provider: str, session_id: str) -> str | None:
+    def lead_for(self, provider: str, session_id: str, operation_id: str | None = None) -> str | None:
         time.sleep(self.seconds)
         self.reads.append(threading.current_thread().name)
-        return super().lead_for(provider, session_id)
+        return super().lead_for(provider, session_id, operation_id)
 
     def held_clicks(self, provider: str, session_id: str) -> list[str]:
         time.sleep(self.seconds)

@@ -15,7 +15,7 @@ from crm_bridge.delivery.sessions import (
     HELD_CLICKS_TTL_SECONDS,
     DynamoDbVisitorSessions,
 )
-from crm_bridge.errors import RetryableCrmError
+from crm_bridge.errors import RetryableCrmError, SessionLeadInProgress
 
 TABLE = "sessions"
 
@@ -73,7 +73,7 @@ def test_one_click_at_a_time_may_create_a_sessions_lead(sessions: DynamoDbVisito
     assert not sessions.claim("espocrm", "visitor-1", "click-2")
     assert sessions.claim("espocrm", "visitor-1", "click-1"), "the claimer's own retry"
     assert sessions.claim("bitrix24", "visitor-1", "click-2"), "claims are per CRM"
-    assert sessions.lead_for("espocrm", "visitor-1") is None, "a claim is no lead"
+    assert sessions.lead_for("espocrm", "visitor-1", "click-1") is None, "a claim is no lead"
 
     sessions.remember("espocrm", "visitor-1", "lead-1")
 
@@ -87,8 +87,20 @@ def test_a_session_whose_lead_was_deleted_may_be_claimed_for_a_new_one(sessions:
 
     assert not sessions.claim("espocrm", "visitor-1", "click-2", gone="lead-0"), "only the lead that is gone"
     assert sessions.claim("espocrm", "visitor-1", "click-2", gone="lead-1")
-    assert sessions.lead_for("espocrm", "visitor-1") is None
+    assert sessions.lead_for("espocrm", "visitor-1", "click-2") is None
     assert not sessions.claim("espocrm", "visitor-1", "click-3", gone="lead-1"), "the claim holds"
+
+
+def test_a_session_whose_lead_is_being_created_says_so_to_everyone_but_its_creator(
+    sessions: DynamoDbVisitorSessions,
+) -> None:
+    assert sessions.claim("espocrm", "visitor-1", "click-1")
+
+    assert sessions.lead_for("espocrm", "visitor-1", "click-1") is None, "the creator's own retry goes on"
+    with pytest.raises(SessionLeadInProgress):
+        sessions.lead_for("espocrm", "visitor-1")  # an application of the visitor: it waits for the lead
+    sessions.remember("espocrm", "visitor-1", "lead-1")
+    assert sessions.lead_for("espocrm", "visitor-1") == "lead-1"
 
 
 def test_a_create_that_wrote_nothing_gives_its_claim_up(sessions: DynamoDbVisitorSessions) -> None:

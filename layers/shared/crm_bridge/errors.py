@@ -79,6 +79,16 @@ class AmbiguousWriteError(RetryableCrmError):
     before writing; meanwhile nothing else may write in its place (a visitor session's claim holds)."""
 
 
+class SessionLeadInProgress(RetryableCrmError):
+    """Another operation (a visitor's first click) is creating the visitor session's lead: an operation
+    of the same visitor waits for that lead rather than make a second one."""
+
+    def __init__(self, provider: str) -> None:
+        super().__init__(
+            "another operation of this visitor session is creating its lead", provider=provider, code="session_claimed"
+        )
+
+
 class CrmConfigurationError(CrmError):
     kind = ErrorKind.CONFIGURATION
 

@@ -24,7 +24,7 @@ from contextvars import copy_context
 from datetime import UTC
 from typing import Protocol, assert_never
 
-from crm_bridge.errors import AmbiguousWriteError, CrmError, LeadNotFound, RetryableCrmError
+from crm_bridge.errors import AmbiguousWriteError, CrmError, LeadNotFound, RetryableCrmError, SessionLeadInProgress
 from crm_bridge.models import MessengerActivity, MessengerClickOperation, Operation, UpsertLeadOperation
 from crm_bridge.providers import CrmProvider, LeadAction, ProviderResult
 
@@ -36,7 +36,10 @@ class VisitorSessions(Protocol):
     """Remembers which lead an anonymous visitor session became, per provider, and the clicks of a
     session that nothing vouches for yet."""
 
-    def lead_for(self, provider: str, session_id: str) -> str | None: ...
+    def lead_for(self, provider: str, session_id: str, operation_id: str | None = None) -> str | None:
+        """The session's lead; raises :class:`SessionLeadInProgress` while another operation than
+        ``operation_id`` is creating it."""
+        ...
 
     def claim(self, provider: str, session_id: str, operation_id: str, *, gone: str | None = None) -> bool:
         """The right to create the session's lead: False while another operation holds it, or the
@@ -78,9 +81,12 @@ def deliver(operation: Operation, provider: CrmProvider, sessions: VisitorSessio
 
             def anonymous_lead() -> str | None:
                 """The visitor's clicks may have made an anonymous lead, which the application then
-                completes. Unknown when the store fails: the applicant's lead is made now, apart."""
+                completes: while a click is still creating it, the application waits (is retried).
+                Unknown when the store fails: the applicant's lead is made now, apart."""
                 try:
                     return session_lead.result()
+                except SessionLeadInProgress:
+                    raise
                 except RetryableCrmError:
                     return None
 
@@ -116,7 +122,8 @@ def _deliver_click(
         return provider.create_minimal_lead_from_activity(activity, operation.operation_id)
     # The sessions' lead: it follows the visitor (an application replaces an anonymous lead, a closed
     # lead's successor replaces it). The site's session first: it is the one an application carries.
-    known = {session_id: sessions.lead_for(provider.name, session_id) for session_id in activity.sessions()}
+    claimer = str(operation.operation_id)
+    known = {session_id: sessions.lead_for(provider.name, session_id, claimer) for session_id in activity.sessions()}
     gone: set[str] = set()
     for lead_id in dict.fromkeys(lead for lead in known.values() if lead):
         try:
@@ -129,14 +136,9 @@ def _deliver_click(
     if activity.session_started:  # nothing shows a person yet: wait for the session to return
         held = sessions.hold(provider.name, activity.session_id, operation.model_dump_json())
         return _not_written(provider, LeadAction.HELD if held else LeadAction.FOLDED)
-    claimer = str(operation.operation_id)
     previous = known[activity.session_id]
     if not sessions.claim(provider.name, activity.session_id, claimer, gone=previous if previous in gone else None):
-        raise RetryableCrmError(
-            "another click of this visitor session is creating its lead",
-            provider=provider.name,
-            code="session_claimed",
-        )
+        raise SessionLeadInProgress(provider.name)
     try:
         result = provider.create_minimal_lead_from_activity(activity, operation.operation_id)
     except CrmError as error:

@@ -101,12 +101,12 @@ class SessionsAlongside:
         self._leads_ahead[key] = read_alongside(self._sessions.lead_for, provider, session_id)
         self._held_ahead[key] = read_alongside(self._sessions.held_clicks, provider, session_id)
 
-    def lead_for(self, provider: str, session_id: str) -> str | None:
+    def lead_for(self, provider: str, session_id: str, operation_id: str | None = None) -> str | None:
         read = self._leads_ahead.pop((provider, session_id), None)
         if read is not None:
             return read.result()
         self.settle()
-        return self._sessions.lead_for(provider, session_id)
+        return self._sessions.lead_for(provider, session_id, operation_id)
 
     def claim(self, provider: str, session_id: str, operation_id: str, *, gone: str | None = None) -> bool:
         self.settle()

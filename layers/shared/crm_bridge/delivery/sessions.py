@@ -24,7 +24,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from crm_bridge.errors import RetryableCrmError
+from crm_bridge.errors import RetryableCrmError, SessionLeadInProgress
 from crm_bridge.observability import get_logger
 
 if TYPE_CHECKING:
@@ -81,9 +81,10 @@ class DynamoDbVisitorSessions:
     def key(provider: str, session_id: str) -> str:
         return f"{provider}#{session_id}"
 
-    def lead_for(self, provider: str, session_id: str) -> str | None:
-        """The session's lead in this CRM. A store failure is retryable: guessing "no lead" would
-        create a second one."""
+    def lead_for(self, provider: str, session_id: str, operation_id: str | None = None) -> str | None:
+        """The session's lead in this CRM; None when it has none. :class:`SessionLeadInProgress` while
+        another operation than ``operation_id`` holds the claim on creating it. A store failure is
+        retryable: guessing "no lead" would create a second one."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -96,7 +97,11 @@ class DynamoDbVisitorSessions:
             raise self._unavailable(provider, exc) from None
         if not item or float(item.get(TTL_ATTRIBUTE, {}).get("N", "0")) < self._clock():
             return None  # TTL deletes lazily: an expired item may still be there
-        return item["lead_id"]["S"] if "lead_id" in item else None  # a claim: the lead is being created
+        if "lead_id" in item:
+            return str(item["lead_id"]["S"])
+        if item.get("claimed_by", {}).get("S") != operation_id:
+            raise SessionLeadInProgress(provider)  # the lead is being created: wait for it
+        return None
 
     def claim(self, provider: str, session_id: str, operation_id: str, *, gone: str | None = None) -> bool:
         """Take the right to create the session's lead for this operation (again, for its retry);
