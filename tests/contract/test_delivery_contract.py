@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from unittest.mock import Mock
 from uuid import uuid4
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from crm_bridge.delivery import deliver
 from crm_bridge.delivery.execute import CLICKS_PER_SESSION_PER_HOUR
 from crm_bridge.delivery.sessions import HELD_CLICKS_MAX
-from crm_bridge.errors import RetryableCrmError, SessionLeadInProgress
+from crm_bridge.errors import RefusedCrmError, RetryableCrmError, SessionLeadInProgress
 from crm_bridge.field_mapping import LeadSourceKind
 from crm_bridge.models import Application, MessengerActivity, MessengerClickOperation, Origin, UpsertLeadOperation
 from crm_bridge.providers import LeadAction, ProviderResult
@@ -121,6 +122,59 @@ def test_an_application_while_a_click_is_creating_the_visitors_lead_waits_and_co
     assert len(crm.sim.leads()) == 1
     assert everything_on(crm, clicked.record_id).count('"message us on Telegram"') == 1, "the click once"
     assert crm.sim.lead_emails(clicked.record_id) == ["ali@example.com"]
+
+
+def test_a_click_whose_create_failed_after_landing_keeps_its_claim_for_its_retry(
+    crm: Crm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CRM made the click's lead and then answered 500: nothing says whether it wrote, so the click
+    keeps its claim; the visitor's application waits for the retry instead of making a second lead."""
+    sessions = MemorySessions()
+    create = crm.provider.create_minimal_lead_from_activity
+
+    def lands_then_fails(*args: object, **kwargs: object) -> object:
+        create(*args, **kwargs)  # type: ignore[arg-type]
+        raise RetryableCrmError("Internal Server Error", provider=crm.provider.name, status=500)
+
+    monkeypatch.setattr(crm.provider, "create_minimal_lead_from_activity", lands_then_fails)
+    click = click_operation()
+    with pytest.raises(RetryableCrmError):
+        deliver(click, crm.provider, sessions)
+    monkeypatch.undo()
+    application = application_operation()
+
+    with pytest.raises(SessionLeadInProgress):
+        apply(crm, sessions, application)
+    clicked = deliver(click, crm.provider, sessions)
+    applied = apply(crm, sessions, application)
+
+    assert applied.record_id == clicked.record_id
+    assert len(crm.sim.leads()) == 1
+    assert everything_on(crm, clicked.record_id).count('"message us on Telegram"') == 1, "the click once"
+
+
+def test_a_click_whose_create_was_refused_leaves_the_session_to_the_next_click(
+    crm: Crm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rate limit or maintenance mode turned the create away before it ran: nothing waits for it, the
+    visitor's next click makes the lead, and the refused click's retry becomes a note on that lead."""
+    sessions = MemorySessions()
+    monkeypatch.setattr(
+        crm.provider,
+        "create_minimal_lead_from_activity",
+        Mock(side_effect=RefusedCrmError("rate limit exceeded", provider=crm.provider.name, status=429)),
+    )
+    refused = click_operation()
+    with pytest.raises(RefusedCrmError):
+        deliver(refused, crm.provider, sessions)
+    monkeypatch.undo()
+
+    created = deliver(click_operation(channel="whatsapp"), crm.provider, sessions)
+    retried = deliver(refused, crm.provider, sessions)
+
+    assert created.action is LeadAction.CREATED
+    assert retried.record_id == created.record_id
+    assert len(crm.sim.leads()) == 1
 
 
 def test_a_lead_id_in_an_earlier_releases_envelope_is_never_written_onto(crm: Crm) -> None:

@@ -235,6 +235,8 @@ class FaultInjection(LoopbackCrm):
         self._slow = client_timeout_seconds * 0.3
         self._late_write = late_write_seconds or self._late * 1.5
         self._late_writes: list[threading.Thread] = []
+        self._answering = 0
+        self._answered = threading.Condition()
 
     def start(self) -> None:
         super().start()
@@ -267,15 +269,31 @@ class FaultInjection(LoopbackCrm):
             self._forced.extend([fault] * times)
 
     def settle(self, timeout: float = 150.0) -> None:
-        """Wait for the writes still to run late (before counting what the CRM holds), each until it
-        has run: a busy machine makes one later, and one forgotten would land after the count. The
-        upstream request has a timeout of its own (the forwarder's); ``timeout`` is for a write that
-        hangs for good, and fails loudly."""
+        """Wait for every request still running (before the clock jumps, and before counting what
+        the CRM holds): the writes planned to run late, and any request whose client gave up because
+        the machine was busy, each until it has run. Between two ticks of the clock lie seconds that
+        the test skips; in them such a write would have landed, so a retry after the jump must find it
+        (AWS waits those seconds: ``AMBIGUOUS_WRITE_SETTLE_SECONDS``). The upstream request has a
+        timeout of its own (the forwarder's); ``timeout`` is for a request that hangs for good, and
+        fails loudly."""
         for thread in list(self._late_writes):
             thread.join(timeout)
             if thread.is_alive():
                 raise AssertionError(f"a write meant to run late is still running after {timeout:.0f} s")
             self._late_writes.remove(thread)
+        with self._answered:
+            if not self._answered.wait_for(lambda: self._answering == 0, timeout):
+                raise AssertionError(f"a request is still being answered after {timeout:.0f} s")
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        with self._answered:
+            self._answering += 1
+        try:
+            return self._answer_with_fault(request)
+        finally:
+            with self._answered:
+                self._answering -= 1
+                self._answered.notify_all()
 
     def next_fault(self) -> Fault:
         with self._plan_lock:
@@ -288,7 +306,7 @@ class FaultInjection(LoopbackCrm):
             self.faults[fault] += 1
         return fault
 
-    def answer(self, request: httpx.Request) -> httpx.Response:
+    def _answer_with_fault(self, request: httpx.Request) -> httpx.Response:
         fault = self.next_fault()
         match fault:
             case Fault.SLOW:

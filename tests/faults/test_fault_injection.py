@@ -43,9 +43,6 @@ HMAC_SECRET = "fault-run-hmac-secret-a83b27d4"
 CLIENT_TIMEOUT_SECONDS = 0.05
 REAL_CLIENT_TIMEOUT_SECONDS = 0.5
 """Against the real EspoCRM: well above its answers here (tens of ms), so only the plan's faults time out."""
-WALL_TIME_LIMIT_SECONDS = {"simulator": 150.0, "real-espocrm": 900.0}
-"""A guard against the run growing out of bounds (about a minute, and a few minutes for the real
-server's full run), not a benchmark."""
 REPORT = os.environ.get("RELIABILITY_REPORT")
 """Set by ``make reliability``: the document to write the figures into, after the full runs."""
 REAL_SCALE = 1.0 if REPORT else 0.2
@@ -149,8 +146,11 @@ def test_logs_and_metrics_hold_no_secret_and_no_contact(fault_run: FaultRun) -> 
     assert leaked(fault_run.private_values, fault_run.logs, fault_run.stdout) == []
 
 
-def test_the_run_is_bounded(fault_run: FaultRun) -> None:
-    assert fault_run.figures.wall_seconds < WALL_TIME_LIMIT_SECONDS[fault_run.crm]
+def test_retries_settle_far_from_the_dead_letter_queue(fault_run: FaultRun) -> None:
+    """Every good operation got through within half the receives the queue allows: faults of this
+    density cost a few retries, never a day of them. (The wall time is a figure, never asserted.)"""
+    max_receives = int(sam_template()["Parameters"]["MaxReceiveCount"]["Default"])
+    assert fault_run.figures.most_receives <= max_receives // 2
     if REPORT:
         write_report(Path(REPORT), fault_run.figures, fault_run.crm)
 

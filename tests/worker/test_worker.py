@@ -317,7 +317,7 @@ def test_switching_crm_while_operations_wait_delivers_each_to_the_crm_configured
     # On Bitrix24, which is down: three operations wait.
     poller = deploy("bitrix24")
     enqueue(aws, application(1), application(2), click("visitor-0002"))
-    bitrix24.fail_next(Failure.MAINTENANCE, times=3)
+    bitrix24.fail_next(Failure.CONNECTION_REFUSED, times=3)
     while poller.poll().received:
         pass
     assert aws.waiting() == 3

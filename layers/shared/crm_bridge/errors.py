@@ -72,6 +72,12 @@ class RetryableCrmError(CrmError):
     kind = ErrorKind.RETRYABLE
 
 
+class RefusedCrmError(RetryableCrmError):
+    """The request surely changed nothing: it never left, it only read, or the CRM turned it away
+    before running it (a rate or time limit, maintenance mode). Worth retrying, like any retryable
+    error; unlike a 5xx or a write without an answer, which may come after the CRM ran it."""
+
+
 class AmbiguousWriteError(RetryableCrmError):
     """A write was sent and no answer came: the CRM may have run it, or may still run it late.
 

@@ -24,7 +24,7 @@ from contextvars import copy_context
 from datetime import UTC
 from typing import Protocol, assert_never
 
-from crm_bridge.errors import AmbiguousWriteError, CrmError, LeadNotFound, RetryableCrmError, SessionLeadInProgress
+from crm_bridge.errors import CrmError, LeadNotFound, RefusedCrmError, RetryableCrmError, SessionLeadInProgress
 from crm_bridge.models import MessengerActivity, MessengerClickOperation, Operation, UpsertLeadOperation
 from crm_bridge.providers import CrmProvider, LeadAction, ProviderResult
 
@@ -47,7 +47,7 @@ class VisitorSessions(Protocol):
         ...
 
     def release(self, provider: str, session_id: str, operation_id: str) -> None:
-        """Give the claim up after a create that wrote nothing."""
+        """Give the claim up after a create that surely wrote nothing."""
         ...
 
     def remember(self, provider: str, session_id: str, lead_id: str, *, replace: bool = False) -> None:
@@ -142,7 +142,9 @@ def _deliver_click(
     try:
         result = provider.create_minimal_lead_from_activity(activity, operation.operation_id)
     except CrmError as error:
-        if not isinstance(error, AmbiguousWriteError):  # an unanswered create keeps its claim
+        # A create that may have written (no answer, or a 5xx after the CRM ran it) keeps its claim for
+        # its retry, which finds what it wrote; one that surely wrote nothing gives the session up.
+        if isinstance(error, RefusedCrmError) or not isinstance(error, RetryableCrmError):
             sessions.release(provider.name, activity.session_id, claimer)
         raise
     _remember(sessions, provider, known, result.record_id)

@@ -38,7 +38,14 @@ from uuid import UUID
 import httpx
 import phonenumbers
 
-from crm_bridge.errors import CrmConfigurationError, CrmError, LeadNotFound, PermanentCrmError, RetryableCrmError
+from crm_bridge.errors import (
+    CrmConfigurationError,
+    CrmError,
+    LeadNotFound,
+    PermanentCrmError,
+    RefusedCrmError,
+    RetryableCrmError,
+)
 from crm_bridge.field_mapping import Bitrix24Mapping, LeadSourceKind
 from crm_bridge.models import Application, MessengerActivity
 from crm_bridge.observability import redact
@@ -260,11 +267,11 @@ class Bitrix24Provider(CrmProvider, LeadReader):
         reason = description or code or f"HTTP {status}"
         details: dict[str, Any] = {"provider": self.name, "status": status, "code": code or None}
         if code == "QUERY_LIMIT_EXCEEDED":
-            return RetryableCrmError(
+            return RefusedCrmError(
                 "rate limit exceeded", retry_after_seconds=QUERY_LIMIT_RETRY_AFTER_SECONDS, **details
             )
         if code == "OPERATION_TIME_LIMIT":
-            return RetryableCrmError(
+            return RefusedCrmError(
                 "method time budget exhausted", retry_after_seconds=self._time_limit_wait(response, body), **details
             )
         if code in ("OWNER_NOT_FOUND", "NOT_FOUND") or description == "Not found":

@@ -31,7 +31,14 @@ from uuid import UUID
 
 import httpx
 
-from crm_bridge.errors import CrmConfigurationError, CrmError, LeadNotFound, PermanentCrmError, RetryableCrmError
+from crm_bridge.errors import (
+    CrmConfigurationError,
+    CrmError,
+    LeadNotFound,
+    PermanentCrmError,
+    RefusedCrmError,
+    RetryableCrmError,
+)
 from crm_bridge.field_mapping import EspoCrmMapping
 from crm_bridge.observability import redact
 from crm_bridge.providers.base import (
@@ -184,7 +191,8 @@ class EspoCrmProvider(CrmProvider, LeadReader):
         if status == 404:
             return PermanentCrmError(reason_header or "not found", provider=self.name, status=404)
         if status == 503:
-            return RetryableCrmError(reason_header or "service unavailable", provider=self.name, status=503)
+            # Maintenance mode (or the proxy's "no upstream"): turned away before anything ran.
+            return RefusedCrmError(reason_header or "service unavailable", provider=self.name, status=503)
         return error_for_status(self.name, status, reason_header or f"HTTP {status}")
 
     def _search(

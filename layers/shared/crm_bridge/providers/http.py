@@ -16,6 +16,7 @@ from crm_bridge.errors import (
     CrmConfigurationError,
     CrmError,
     PermanentCrmError,
+    RefusedCrmError,
     RetryableCrmError,
 )
 from crm_bridge.providers.budget import remaining_seconds
@@ -41,7 +42,7 @@ slow proxy). Retried at once, its retry searches before the late write has lande
 lead a second time; retried after this pause, the search finds what the late write made."""
 
 
-class BudgetExhausted(RetryableCrmError):
+class BudgetExhausted(RefusedCrmError):
     """The caller's time budget ran out: the operation is worth retrying later, from the queue."""
 
 
@@ -83,7 +84,7 @@ def _send(client: httpx.Client, provider: str, request: httpx.Request, *, writes
                 provider=provider,
                 retry_after_seconds=AMBIGUOUS_WRITE_SETTLE_SECONDS,
             ) from None
-        raise RetryableCrmError(f"{what} ({type(exc).__name__})", provider=provider) from None
+        raise RefusedCrmError(f"{what} ({type(exc).__name__})", provider=provider) from None  # changed nothing
 
 
 class WriteAhead(Exception):
@@ -176,7 +177,9 @@ _reads_ahead: ContextVar[tuple[ReadsAhead, bool] | None] = ContextVar("crm_reads
 def error_for_status(provider: str, status: int, reason: str, **details: Any) -> CrmError:
     """The generic classification of an HTTP failure; providers refine it with what the body says."""
     error_class: type[CrmError]
-    if status >= 500 or status in (408, 425, 429):
+    if status in (408, 425, 429):
+        error_class = RefusedCrmError
+    elif status >= 500:  # may come after the CRM ran the request
         error_class = RetryableCrmError
     elif status in (401, 403):
         error_class = CrmConfigurationError
