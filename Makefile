@@ -10,6 +10,9 @@ STAMP := $(VENV)/.installed
 # SAM CLI and cfn-lint live apart from .venv: SAM pins another pydantic than the layer's.
 TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
+# checkov (make security) in a virtualenv of its own too: it pins boto3 exactly, to another than SAM CLI's.
+CHECKOV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV)/.installed
 # Keep SAM CLI offline: no telemetry, no weekly version check against PyPI, no instance metadata lookups.
 SAM := SAM_CLI_TELEMETRY=0 __SAM_CLI_APP_DIR=$(CURDIR)/$(TOOLS)/sam-app AWS_EC2_METADATA_DISABLED=true \
 	AWS_REGION=$${AWS_REGION:-eu-central-1} PATH="$(CURDIR)/$(BIN):$$PATH" $(TOOLS)/bin/sam
@@ -43,7 +46,12 @@ $(TOOLS_STAMP): requirements-deploy.txt | $(STAMP)
 	@echo '{"telemetryEnabled": false, "lastVersionCheck": 4102444800}' > $(TOOLS)/sam-app/metadata.json
 	@touch $(TOOLS_STAMP)
 
-tools: $(TOOLS_STAMP) ## create/refresh SAM CLI and cfn-lint in .venv-tools
+$(CHECKOV_STAMP): requirements-checkov.txt | $(STAMP)
+	@[ -x $(CHECKOV)/bin/python ] || "$(PYTHON313)" -m venv $(CHECKOV)
+	$(CHECKOV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	@touch $(CHECKOV_STAMP)
+
+tools: $(TOOLS_STAMP) $(CHECKOV_STAMP) ## create/refresh SAM CLI and cfn-lint in .venv-tools, checkov in .venv-checkov
 
 lint: $(STAMP) ## ruff: style and common bugs
 	$(BIN)/ruff check .
@@ -52,8 +60,10 @@ lint: $(STAMP) ## ruff: style and common bugs
 types: $(STAMP) ## mypy (strict on the shared layer)
 	$(BIN)/mypy
 
-security: $(STAMP) ## bandit: the static security linter, clean or each exception justified in place
+security: $(STAMP) $(CHECKOV_STAMP) ## bandit on the code, checkov on the templates: clean, or each exception justified in place
 	$(BIN)/bandit -c pyproject.toml -q -r layers/shared/crm_bridge functions infra
+	time $(CHECKOV)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
+		-f template.yaml -f infra/ecs/espocrm.yaml
 
 build: $(STAMP) $(TOOLS_STAMP) ## sam build (arm64 wheels, no Docker), then bytecode; SNAPSTART=1: SnapStart for the API
 	$(SAM) build
@@ -125,4 +135,4 @@ dlq-redrive: $(STAMP) ## DLQ -> queue after a fix (STACK=<stack> or CRM_DLQ_URL 
 	$(BIN)/python -m crm_bridge.delivery.dead_letters redrive $(if $(STACK),--stack $(STACK))
 
 clean: ## remove the virtualenvs, caches and the SAM build
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) $(TOOLS) $(CHECKOV) .pytest_cache .mypy_cache .ruff_cache .aws-sam

@@ -45,10 +45,14 @@ def _intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dic
 _CloudFormationLoader.add_multi_constructor("!", _intrinsic)
 
 
+def load_cloudformation(path: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.load(path.read_text(), Loader=_CloudFormationLoader)  # noqa: S506 - SafeLoader subclass
+    return loaded
+
+
 @cache
 def sam_template() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.load(TEMPLATE.read_text(), Loader=_CloudFormationLoader)  # noqa: S506 - SafeLoader subclass
-    return loaded
+    return load_cloudformation(TEMPLATE)
 
 
 class _NoManagedPolicies:
@@ -57,6 +61,28 @@ class _NoManagedPolicies:
 
     def load(self) -> dict[str, str]:
         return {}
+
+
+LANGUAGE_EXTENSIONS = "AWS::LanguageExtensions"
+
+
+def language_extensions_applied(template: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
+    """What CloudFormation's AWS::LanguageExtensions transform does here, before SAM's: a
+    DeletionPolicy or UpdateReplacePolicy that is ``!Ref Parameter`` becomes the parameter's value.
+    samtranslator passes such a Ref through untouched, and moto's CloudFormation runs no
+    LanguageExtensions: both need the literal (the only use of the transform this template makes)."""
+    values = {name: declared.get("Default") for name, declared in template["Parameters"].items()} | parameters
+    for logical_id, resource in template["Resources"].items():
+        for attribute in ("DeletionPolicy", "UpdateReplacePolicy"):
+            policy = resource.get(attribute)
+            if isinstance(policy, dict):
+                if list(policy) != ["Ref"] or policy["Ref"] not in values:
+                    raise ValueError(
+                        f"{logical_id}.{attribute}: only !Ref to a parameter is resolved here, not {policy}"
+                    )
+                resource[attribute] = values[policy["Ref"]]
+    template["Transform"] = [name for name in template["Transform"] if name != LANGUAGE_EXTENSIONS]
+    return template
 
 
 _CODE_PROPERTIES = {"AWS::Serverless::Function": "CodeUri", "AWS::Serverless::LayerVersion": "ContentUri"}
@@ -73,10 +99,12 @@ def packaged(template: dict[str, Any]) -> dict[str, Any]:
 
 
 def transformed_template(parameters: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The CloudFormation template SAM deploys, from a fresh parse (the transform mutates its input)."""
+    """The template CloudFormation deploys, both transforms done, from a fresh parse (the transforms
+    mutate their input)."""
     sam_template.cache_clear()
     values = REQUIRED_PARAMETERS | (parameters or {})
-    result: dict[str, Any] = transform(packaged(sam_template()), values, _NoManagedPolicies())
+    source = language_extensions_applied(sam_template(), values)
+    result: dict[str, Any] = transform(packaged(source), values, _NoManagedPolicies())
     sam_template.cache_clear()
     return result
 

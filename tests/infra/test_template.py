@@ -13,6 +13,7 @@ import pytest
 from crm_bridge.delivery.backoff import RetrySchedule
 from crm_bridge.delivery.once import DEFAULT_EXPIRY_SECONDS
 from crm_bridge.worker.settings import load_worker_settings
+from tests.infra.replacement import stateful_types
 from tests.infra.sam import ROOT, parameter_default, sam_template, transformed_template
 
 # Actions on these services must name their resources: no "*" (issue 8 checks the rest of IAM).
@@ -452,3 +453,44 @@ def test_the_dashboard_shows_outcomes_per_crm_and_the_shadow_copies_not_queued(t
         for name in PER_CRM_OUTCOMES:
             assert ("CrmBridge", name, "provider", provider, "service", "crm-bridge") in lines, (name, provider)
     assert ("CrmBridge", "ShadowEnqueueFailures", "service", "crm-bridge") in lines
+
+
+@pytest.mark.parametrize("policy", ["Retain", "Delete"])
+def test_what_holds_data_follows_data_deletion_policy(policy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dead letters, once-only keys, sessions, the recovery key and the logs it unseals outlive the
+    stack (a deletion, a rollback, a replacing update) unless the stack is a throwaway."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")
+    deployed = transformed_template({"DataDeletionPolicy": policy})
+    assert "Transform" not in deployed  # what CloudFormation runs: both transforms done
+    stateful = {
+        logical_id: resource
+        for logical_id, resource in deployed["Resources"].items()
+        if resource["Type"] in stateful_types()
+    }
+    assert set(stateful) == {
+        "OperationsQueue",
+        "DeadLetterQueue",
+        "IdempotencyTable",
+        "VisitorSessionsTable",
+        "RecoveryKey",
+        "ApiAccessLogGroup",
+        *(f"{function}LogGroup" for function in ("Applications", "MessengerEvents", "Redirect", "CrmHealth", "Worker")),
+    }
+    for logical_id, resource in stateful.items():
+        assert (resource["DeletionPolicy"], resource["UpdateReplacePolicy"]) == (policy, policy), logical_id
+
+
+def test_data_is_retained_unless_a_stack_says_otherwise_and_no_environment_does() -> None:
+    assert parameter_default("DataDeletionPolicy") == "Retain"
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    for environment in ("dev", "prod"):
+        overrides = config[environment]["deploy"]["parameters"]["parameter_overrides"]
+        assert not [item for item in overrides if item.startswith("DataDeletionPolicy=")], environment
+
+
+def test_a_deleted_key_waits_the_longest_window_and_tables_recover_to_a_point_in_time(template: dict[str, Any]) -> None:
+    """Its deletion cancellable for 30 days (sealed operations stay recoverable); tables restorable
+    to any second of 35 days, and backed up by DynamoDB once deleted."""
+    assert template["Resources"]["RecoveryKey"]["Properties"]["PendingWindowInDays"] == 30
+    for table in resources(template, "AWS::DynamoDB::Table").values():
+        assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
