@@ -18,6 +18,7 @@ functions of the usage, tested with known inputs (tests/bench/test_cost.py).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
@@ -26,7 +27,7 @@ import sys
 import tempfile
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,7 +123,7 @@ class Usage:
     """What one invocation (or, for a cold one, its init and invocation) is billed by."""
 
     cpu_ms: float
-    requests: Counter[str] = field(default_factory=Counter)
+    requests: Mapping[str, float] = field(default_factory=dict)
     """AWS calls as "service Operation", and CRM requests as "crm"."""
     read_units: float = 0.0
     write_units: float = 0.0
@@ -158,7 +159,7 @@ LINES = {
     "sqs": "SQS requests",
     "dynamodb_write": "DynamoDB write request units",
     "dynamodb_read": "DynamoDB read request units",
-    "kms": "KMS requests",
+    "kms": "KMS requests + the key's fee",
     "logs": "CloudWatch Logs ingestion",
 }
 
@@ -291,7 +292,7 @@ def _usage(invocations: list[dict[str, Any]]) -> Usage:
     count = len(invocations)
     return Usage(
         cpu_ms=statistics.median(invocation["cpu_ms"] for invocation in invocations),
-        requests=Counter({key: value / count for key, value in requests.items()}),
+        requests={key: value / count for key, value in requests.items()},
         read_units=read / count,
         write_units=write / count,
         log_bytes=log_bytes / count,
@@ -308,7 +309,8 @@ def measure_usage(
     progress: Callable[[str], None],
 ) -> list[FunctionUsage]:
     """Each function in ``processes`` fresh processes, each serving a cold event and then
-    ``warm_invocations`` warm ones; medians of the processes' cold CPU time."""
+    ``warm_invocations`` warm ones, and as many untraced cold starts (``ColdStarts.run``) for the
+    CPU time of a cold one."""
     from bench.cold import LAMBDA_PROC, ColdStarts
 
     cold_starts = ColdStarts(twin, stack)
@@ -316,8 +318,10 @@ def measure_usage(
     usages = []
     for case in cases:
         progress(f"cost: {case.label}, {processes} processes of 1 cold + {warm_invocations} warm invocations")
-        reports = []
+        reports, cold_cpu = [], []
         for _ in range(processes):
+            times, _ = cold_starts.run(cold_starts.spec(case, "function") | {"event": case.event(stack)})
+            cold_cpu.append(times.cpu)
             spec_path = scratch / f"{uuid.uuid4().hex}.json"
             spec = cold_starts.spec(case, "meter") | {
                 "events": [case.event(stack) for _ in range(1 + warm_invocations)],
@@ -336,15 +340,17 @@ def measure_usage(
             if completed.returncode != 0:
                 raise RuntimeError(f"cost {case.label} failed:\n{completed.stderr.decode(errors='replace')[-3000:]}")
             reports.append(json.loads(spec_path.with_suffix(".out").read_text()))
-        # A cold invocation is billed for its init too (since August 2025, for every on-demand function).
-        cold = _usage(
-            [
-                first
-                | {"cpu_ms": report["init_cpu_ms"] + first["cpu_ms"]}
-                | {"log_bytes": report["init_log_bytes"] + first["log_bytes"]}
-                for report in reports
-                for first in report["invocations"][:1]
-            ]
+        # A cold invocation is billed for its init too (since August 2025, for every on-demand
+        # function): its CPU time is the untraced process's, from its start to its answer.
+        cold = dataclasses.replace(
+            _usage(
+                [
+                    first | {"log_bytes": report["init_log_bytes"] + first["log_bytes"]}
+                    for report in reports
+                    for first in report["invocations"][:1]
+                ]
+            ),
+            cpu_ms=statistics.median(cold_cpu),
         )
         warm = _usage([invocation for report in reports for invocation in report["invocations"][1:]])
         usages.append(

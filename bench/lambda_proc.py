@@ -13,7 +13,9 @@ SAM's zip make it read what the artifact ships and write no bytecode, as on Lamb
   DynamoDB optionally in memory behind a fixed latency (``bench.fake_aws``);
 * ``meter``: import the handler, serve a list of events (the first one cold), and report for each
   what it is billed by: CPU time, AWS calls with DynamoDB's capacity units, CRM requests and the
-  bytes written to stdout and stderr, which Lambda sends to CloudWatch Logs (``bench.cost``).
+  bytes written to stdout and stderr, which Lambda sends to CloudWatch Logs (``bench.cost``; the
+  tracing loads botocore and httpx before the handler, so a cold start's CPU time is a
+  ``function`` process's).
 
 Times are ``time.monotonic_ns()`` (CLOCK_MONOTONIC, shared with the parent process), so the parent
 can put the process's start, init and first invocation on one time line.
@@ -125,8 +127,10 @@ class _LogBytes:
         return False
 
 
-def _meter(handler: Any, spec: dict[str, Any], calls: list[dict[str, Any]], logs: _LogBytes) -> list[dict[str, Any]]:
-    """Serve each event of the spec and report what it was billed by (the first one is the cold one)."""
+def _meter(handler: Any, spec: dict[str, Any], calls: list[dict[str, Any]], logs: _LogBytes) -> None:
+    """Serve each event of the spec and report what it was billed by (the first one is the cold one,
+    whose log bytes include what the handler's import wrote)."""
+    init_log_bytes = logs.bytes
     invocations = []
     for event in spec["events"]:
         first_call, probes, log_bytes, log_lines = len(calls), PROBES["cpu"], logs.bytes, logs.lines
@@ -142,7 +146,9 @@ def _meter(handler: Any, spec: dict[str, Any], calls: list[dict[str, Any]], logs
                 "log_lines": logs.lines - log_lines,
             }
         )
-    return invocations
+    report = {"init_log_bytes": init_log_bytes, "invocations": invocations, "peak_rss_kb": _peak_rss_kb()}
+    with open(spec["result_path"], "w", encoding="utf-8") as file:
+        json.dump(report, file)
 
 
 def _imported_files() -> list[dict[str, Any]]:
@@ -290,18 +296,7 @@ def main(spec_path: str) -> int:
         handler = _import_handler(spec["handler"])
         initialized = _now()
         if mode == "meter":
-            init_cpu, init_logs = time.process_time_ns(), logs.bytes  # the process's, Python's start included
-            metered = _meter(handler, spec, calls, logs)
-            with open(spec["result_path"], "w", encoding="utf-8") as file:
-                json.dump(
-                    {
-                        "init_cpu_ms": init_cpu / 1e6,
-                        "init_log_bytes": init_logs,
-                        "invocations": metered,
-                        "peak_rss_kb": _peak_rss_kb(),
-                    },
-                    file,
-                )
+            _meter(handler, spec, calls, logs)
             os._exit(0)
         if mode == "serve":
             with os.fdopen(spec["in_fd"], encoding="utf-8") as reader, os.fdopen(spec["out_fd"], "w") as writer:
