@@ -194,10 +194,10 @@ def cold_fraction(invocations_per_day: float) -> float:
     return math.exp(-invocations_per_day / (ACTIVE_HOURS * 60) * KEEP_WARM_MINUTES)
 
 
-def _invocations_per_lead(mix: dict[str, int] = MIX) -> dict[str, float]:
-    total = sum(mix.values())
+def _invocations_per_lead() -> dict[str, float]:
+    total = sum(MIX.values())
     counted: dict[str, float] = {}
-    for kind, leads in mix.items():
+    for kind, leads in MIX.items():
         for function in OPERATIONS[kind]:
             counted[function] = counted.get(function, 0.0) + leads / total
     return counted
@@ -214,12 +214,9 @@ def leads_cost(
         usage = usages[function]
         count = per_lead * leads
         share = cold(count)
-        each = _add(
-            invocation_cost(usage.cold, function, usage.memory_mb, prices),
-            times=share,
-        )
-        each = _add(each, _add(invocation_cost(usage.warm, function, usage.memory_mb, prices), times=1 - share))
-        total.append(_add(each, times=count))
+        cold_cost = invocation_cost(usage.cold, function, usage.memory_mb, prices)
+        warm_cost = invocation_cost(usage.warm, function, usage.memory_mb, prices)
+        total.append({line: count * (share * cold_cost[line] + (1 - share) * warm_cost[line]) for line in LINES})
         if function == "WorkerFunction":
             total.append({"sqs": count * ESM_CALLS_PER_BATCH.total() * prices.sqs_request})
     return _add(*total)
@@ -277,7 +274,7 @@ def judged_usage(usage: FunctionUsage) -> Usage:
 # --- Measuring ---------------------------------------------------------------------------------------
 
 
-def _usage(invocations: list[dict[str, Any]]) -> Usage:
+def mean_usage(invocations: list[dict[str, Any]]) -> Usage:
     """The mean usage of these invocations (a cost is a sum), CPU time their median (a collection in
     one of few runs would skew a mean)."""
     requests: Counter[str] = Counter()
@@ -343,7 +340,7 @@ def measure_usage(
         # A cold invocation is billed for its init too (since August 2025, for every on-demand
         # function): its CPU time is the untraced process's, from its start to its answer.
         cold = dataclasses.replace(
-            _usage(
+            mean_usage(
                 [
                     first | {"log_bytes": report["init_log_bytes"] + first["log_bytes"]}
                     for report in reports
@@ -352,7 +349,7 @@ def measure_usage(
             ),
             cpu_ms=statistics.median(cold_cpu),
         )
-        warm = _usage([invocation for report in reports for invocation in report["invocations"][1:]])
+        warm = mean_usage([invocation for report in reports for invocation in report["invocations"][1:]])
         usages.append(
             FunctionUsage(
                 case.function,

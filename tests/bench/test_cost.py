@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -21,6 +22,7 @@ from bench.cost import (
     invocation_cost,
     item_size,
     leads_cost,
+    mean_usage,
     memory_choice,
     memory_options,
     monthly_cost,
@@ -91,6 +93,23 @@ def test_an_invocation_costs_its_request_duration_calls_and_log_bytes() -> None:
     events = 4 + PLATFORM_LOG_LINES
     assert cost["logs"] == pytest.approx((1000 + PLATFORM_LOG_BYTES + LOG_EVENT_OVERHEAD_BYTES * events) / 1e9)
     assert invocation_cost(usage, "WorkerFunction", 1024, ONES)["http_api"] == 0.0  # SQS invokes it
+
+
+def test_measured_invocations_are_averaged_but_for_cpu_time_which_is_their_median() -> None:
+    def invocation(cpu_ms: float, *calls: dict[str, Any]) -> dict[str, Any]:
+        return {"cpu_ms": cpu_ms, "calls": list(calls), "log_bytes": 100, "log_lines": 1}
+
+    put: dict[str, Any] = {"kind": "aws", "service": "dynamodb", "operation": "PutItem", "units": {"write": 2.0}}
+    get: dict[str, Any] = {"kind": "aws", "service": "dynamodb", "operation": "GetItem", "units": {"read": 1.0}}
+    crm: dict[str, Any] = {"kind": "http", "method": "POST"}
+
+    usage = mean_usage([invocation(3.0, put, crm), invocation(4.0, put, get, crm), invocation(50.0, put, crm)])
+
+    assert usage.cpu_ms == 4.0  # a collection in one invocation does not move it
+    assert usage.requests == {"dynamodb PutItem": 1.0, "dynamodb GetItem": pytest.approx(1 / 3), "crm": 1.0}
+    assert usage.write_units == 2.0
+    assert usage.read_units == pytest.approx(1 / 3)
+    assert (usage.log_bytes, usage.log_lines) == (100.0, 1.0)
 
 
 def _usages(cold_cpu_ms: float = 100.0) -> dict[str, FunctionUsage]:
