@@ -195,8 +195,9 @@ class ColdStarts:
             "expected_status": case.expected_status,
         }
 
-    def run(self, spec: dict[str, Any]) -> tuple[ProcessTimes, dict[str, Any]]:
-        """One process from spawn to served; raises naming what went wrong in it."""
+    def run(self, spec: dict[str, Any], cgroup: Path | None = None) -> tuple[ProcessTimes, dict[str, Any]]:
+        """One process from spawn to served, in ``cgroup`` if given (its ``tasks`` file: the CPU
+        share of ``bench.cpu_quota``); raises naming what went wrong in it."""
         spec_path = self._scratch / f"{uuid.uuid4().hex}.json"
         result_path = spec_path.with_suffix(".out")
         errors_path = spec_path.with_suffix(".err")
@@ -211,6 +212,7 @@ class ColdStarts:
                 stderr=errors,
                 pass_fds=(write_end,),
                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
+                preexec_fn=None if cgroup is None else lambda: (cgroup / "tasks").write_text(str(os.getpid())),  # noqa: PLW1509 - no threads spawn processes here
             )
             os.close(write_end)
             try:
