@@ -111,7 +111,7 @@ test: lint types security validate system-packages unit ## every check: lint, ty
 
 # Not part of `make test`: it measures (about 25 minutes, most of it a 1,000-operation drain into a
 # Bitrix24-like portal at 2 requests/s; QUICK=1 a few) and asserts nothing about time.
-bench: build ## cold starts, warm overhead, backlog drain, backfill rate, sizes: one table (docs/performance.md); QUICK=1
+bench: build ## cold starts, warm overhead, backlog drain, backfill rate, sizes: one table; then the cost (docs/performance.md); QUICK=1
 	$(BIN)/python -m bench $(if $(QUICK),--quick)
 
 deploy: validate ## sam deploy --config-env ENV (ENV=dev by default, or prod; needs AWS credentials)

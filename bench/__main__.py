@@ -1,5 +1,5 @@
 """``make bench``: cold starts, warm overhead, an application against a real EspoCRM, CRM requests per
-operation, backlog drains and artifact sizes, in one table.
+operation, backlog drains and artifact sizes, in one table; then what it costs as deployed.
 
 Every figure is a median over repeated runs with its min and max, and every ratio compares with a
 floor measured in the same run (this machine is noisy; absolute times alone mean little). Reads
@@ -14,11 +14,13 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.artifact import (
     BUILD,
+    Twin,
     artifact_sizes,
     build_twin,
     bundled_runtime_distributions,
@@ -27,6 +29,7 @@ from bench.artifact import (
 )
 from bench.backfill import measure_backfill
 from bench.cold import CASES, ColdCase, ColdStarts
+from bench.cost import measure_usage
 from bench.drain import drain
 from bench.real_espocrm import measure_real_espocrm
 from bench.report import Report, machine, render
@@ -35,7 +38,7 @@ from bench.stack import LoopbackStack, StubCrm
 from bench.warm import measure_warm
 from infra.espocrm.local import EspoCrmUnavailable
 
-SECTIONS = ("cold", "warm", "espocrm", "requests", "drain", "backfill", "size")
+SECTIONS = ("cold", "warm", "espocrm", "requests", "drain", "backfill", "size", "cost")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,10 @@ class Config:
     espocrm_applicants: int
     """New applicants through the handler against the real EspoCRM, and as many through its floor."""
     backfill_leads: int
+    cost_processes: int
+    """Fresh processes per function for the cost's usage, each a cold invocation and warm ones."""
+    cost_invocations: int
+    """Warm invocations in each of them."""
     sections: tuple[str, ...] = SECTIONS
     cases: tuple[ColdCase, ...] = field(default=CASES)
 
@@ -68,6 +75,8 @@ FULL = Config(
     bitrix_operations=1000,
     espocrm_applicants=200,
     backfill_leads=1000,
+    cost_processes=5,
+    cost_invocations=20,
 )
 QUICK = Config(
     cold_rounds=3,
@@ -78,6 +87,8 @@ QUICK = Config(
     bitrix_operations=50,
     espocrm_applicants=40,
     backfill_leads=200,
+    cost_processes=3,
+    cost_invocations=10,
 )
 TINY = Config(
     cold_rounds=1,
@@ -88,6 +99,8 @@ TINY = Config(
     bitrix_operations=5,
     espocrm_applicants=3,
     backfill_leads=60,
+    cost_processes=1,
+    cost_invocations=2,
 )
 """Seconds, not minutes: what the unit test runs so that the benchmark cannot rot."""
 
@@ -96,27 +109,32 @@ def _progress(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
+def _on_the_stack(config: Config, twin: Twin, report: Report, log: Callable[[str], None]) -> None:
+    """The sections that run functions against moto and the stub CRM on loopback, on one stack."""
+    stack = LoopbackStack(StubCrm()).start()
+    try:
+        if "cold" in config.sections:
+            report.cold = ColdStarts(twin, stack).measure(config.cases, config.cold_rounds, log)
+        if "warm" in config.sections:
+            report.warm = measure_warm(twin, stack, config.warm_invocations, config.warm_runs, log, cases=config.cases)
+        if "espocrm" in config.sections:
+            try:
+                report.espocrm = measure_real_espocrm(twin, stack, config.espocrm_applicants, log)
+            except EspoCrmUnavailable as exc:
+                report.espocrm_skipped = str(exc)
+                log(f"espocrm: skipped, a real EspoCRM cannot run here: {exc}")
+        if "cost" in config.sections:
+            report.usage = measure_usage(twin, stack, config.cases, config.cost_processes, config.cost_invocations, log)
+    finally:
+        stack.stop()
+
+
 def run(config: Config, build: Path = BUILD, progress: object = _progress) -> Report:
     log = progress if callable(progress) else _progress
     twin = build_twin(build)
     report = Report(machine())
-    if {"cold", "warm", "espocrm"} & set(config.sections):
-        stack = LoopbackStack(StubCrm()).start()
-        try:
-            if "cold" in config.sections:
-                report.cold = ColdStarts(twin, stack).measure(config.cases, config.cold_rounds, log)
-            if "warm" in config.sections:
-                report.warm = measure_warm(
-                    twin, stack, config.warm_invocations, config.warm_runs, log, cases=config.cases
-                )
-            if "espocrm" in config.sections:
-                try:
-                    report.espocrm = measure_real_espocrm(twin, stack, config.espocrm_applicants, log)
-                except EspoCrmUnavailable as exc:
-                    report.espocrm_skipped = str(exc)
-                    log(f"espocrm: skipped, a real EspoCRM cannot run here: {exc}")
-        finally:
-            stack.stop()
+    if {"cold", "warm", "espocrm", "cost"} & set(config.sections):
+        _on_the_stack(config, twin, report, log)
     if "requests" in config.sections:
         log("requests: each operation kind against the EspoCRM and Bitrix24 simulators")
         report.requests = measure_requests()

@@ -10,7 +10,12 @@ SAM's zip make it read what the artifact ships and write no bytecode, as on Lamb
   runtime, httpx from the layer), make the same AWS and CRM calls, nothing else;
 * ``trace``: like ``function``, untimed, recording each AWS and CRM call (the floor replays them);
 * ``serve``: import the handler, then answer events from a pipe (the backlog drain's workers), with
-  DynamoDB optionally in memory behind a fixed latency (``bench.fake_aws``).
+  DynamoDB optionally in memory behind a fixed latency (``bench.fake_aws``);
+* ``meter``: import the handler, serve a list of events (the first one cold), and report for each
+  what it is billed by: CPU time, AWS calls with DynamoDB's capacity units, CRM requests and the
+  bytes written to stdout and stderr, which Lambda sends to CloudWatch Logs (``bench.cost``; the
+  tracing loads botocore and httpx before the handler, so a cold start's CPU time is a
+  ``function`` process's).
 
 Times are ``time.monotonic_ns()`` (CLOCK_MONOTONIC, shared with the parent process), so the parent
 can put the process's start, init and first invocation on one time line.
@@ -39,8 +44,9 @@ def _context(spec: dict[str, Any]) -> Any:
     )
 
 
-def _trace_calls(calls: list[dict[str, Any]]) -> None:
-    """Record every AWS API call (botocore) and CRM request (httpx) the handler makes."""
+def _trace_calls(calls: list[dict[str, Any]], table_keys: dict[str, str] | None = None) -> None:
+    """Record every AWS API call (botocore) and CRM request (httpx) the handler makes; with the
+    tables' keys, each DynamoDB call's capacity units too (``bench.cost.dynamodb_units``)."""
     import botocore.client
     import httpx
 
@@ -49,8 +55,11 @@ def _trace_calls(calls: list[dict[str, Any]]) -> None:
 
     def traced_api_call(client: Any, operation: str, params: dict[str, Any]) -> Any:
         kept = {key: params[key] for key in ("QueueUrl", "TableName", "Name", "KeyId", "SecretId") if key in params}
-        calls.append({"kind": "aws", "service": client.meta.service_model.service_name, "operation": operation} | kept)
-        return make_api_call(client, operation, params)
+        call = {"kind": "aws", "service": client.meta.service_model.service_name, "operation": operation} | kept
+        calls.append(call)
+        if table_keys is None or call["service"] != "dynamodb":
+            return make_api_call(client, operation, params)
+        return _metered_dynamodb_call(make_api_call, client, operation, params, table_keys, call)
 
     def traced_send(client: httpx.Client, request: httpx.Request, **kwargs: Any) -> httpx.Response:
         calls.append(
@@ -68,6 +77,80 @@ def _trace_calls(calls: list[dict[str, Any]]) -> None:
     httpx.Client.send = traced_send  # type: ignore[assignment]
 
 
+PROBES = {"cpu": 0}
+"""CPU nanoseconds spent reading items to size them (``meter`` mode; each thread's own, as
+applications calls DynamoDB from two): not the handler's, taken off it."""
+
+
+def _metered_dynamodb_call(
+    make_api_call: Any, client: Any, operation: str, params: dict[str, Any], keys: dict[str, str], call: dict[str, Any]
+) -> Any:
+    """Make the call and put its capacity units in ``call``, from the item's size before and after
+    (read untimed, with the same client); a refused conditional write is billed too."""
+    from bench.cost import dynamodb_units, item_size
+
+    def size() -> int:
+        cpu = time.thread_time_ns()
+        item = params.get("Key") or {keys[params["TableName"]]: params["Item"][keys[params["TableName"]]]}
+        read = make_api_call(client, "GetItem", {"TableName": params["TableName"], "Key": item, "ConsistentRead": True})
+        PROBES["cpu"] += time.thread_time_ns() - cpu
+        return item_size(read.get("Item") or {})
+
+    before = size() if operation != "GetItem" else 0
+    try:
+        result = make_api_call(client, operation, params)
+    finally:
+        after = size()
+        call["units"] = dynamodb_units(operation, max(before, after), consistent=bool(params.get("ConsistentRead")))
+    return result
+
+
+class _LogBytes:
+    """Stands in for stdout and stderr: what a function writes there is what CloudWatch Logs ingests,
+    one log event a line."""
+
+    encoding = "utf-8"
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.lines = 0
+
+    def write(self, text: str) -> int:
+        self.bytes += len(text.encode())
+        self.lines += text.count("\n")
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _meter(handler: Any, spec: dict[str, Any], calls: list[dict[str, Any]], logs: _LogBytes) -> None:
+    """Serve each event of the spec and report what it was billed by (the first one is the cold one,
+    whose log bytes include what the handler's import wrote)."""
+    init_log_bytes = logs.bytes
+    invocations = []
+    for event in spec["events"]:
+        first_call, probes, log_bytes, log_lines = len(calls), PROBES["cpu"], logs.bytes, logs.lines
+        cpu = time.process_time_ns()
+        problem = _check(handler(event, _context(spec)), spec.get("expected_status"))
+        if problem:
+            raise RuntimeError(f"{spec['handler']}: {problem}")
+        invocations.append(
+            {
+                "cpu_ms": (time.process_time_ns() - cpu - (PROBES["cpu"] - probes)) / 1e6,
+                "calls": calls[first_call:],
+                "log_bytes": logs.bytes - log_bytes,
+                "log_lines": logs.lines - log_lines,
+            }
+        )
+    report = {"init_log_bytes": init_log_bytes, "invocations": invocations, "peak_rss_kb": _peak_rss_kb()}
+    with open(spec["result_path"], "w", encoding="utf-8") as file:
+        json.dump(report, file)
+
+
 def _imported_files() -> list[dict[str, Any]]:
     """Every module loaded from Python code, and whether it ran from bytecode that was there to load
     (a module shipped as bytecode only has its ``.pyc`` as ``__file__``)."""
@@ -79,6 +162,13 @@ def _imported_files() -> list[dict[str, Any]]:
         elif path and path.endswith(".py"):
             imported.append({"file": path, "bytecode": cached is not None and os.path.exists(cached)})
     return imported
+
+
+def _peak_rss_kb() -> int:
+    """This process's peak resident memory (``VmHWM``: getrusage's would include the parent's,
+    from before the exec)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 
 
 def _import_handler(name: str) -> Any:
@@ -186,6 +276,10 @@ def main(spec_path: str) -> int:
     calls: list[dict[str, Any]] = []
     if mode == "trace":
         _trace_calls(calls)
+    logs = _LogBytes()
+    if mode == "meter":
+        _trace_calls(calls, spec["table_keys"])
+        sys.stdout = sys.stderr = logs
     context = _context(spec)
     booted = _now()
     problem: str | None = None
@@ -201,6 +295,9 @@ def main(spec_path: str) -> int:
             install({"dynamodb": FakeDynamoDb(latency_seconds=spec["fake_dynamodb_latency_ms"] / 1000)})
         handler = _import_handler(spec["handler"])
         initialized = _now()
+        if mode == "meter":
+            _meter(handler, spec, calls, logs)
+            os._exit(0)
         if mode == "serve":
             with os.fdopen(spec["in_fd"], encoding="utf-8") as reader, os.fdopen(spec["out_fd"], "w") as writer:
                 writer.write("ready\n")

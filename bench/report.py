@@ -6,6 +6,7 @@ import datetime
 import os
 import platform
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bench.artifact import (
@@ -18,7 +19,20 @@ from bench.artifact import (
 )
 from bench.backfill import BackfillResult
 from bench.cold import ColdResult
+from bench.cost import (
+    LINES,
+    MEMORY_SIZES,
+    MIX,
+    FunctionUsage,
+    Usage,
+    judged_usage,
+    leads_cost,
+    memory_choice,
+    memory_options,
+    monthly_cost,
+)
 from bench.drain import DrainResult
+from bench.prices import REGION, TRANSCRIBED
 from bench.real_espocrm import TARGET as ESPOCRM_TARGET
 from bench.real_espocrm import RealCrmResult
 from bench.requests import RETRY, RequestCount
@@ -52,6 +66,8 @@ class Report:
     snippet: SnippetSize | None = None
     runtime_bundled: list[str] = field(default_factory=list)
     bytecode_files: int = 0
+    usage: list[FunctionUsage] = field(default_factory=list)
+    """What each function is billed by, measured: the cost tables."""
 
 
 def machine() -> dict[str, str]:
@@ -280,17 +296,115 @@ def _backfill_row(result: BackfillResult) -> tuple[str, str, str, str, str, str]
     )
 
 
-HEADER = ("measure", "median (min-max)", "floor / detail", "ratio", "target", "")
+LEADS_PER_DAY = (20, 2000)
+"""The monthly cost is given at these traffics (issue 22)."""
 
 
-def render(report: Report) -> str:
-    table = [HEADER, *rows(report)]
-    widths = [max(len(row[column]) for row in table) for column in range(len(HEADER))]
-    lines = [
-        "crm-bridge bench, {date}: {cpus} CPUs {arch} ({cpu}), Python {python}, load {load}".format(**report.machine)
+def cost_rows(usages: list[FunctionUsage]) -> list[tuple[str, ...]]:
+    """Each cost line for 1,000 leads of ``MIX`` (every invocation warm, every one cold) and a month
+    at each of ``LEADS_PER_DAY``; the last row their totals."""
+    by_function = {usage.function: usage for usage in usages}
+    columns = [
+        leads_cost(by_function, 1000, lambda count: 0.0),
+        leads_cost(by_function, 1000, lambda count: 1.0),
+        *(monthly_cost(by_function, leads) for leads in LEADS_PER_DAY),
     ]
+    table = [(label, *(f"${column[line]:.4f}" for column in columns)) for line, label in LINES.items()]
+    table.append(("total", *(f"${sum(column.values()):.4f}" for column in columns)))
+    return table
+
+
+def _calls(usage: Usage) -> str:
+    return ", ".join(f"{key} {count:g}" for key, count in sorted(usage.requests.items())) or "none"
+
+
+def usage_rows(usages: list[FunctionUsage]) -> list[tuple[str, ...]]:
+    """Per function and invocation: the CPU, the calls, DynamoDB's units and the log bytes measured."""
+    table: list[tuple[str, ...]] = []
+    for usage in usages:
+        for kind, measured in (("cold", usage.cold), ("warm", usage.warm)):
+            table.append(
+                (
+                    f"{usage.function} {kind}",
+                    f"{measured.cpu_ms:.1f} ms",
+                    f"{measured.wait_ms:.0f} ms",
+                    _calls(measured),
+                    f"{measured.read_units:g} / {measured.write_units:g}",
+                    f"{measured.log_bytes:.0f} B, {measured.log_lines:g} lines",
+                )
+            )
+    return table
+
+
+def memory_rows(usages: list[FunctionUsage]) -> list[tuple[str, ...]]:
+    """Per function: the judged duration and its cost at each size, the peak memory, the choice."""
+    table = []
+    for usage in usages:
+        options = memory_options(usage, judged_usage(usage))
+        chosen = memory_choice(options)
+        table.append(
+            (
+                usage.function,
+                "cold start" if judged_usage(usage) is usage.cold else "warm",
+                f"{usage.peak_rss_mb:.0f} MB",
+                *(
+                    f"{option.duration_ms:.0f} ms ${option.cost * 1e6:.2f}" + ("" if option.fits else " (no fit)")
+                    for option in options
+                ),
+                f"{chosen.memory_mb} MB",
+                f"{usage.memory_mb} MB" + ("" if chosen.memory_mb == usage.memory_mb else " CHANGE"),
+            )
+        )
+    return table
+
+
+def _table(header: tuple[str, ...], body: Sequence[tuple[str, ...]]) -> list[str]:
+    table = [header, *body]
+    widths = [max(len(row[column]) for row in table) for column in range(len(header))]
+    lines = []
     for index, row in enumerate(table):
         lines.append(" | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
         if index == 0:
             lines.append("-+-".join("-" * width for width in widths))
+    return lines
+
+
+def render_costs(usages: list[FunctionUsage]) -> list[str]:
+    mix = " and ".join(f"{count} {kind}s" for kind, count in MIX.items())
+    return [
+        "",
+        f"cost at AWS list prices, {REGION} (transcribed {TRANSCRIBED}: bench/prices.py), no free tier;"
+        f" leads in the proportion of {mix}",
+        *_table(
+            (
+                "line",
+                "1,000 leads, warm",
+                "1,000 leads, cold",
+                *(f"month at {leads:,} leads/day" for leads in LEADS_PER_DAY),
+            ),
+            cost_rows(usages),
+        ),
+        "",
+        "usage per invocation, measured (CPU on this machine; waits modelled: bench/cost.py LATENCY_MS)",
+        *_table(("function", "CPU", "waits", "calls", "DynamoDB RRU / WRU", "logs"), usage_rows(usages)),
+        "",
+        "MemorySize: the cheapest size within 10% of the fastest (duration, and Lambda's request and GB-s"
+        " in millionths of a dollar), CPU x 1769/MB below 1769 MB",
+        *_table(
+            ("function", "judged by", "peak", *(f"{size} MB" for size in MEMORY_SIZES), "choice", "template"),
+            memory_rows(usages),
+        ),
+    ]
+
+
+HEADER = ("measure", "median (min-max)", "floor / detail", "ratio", "target", "")
+
+
+def render(report: Report) -> str:
+    lines = [
+        "crm-bridge bench, {date}: {cpus} CPUs {arch} ({cpu}), Python {python}, load {load}".format(**report.machine),
+        *_table(HEADER, rows(report)),
+    ]
+    if report.usage:
+        lines.extend(render_costs(report.usage))
     return "\n".join(lines)

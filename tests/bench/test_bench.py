@@ -56,6 +56,14 @@ def test_the_benchmark_runs_every_section_in_a_tiny_configuration() -> None:
 
     assert LAYER in {size.name for size in report.sizes}
     assert report.runtime_bundled == []
+    # What each function is billed by: a click's worker writes the lead with two CRM requests and
+    # claims its idempotency record; every function fits in the smallest size Lambda offers.
+    usage = {measured.function: measured for measured in report.usage}
+    assert set(usage) == {case.function for case in TINY.cases}
+    assert usage["RedirectFunction"].warm.requests == {"sqs SendMessage": 1}
+    assert usage["WorkerFunction"].warm.requests["crm"] == 2
+    assert usage["WorkerFunction"].warm.write_units >= 1
+    assert all(0 < measured.peak_rss_mb < 128 for measured in report.usage)
     table = render(report)
     # The backfill reads 49 leads and their comments per request: 60 leads are two requests.
     backfill = report.backfill
@@ -70,6 +78,8 @@ def test_the_benchmark_runs_every_section_in_a_tiny_configuration() -> None:
         "backfill",
         f"size {LAYER}",
         "size site/crm-bridge.js",
+        "cost at AWS list prices",
+        "month at 2,000 leads/day",
     ):
         assert measure in table
 
