@@ -109,7 +109,7 @@ def click_operation() -> MessengerClickOperation:
 
 def sqs_event(stack: LoopbackStack, operations: list[MessengerClickOperation] | None = None) -> dict[str, Any]:
     """An SQS batch as Lambda's event source mapping delivers it (first receive of each message)."""
-    queue = stack.resource("OperationsQueue")
+    queue = stack.queue("OperationsQueue")
     records = []
     for operation in operations or [click_operation()]:
         message = {
@@ -119,7 +119,7 @@ def sqs_event(stack: LoopbackStack, operations: list[MessengerClickOperation] | 
             "Attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(int(time.time() * 1000))},
             "MessageAttributes": operation_attributes(operation),
         }
-        records.append(sqs_record(message, queue.attributes["Arn"], "eu-central-1"))
+        records.append(sqs_record(message, queue.arn, "eu-central-1"))
     return {"Records": records}
 
 

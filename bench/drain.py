@@ -126,8 +126,8 @@ class PrefetchingPoller:
         on_batch: Callable[[BatchOutcome], None],
     ) -> None:
         self._sqs = sqs
-        self._url = queue.ref
-        self._arn = queue.attributes["Arn"]
+        self._url = queue.url
+        self._arn = queue.arn
         self._source = source
         self._invoke = invoke
         self._on_batch = on_batch
@@ -222,7 +222,7 @@ class DrainResult:
 
 def _enqueue(stack: LoopbackStack, count: int) -> None:
     sqs = stack.aws.client("sqs")
-    queue_url = stack.resource("OperationsQueue").ref
+    queue_url = stack.queue("OperationsQueue").url
     for start in range(0, count, 10):
         entries = []
         for _ in range(min(10, count - start)):
@@ -239,7 +239,7 @@ def _enqueue(stack: LoopbackStack, count: int) -> None:
 
 def _dead_lettered(stack: LoopbackStack) -> int:
     attributes = stack.aws.client("sqs").get_queue_attributes(
-        QueueUrl=stack.resource("DeadLetterQueue").ref,
+        QueueUrl=stack.queue("DeadLetterQueue").url,
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
     return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
@@ -295,10 +295,10 @@ def drain(
                 done.set()
 
     try:
-        (source,) = [source for source in stack.template.queue_sources() if source.function == WORKER]
+        (source,) = [source for source in stack.queue_sources() if source.function == WORKER]
         concurrency = source.maximum_concurrency or 1
         _enqueue(stack, operations)
-        queue = stack.resource("OperationsQueue")
+        queue = stack.queue("OperationsQueue")
         pace = stack.environment(WORKER, twin.task(WORKER)).get("BITRIX24_REQUESTS_PER_SECOND")
         for _ in range(concurrency):
             worker = WorkerProcess(twin, stack, dynamodb_latency_ms)

@@ -1,8 +1,9 @@
 """The stack on loopback for the benchmark: moto with the template's resources, and a stub CRM.
 
-Reuses the local runner's pieces (``infra.local``): moto's server with the queues, tables and key
-``template.yaml`` declares, each function's environment resolved from the template, and the CRM key
-kept in (local) SSM as a deployed stack keeps it, so a cold start reads it from there. The CRM is
+Reuses the local runner's pieces (``infra.local``): moto's server with ``template.yaml`` deployed into
+it as a stack, each function's environment that of the deployed function, and the CRM key kept in
+(local) SSM as a deployed stack keeps it, so a cold start reads it from there. IAM is not enforced
+here: the benchmark measures the functions, not moto's policy checks. The CRM is
 the recorded-fixture simulator behind a real loopback HTTP server (``tests/e2e/stub_crm.py``), with
 an optional fixed latency per request and, for Bitrix24, the portal's leaky-bucket rate limit.
 """
@@ -16,14 +17,15 @@ import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from infra.espocrm.local import free_port
-from infra.local.aws import REGION, LocalAws, provision, store_secret
+from infra.local.aws import REGION, LocalAws, store_secret
 from infra.local.functions import lambda_environment
-from infra.local.template import FunctionSpec, Resolver, Template, load_template, parameter_values
+from infra.local.stack import Stack, deploy, function_configuration, queue_sources
+from infra.local.template import FunctionSpec, QueueSource, Template, load_template, parameter_values
+from infra.sam import load_sam_file
 from tests.e2e.stub_crm import StubEspoCrm
 from tests.simulators.base import Failure
 from tests.simulators.bitrix24 import LeakyBucket, SimulatedBitrix24
@@ -94,14 +96,20 @@ class StubCrm(StubEspoCrm):
         return response
 
 
+@dataclass(frozen=True)
+class Queue:
+    url: str
+    arn: str
+
+
 @dataclass
 class LoopbackStack:
-    """moto with the template's resources and a started stub CRM; each function's Lambda environment."""
+    """moto with the template deployed into it and a started stub CRM; each function's Lambda environment."""
 
     crm: StubCrm
     template: Template = field(default_factory=lambda: load_template(ROOT / "template.yaml"))
     aws: LocalAws = field(default_factory=LocalAws)
-    resolver: Resolver | None = None
+    deployed: Stack | None = None
     table_keys: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> LoopbackStack:
@@ -117,13 +125,12 @@ class LoopbackStack:
             store_secret(self.aws, ESPOCRM_KEY_PARAMETER, ESPOCRM_API_KEY)
         # moto keeps its state per process, across servers: each stack names its resources afresh.
         stack_name = f"{STACK_NAME}-{uuid.uuid4().hex[:6]}"
-        self.resolver = Resolver(
-            self.template, parameter_values(self.template, overrides), region=REGION, stack_name=stack_name
+        self.deployed = deploy(
+            self.aws, load_sam_file(ROOT / "template.yaml"), parameter_values(self.template, overrides), stack_name
         )
-        provision(self.aws, self.resolver)
         dynamodb = self.aws.client("dynamodb")
-        for logical_id in self.template.of_type("AWS::DynamoDB::Table"):
-            name = self.resolver.resources[logical_id].ref
+        for table in self.deployed.of_type("AWS::DynamoDB::Table"):
+            name = table.physical_id
             schema = dynamodb.describe_table(TableName=name)["Table"]["KeySchema"]
             self.table_keys[name] = next(key["AttributeName"] for key in schema if key["KeyType"] == "HASH")
         return self
@@ -138,17 +145,25 @@ class LoopbackStack:
     def functions(self) -> dict[str, FunctionSpec]:
         return self.template.functions()
 
-    def resource(self, logical_id: str) -> Any:
-        if self.resolver is None:
+    def queue(self, logical_id: str) -> Queue:
+        if self.deployed is None:
             raise RuntimeError("the stack is not started")
-        return self.resolver.resources[logical_id]
+        url = self.deployed.resources[logical_id].physical_id
+        arn = self.aws.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+        return Queue(url, arn["Attributes"]["QueueArn"])
+
+    def queue_sources(self) -> list[QueueSource]:
+        if self.deployed is None:
+            raise RuntimeError("the stack is not started")
+        return queue_sources(self.aws, self.deployed)
 
     def environment(self, function: str, task_root: Path) -> dict[str, str]:
-        """What Lambda sets for ``function``, from the template, pointing at this stack."""
-        if self.resolver is None:
+        """What Lambda sets for ``function``: the deployed function's variables, pointing at this stack."""
+        if self.deployed is None:
             raise RuntimeError("the stack is not started")
         spec = self.functions[function]
-        declared = self.resolver.environment(spec)
+        variables = function_configuration(self.aws, self.deployed, function)["Environment"]["Variables"]
+        declared = {name: str(value) for name, value in variables.items()}
         if self.crm.provider == "espocrm":
             # The template only takes https:// sites (the EspoCrmUrl parameter); the stub is plain http.
             declared["ESPOCRM_URL"] = self.crm.base_url

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from crm_bridge.errors import SettingsError
 from crm_bridge.settings import CrmProviderName, load_settings
-from infra.local.template import FunctionSpec, Template
+from infra.local.template import Template
 
 LOCAL_DEFAULTS: dict[str, str] = {
     # Where /go/{channel} leads. Placeholders of the right shape: replace them in .env.
@@ -46,7 +46,13 @@ CRM_SETTINGS = (
     "BITRIX24_WEBHOOK_URL",
     "SANDBOX_DB_PATH",
 )
-SECRETS = ("ESPOCRM_API_KEY", "ESPOCRM_HMAC_SECRET", "BITRIX24_WEBHOOK_URL")
+# Each secret's value goes into the local SSM; the name of its parameter is the stack's parameter.
+SECRET_PARAMETERS = {  # nosec B105  # the names of stack parameters, no secrets
+    "ESPOCRM_API_KEY": "EspoCrmApiKeyName",
+    "ESPOCRM_HMAC_SECRET": "EspoCrmHmacSecretName",
+    "BITRIX24_WEBHOOK_URL": "Bitrix24WebhookUrlName",
+}
+SECRETS = tuple(SECRET_PARAMETERS)
 LOCAL_PARAMETER_PREFIX = "/crm-bridge/local/"
 RUNNER_SETTINGS = ("LOCAL_PORT", "DEMO_API_ORIGIN", "LOCAL_THROTTLING")
 DEFAULT_PORT = 3000
@@ -82,6 +88,11 @@ class CrmChoice:
     """The CRM variables every CRM function gets (secrets not among them: see ``secrets``)."""
     secrets: dict[str, str] = field(default_factory=dict)
     """Secret values by variable name, to be stored in the local SSM."""
+
+    def stack_parameters(self) -> dict[str, str]:
+        """The names of the secrets' parameters, as the stack takes them (its functions' variables and
+        the policy that lets them read these parameters, and no others, follow from them)."""
+        return {SECRET_PARAMETERS[name]: local_secret_name(name) for name in self.secrets}
 
     @property
     def is_sandbox(self) -> bool:
@@ -228,15 +239,11 @@ def place_settings(config: LocalConfig, template: Template) -> Placement:
     return placement
 
 
-def function_settings(
-    spec: FunctionSpec, resolved: Mapping[str, str], placement: Placement, crm: CrmChoice
-) -> dict[str, str]:
-    """A function's variables: the template's, resolved, with the local values laid over them."""
+def function_settings(resolved: Mapping[str, str], placement: Placement, crm: CrmChoice) -> dict[str, str]:
+    """A function's variables: the deployed function's, with the local values laid over them (the CRM
+    connection, which a stack could not take as it stands: the sandbox, an http:// EspoCRM)."""
     environment = dict(resolved)
     environment |= {name: value for name, value in placement.overrides.items() if name in environment}
     if "CRM_PROVIDER" in environment:
         environment |= crm.settings
-        for name in crm.secrets:
-            environment[f"{name}_PARAM"] = local_secret_name(name)
-            environment.pop(name, None)
     return environment

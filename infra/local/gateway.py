@@ -211,7 +211,7 @@ class Gateway:
         self._invoke = invoke
         self._console = console
         self._pages = pages
-        self._throttles = dict(throttles or {})
+        self.throttles = dict(throttles or {})
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -257,7 +257,7 @@ class Gateway:
         return reply
 
     def _call(self, route: Route, request: Request, parameters: dict[str, str]) -> Reply:
-        throttle = self._throttles.get(route.route_key)
+        throttle = self.throttles.get(route.route_key)
         if throttle is not None and throttle.take() is None:
             self._console.throttled(request.method, request.path, throttle.rate, throttle.burst)
             return Reply.json(429, {"message": "Too Many Requests"})

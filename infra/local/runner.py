@@ -1,9 +1,11 @@
-"""``make run``: the whole of crm-bridge on loopback, from template.yaml, without AWS or Docker.
+"""``make run``: the whole of crm-bridge on loopback, deployed from template.yaml, without AWS or Docker.
 
-Starts moto's server and creates the template's queues, tables and keys in it; starts every
-template function in a process of its own with the environment the template declares; serves the
-HttpApi routes on 127.0.0.1 with the demo page and Swagger UI beside them; feeds the queue to the
-worker as Lambda's event source mapping does. Ctrl-C (or SIGTERM) stops all of it.
+Starts moto's server and deploys the stack into it (SAM's transform, then CloudFormation); starts every
+deployed function in a process of its own with its deployed environment and its own role's credentials,
+with IAM enforced from then on; serves the API that moto's CloudFormation does not create (routes,
+CORS, throttles of the transformed template) on 127.0.0.1 with the demo page and Swagger UI beside
+them; feeds the queue to the worker as Lambda's event source mapping does, with the worker role's
+rights. Ctrl-C (or SIGTERM) stops all of it.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from crm_bridge.settings import CrmProviderName
-from infra.local.aws import REGION, LocalAws, provision, queue_depths, store_secret
+from infra.local.aws import REGION, LocalAws, queue_depths, store_secret
 from infra.local.config import (
     DEFAULT_PORT,
     ConfigError,
@@ -40,10 +44,29 @@ from infra.local.gateway import Cors, Gateway, route_throttle
 from infra.local.pages import DemoSettings, LocalPages
 from infra.local.poller import BatchOutcome, QueuePoller
 from infra.local.sandbox import SandboxStore
-from infra.local.template import Resolver, Template, TemplateError, load_template, parameter_values
+from infra.local.stack import (
+    Stack,
+    dead_letter_queue_arn,
+    deploy,
+    function_configuration,
+    operator_credentials,
+    queue_sources,
+    queue_url,
+    role_credentials,
+)
+from infra.local.template import (
+    QueueSource,
+    Template,
+    TemplateError,
+    api_cors,
+    api_routes,
+    api_throttles,
+    load_template,
+    parameter_values,
+)
+from infra.sam import load_sam_file
 
 ROOT = Path(__file__).parents[2]
-STACK_NAME = "crm-bridge-local"
 STATE_FILE = "runner.env"
 
 
@@ -71,7 +94,7 @@ class Runner:
         self._dead_letters = 0
         self._dead_letter_lock = threading.Lock()
         self._settings: dict[str, dict[str, str]] = {}
-        """Each function's variables (the template's, resolved, with the local values)."""
+        """Each function's variables (the deployed function's, with the local values)."""
 
     def start(self) -> None:
         started = time.perf_counter()
@@ -80,29 +103,20 @@ class Runner:
         crm = choose_crm(config, self.data_dir)
         placement = place_settings(config, template)
         # SITE_ORIGINS is the SiteOrigins list joined: its local value is the parameter's too, so that
-        # the HttpApi's CORS origins (!Ref SiteOrigins) are the ones the functions get.
+        # the API's CORS origins (!Ref SiteOrigins) are the ones the functions get.
         joined = {
             parameter: placement.overrides[name]
             for name, parameter in template.list_parameter_for_variable().items()
             if name in placement.overrides
         }
-        parameters = parameter_values(template, joined | placement.parameters)
+        parameters = parameter_values(template, joined | placement.parameters | crm.stack_parameters())
         port = self.arguments.port if self.arguments.port is not None else config.port
         demo_api_origin = config.demo_api_origin
-        resolver = Resolver(template, parameters, region=REGION, stack_name=STACK_NAME)
-        cors = Cors.from_template(resolver.resolve(template.cors_configuration()))
-        throttles = {
-            route: throttle
-            for route, settings in template.route_throttles().items()
-            if config.throttling and (throttle := route_throttle(resolver.resolve(settings))) is not None
-        }
 
         sandbox = SandboxStore(Path(crm.settings["SANDBOX_DB_PATH"])) if crm.is_sandbox else None
         pages = LocalPages(ROOT / "docs" / "openapi.json", lambda: self._status(crm.describe(), sandbox), sandbox)
         try:  # the port first: if it is taken, nothing else needs starting
-            self.gateway = Gateway(
-                template.routes(), self._invoke, self.console, port=port, pages=pages, cors=cors, throttles=throttles
-            )
+            self.gateway = Gateway([], self._invoke, self.console, port=port, pages=pages)
         except OSError as exc:
             raise ConfigError(
                 f"cannot listen on 127.0.0.1:{port} ({exc.strerror}): try make run PORT=<another>"
@@ -115,13 +129,23 @@ class Runner:
         for name in sorted(placement.wired):
             self.console.banner("ignored", f"{name}: {self.arguments.template.name} sets it to its own resource")
 
-        self._start_aws(template, resolver, crm)
-        self._start_functions(template, resolver, placement, crm)
-        self._start_pollers(template, resolver)
+        stack = self._deploy(parameters, crm)
+        cors = Cors.from_template(api_cors(stack.template))
+        self.gateway.routes = api_routes(stack.template)
+        self.gateway.cors = cors
+        if config.throttling:
+            self.gateway.throttles = {
+                route: throttle
+                for route, settings in api_throttles(stack.template, stack.parameters).items()
+                if (throttle := route_throttle(settings)) is not None
+            }
+        configurations, credentials, sources = self._enforce_iam(stack)
+        self._start_functions(template, configurations, placement, crm, credentials)
+        self._start_pollers(stack, sources, credentials)
         pages.demo = DemoSettings(demo_api_origin, self._function_setting("COOKIE_DOMAIN"))
         self.gateway.start()
         self._write_state()
-        for route in template.routes():
+        for route in self.gateway.routes:
             self.console.banner("route", f"{route.route_key:<32} -> {route.function}")
         self.console.banner("demo", f"{self.gateway.url}/   (Swagger UI: {self.gateway.url}/docs)")
         if demo_api_origin:
@@ -129,8 +153,8 @@ class Runner:
         self.console.banner("CORS", self._cors_text(cors))
         self.console.banner(
             "throttles",
-            "each route's own, from the template (429 beyond them)"
-            if throttles
+            "each route's own, from the stage of the transformed template (429 beyond them)"
+            if config.throttling
             else "off (LOCAL_THROTTLING=off): every request reaches its function",
         )
         self.console.banner(
@@ -138,26 +162,63 @@ class Runner:
         )
         self.console.banner("ready", f"in {time.perf_counter() - started:.1f} s; Ctrl-C stops everything")
 
-    def _start_aws(self, template: Template, resolver: Resolver, crm: CrmChoice) -> None:
-        """moto, the template's resources in it, and the CRM's secrets where the functions read them."""
+    def _deploy(self, parameters: Mapping[str, object], crm: CrmChoice) -> Stack:
+        """moto, the CRM's secrets where the functions read them, and the stack deployed into it."""
         self.aws.start()
-        created = provision(self.aws, resolver)
         for name, value in crm.secrets.items():
             store_secret(self.aws, local_secret_name(name), value)
             self.console.banner("secret", f"{name} kept in the local SSM as {local_secret_name(name)}")
-        main_queue, dead_letter_queue = template.main_and_dead_letter_queues()
-        self.queue_url = resolver.resources[main_queue].ref
-        self.dead_letter_url = resolver.resources[dead_letter_queue].ref
-        self.console.banner("AWS", f"moto on {self.aws.endpoint}, from {self.arguments.template.name}:")
-        for item in created:
-            self.console.banner("", f"{item.resource_type:<22} {item.logical_id:<22} {item.name}")
+        stack = deploy(self.aws, load_sam_file(self.arguments.template), parameters)
+        self.console.banner("AWS", f"moto on {self.aws.endpoint}: stack {stack.name} {stack.status}")
+        for resource in sorted(stack.resources.values(), key=lambda item: item.resource_type):
+            self.console.banner("", f"{resource.resource_type:<34} {resource.logical_id:<36} {resource.physical_id}")
+        for logical_id, resource_type in sorted(stack.skipped.items(), key=lambda item: item[1]):
+            emulated = "emulated by the runner" if resource_type.startswith("AWS::ApiGatewayV2") else "not emulated"
+            self.console.banner("", f"{resource_type:<34} {logical_id:<36} not created by moto: {emulated}")
+        return stack
 
-    def _start_functions(self, template: Template, resolver: Resolver, placement: Placement, crm: CrmChoice) -> None:
+    def _enforce_iam(
+        self, stack: Stack
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]], list[QueueSource]]:
+        """Read what the runner needs of the stack, then enforce IAM: the runner's own rights are then
+        the operator's, who may look at the queues and no more. Each function's deployed configuration,
+        the credentials of its role, and the queue sources."""
+        configurations = {
+            resource.logical_id: function_configuration(self.aws, stack, resource.logical_id)
+            for resource in stack.of_type("AWS::Lambda::Function")
+        }
+        credentials = {
+            name: role_credentials(self.aws, configuration["Role"], name)
+            for name, configuration in configurations.items()
+        }
+        sources = queue_sources(self.aws, stack)
+        self.queue_url = queue_url(stack, sources[0].queue) if sources else ""
+        self.dead_letter_url = queue_url(stack, dead_letter_queue_arn(self.aws, self.queue_url))
+        self.aws.enforce_iam(operator_credentials(self.aws, stack), self._access_denied)
+        self.console.banner("IAM", "enforced: each function acts with its own role's rights, the runner as operator")
+        return configurations, credentials, sources
+
+    def _access_denied(self, caller: str, action: str, resource: str) -> None:
+        self.console.line("IAM", f"AccessDenied: {caller} may not {action} on {resource}", level="ERROR")
+
+    def _start_functions(
+        self,
+        template: Template,
+        configurations: Mapping[str, dict[str, Any]],
+        placement: Placement,
+        crm: CrmChoice,
+        credentials: dict[str, dict[str, str]],
+    ) -> None:
         """Every function's process, started together; each cold start is over when this returns."""
-        for spec in template.functions().values():
-            declared = function_settings(spec, resolver.environment(spec), placement, crm)
+        for source in template.functions().values():
+            deployed = configurations[source.logical_id]
+            spec = replace(source, timeout_seconds=deployed["Timeout"], memory_mb=deployed["MemorySize"])
+            variables = {name: str(value) for name, value in deployed["Environment"]["Variables"].items()}
+            declared = function_settings(variables, placement, crm)
             self._settings[spec.logical_id] = declared
-            environment = lambda_environment(spec, declared | self.aws.environment(), REGION)
+            environment = lambda_environment(
+                spec, declared | self.aws.environment(credentials[spec.logical_id]), REGION
+            )
             # The sandbox is not in the layer: a function that may build it gets it registered first.
             preload = (SandboxStore.__module__,) if declared.get("CRM_PROVIDER") == CrmProviderName.SANDBOX else ()
             self.functions[spec.logical_id] = LocalFunction(
@@ -170,15 +231,14 @@ class Runner:
                 error = self.functions[name].init_error or {}
                 self.console.line(name, f"init failed: {error.get('errorMessage')}", level="ERROR")
 
-    def _start_pollers(self, template: Template, resolver: Resolver) -> None:
-        sqs = self.aws.client("sqs")
-        for source in template.queue_sources():
-            queue = resolver.resources[source.queue]
+    def _start_pollers(self, stack: Stack, sources: list[QueueSource], credentials: dict[str, dict[str, str]]) -> None:
+        """Lambda's event source mappings, as deployed, each with its function's role's rights."""
+        for source in sources:
             function = self.functions[source.function]
             poller = QueuePoller(
-                sqs,
-                queue_url=queue.ref,
-                queue_arn=queue.attributes["Arn"],
+                self.aws.client("sqs", credentials[source.function]),
+                queue_url=queue_url(stack, source.queue),
+                queue_arn=source.queue,
                 region=REGION,
                 source=source,
                 invoke=function.invoke,
@@ -188,6 +248,9 @@ class Runner:
             )
             poller.start()
             self.pollers.append(poller)
+        self.console.banner(
+            "worker", "fed by the runner's poller (moto's event source mapping disabled: it would run Docker)"
+        )
 
     def _function_setting(self, name: str) -> str:
         """A variable as the functions that declare it got it ("" when none does)."""
@@ -264,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):  # a developer's real AWS stays out of this
         os.environ.pop(name, None)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server would log every AWS call
+    logging.getLogger("moto").setLevel(logging.ERROR)  # its warnings of each type it skips: listed once, here
     console = Console()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

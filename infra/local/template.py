@@ -1,17 +1,15 @@
-"""template.yaml as the local runner reads it: routes, functions, queues, tables and keys.
+"""template.yaml as the local runner reads it, by resource *type* and property, never by logical id.
 
-Everything the runner starts is derived from the SAM template by resource *type* and property, never
-by logical id, so that local and deployed cannot drift: the HttpApi events of each
-``AWS::Serverless::Function`` are the gateway's routes, its ``SQS`` event is the poller's source,
-the ``AWS::SQS::Queue`` / ``AWS::DynamoDB::Table`` / ``AWS::KMS::Key`` resources are what moto gets,
-and each function's environment (Globals merged in, as SAM does) is resolved against the local
-resources by :class:`Resolver`, a small evaluator of the intrinsic functions the template uses.
+The SAM source says where each function's code is and which of its variables a local setting may set
+(Globals merged in, as SAM does); the parameters are checked as CloudFormation checks them. The API
+Gateway that moto's CloudFormation does not create is read from the *transformed* template, as
+deployed: the routes and CORS of each ``AWS::ApiGatewayV2::Api`` body, the throttles of its stage.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -19,58 +17,25 @@ from typing import Any
 
 import yaml
 
-SERVERLESS_FUNCTION = "AWS::Serverless::Function"
-SQS_QUEUE = "AWS::SQS::Queue"
-DYNAMODB_TABLE = "AWS::DynamoDB::Table"
-KMS_KEY = "AWS::KMS::Key"
-KMS_ALIAS = "AWS::KMS::Alias"
-HTTP_API = "AWS::Serverless::HttpApi"
+from infra.sam import load_sam
 
-ACCOUNT_ID = "123456789012"  # moto's default account
-_SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
-_NO_VALUE = object()
+SERVERLESS_FUNCTION = "AWS::Serverless::Function"
+API = "AWS::ApiGatewayV2::Api"
+STAGE = "AWS::ApiGatewayV2::Stage"
+_INTEGRATED_FUNCTION = re.compile(r"\$\{(\w+)\.Arn\}")
 
 
 class TemplateError(Exception):
     """The template cannot be run locally as it stands; the message says where."""
 
 
-class Unresolved(Exception):
-    """A reference to a resource that does not exist locally (yet): provisioning order decides."""
-
-
 # --- loading -------------------------------------------------------------------------------------
-
-
-class _CfnLoader(yaml.SafeLoader):
-    """YAML with CloudFormation's short-form tags (``!Ref``, ``!GetAtt``, ``!Sub`` ...)."""
-
-
-def _construct_intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
-    name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-        if tag_suffix == "GetAtt":
-            value = str(value).split(".", 1)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    elif isinstance(node, yaml.MappingNode):
-        value = loader.construct_mapping(node, deep=True)
-    else:  # pragma: no cover - YAML has no other kind of node
-        raise TemplateError(f"!{tag_suffix}: unexpected YAML node")
-    if tag_suffix == "Condition":
-        return {"Condition": value}
-    return {name: value}
-
-
-_CfnLoader.add_multi_constructor("!", _construct_intrinsic)
 
 
 def load_template(path: Path) -> Template:
     try:
         text = path.read_text(encoding="utf-8")
-        document = yaml.load(text, Loader=_CfnLoader)  # noqa: S506  # nosec B506  # a SafeLoader subclass
+        document = load_sam(text)
     except (OSError, yaml.YAMLError) as exc:
         raise TemplateError(f"cannot read {path.name}: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("Resources"), dict):
@@ -115,10 +80,11 @@ class Route:
 
 @dataclass(frozen=True)
 class QueueSource:
-    """A function's SQS event: which queue, and how Lambda's event source mapping batches it."""
+    """A deployed SQS event source mapping: the function (logical id), the queue, how it batches."""
 
     function: str
     queue: str
+    """The queue's ARN."""
     batch_size: int = 10
     batching_window_seconds: int = 0
     report_batch_item_failures: bool = False
@@ -181,58 +147,6 @@ class Template:
             )
         return specs
 
-    def routes(self) -> list[Route]:
-        """Every HttpApi route, most specific first (the order API Gateway matches in)."""
-        routes: list[Route] = []
-        for logical_id, properties in self.of_type(SERVERLESS_FUNCTION).items():
-            for event in (properties.get("Events") or {}).values():
-                if event.get("Type") != "HttpApi":
-                    continue
-                event_properties = event.get("Properties") or {}
-                path, method = event_properties.get("Path"), event_properties.get("Method")
-                if path is None:
-                    routes.append(Route("ANY", "$default", logical_id))
-                else:
-                    routes.append(Route(str(method or "ANY").upper(), str(path), logical_id))
-        keys = [route.route_key for route in routes]
-        duplicates = sorted({key for key in keys if keys.count(key) > 1})
-        if duplicates:
-            raise TemplateError(f"routes declared twice: {', '.join(duplicates)}")
-        return sorted(routes, key=Route.specificity)
-
-    def queue_sources(self) -> list[QueueSource]:
-        sources: list[QueueSource] = []
-        for logical_id, properties in self.of_type(SERVERLESS_FUNCTION).items():
-            for event in (properties.get("Events") or {}).values():
-                if event.get("Type") != "SQS":
-                    continue
-                event_properties = event.get("Properties") or {}
-                if event_properties.get("Enabled") is False:
-                    continue
-                queue = _referenced_resource(event_properties.get("Queue"))
-                if queue is None or self.resources.get(queue, {}).get("Type") != SQS_QUEUE:
-                    raise TemplateError(f"{logical_id}: its SQS event must name a queue of this template")
-                sources.append(
-                    QueueSource(
-                        function=logical_id,
-                        queue=queue,
-                        batch_size=int(event_properties.get("BatchSize", 10)),
-                        batching_window_seconds=int(event_properties.get("MaximumBatchingWindowInSeconds", 0)),
-                        report_batch_item_failures="ReportBatchItemFailures"
-                        in (event_properties.get("FunctionResponseTypes") or []),
-                        maximum_concurrency=(event_properties.get("ScalingConfig") or {}).get("MaximumConcurrency"),
-                    )
-                )
-        return sources
-
-    def main_and_dead_letter_queues(self) -> tuple[str, str]:
-        """The queue with a redrive policy and the queue it dead-letters to (logical ids)."""
-        for logical_id, properties in self.of_type(SQS_QUEUE).items():
-            target = _referenced_resource((properties.get("RedrivePolicy") or {}).get("deadLetterTargetArn"))
-            if target is not None:
-                return logical_id, target
-        raise TemplateError("no AWS::SQS::Queue with a RedrivePolicy: the runner needs the queue and its DLQ")
-
     def variables(self) -> dict[str, Any]:
         """Every environment variable some function declares, with its (unresolved) value."""
         variables: dict[str, Any] = {}
@@ -264,43 +178,6 @@ class Template:
                 if declaration.get("Type") == "CommaDelimitedList":
                     found[name] = str(reference["Ref"])
         return found
-
-    def route_throttles(self) -> dict[str, Any]:
-        """Each route's throttling (unresolved ``{"ThrottlingRateLimit": .., "ThrottlingBurstLimit": ..}``):
-        its event's ``RouteSettings`` over the HttpApi's ``DefaultRouteSettings``, as the stage applies them."""
-        defaults: dict[str, Any] = {}
-        for properties in self.of_type(HTTP_API).values():
-            defaults |= {
-                name: value
-                for name, value in (properties.get("DefaultRouteSettings") or {}).items()
-                if name.startswith("Throttling")
-            }
-        throttles: dict[str, Any] = {}
-        for properties in self.of_type(SERVERLESS_FUNCTION).values():
-            for event in (properties.get("Events") or {}).values():
-                if event.get("Type") != "HttpApi" or (event.get("Properties") or {}).get("Path") is None:
-                    continue
-                event_properties = event["Properties"]
-                route = Route(str(event_properties.get("Method") or "ANY").upper(), str(event_properties["Path"]), "")
-                own = event_properties.get("RouteSettings") or {}
-                throttles[route.route_key] = defaults | {
-                    name: value for name, value in own.items() if name.startswith("Throttling")
-                }
-        return throttles
-
-    def cors_configuration(self) -> Any:
-        """The ``CorsConfiguration`` of the template's HttpApi (unresolved), None without one.
-
-        The local gateway serves every route on one host, so the HttpApis of the template (there is
-        one) must not disagree about CORS."""
-        configurations = [
-            properties["CorsConfiguration"]
-            for properties in self.of_type(HTTP_API).values()
-            if properties.get("CorsConfiguration") not in (None, False)
-        ]
-        if any(configuration != configurations[0] for configuration in configurations[1:]):
-            raise TemplateError("the HttpApis differ in CorsConfiguration: the local gateway serves them as one")
-        return configurations[0] if configurations else None
 
     def variables_wired_to_resources(self) -> set[str]:
         """Variables whose value names a resource of the template (a queue URL, a table name): the
@@ -398,130 +275,66 @@ def _parameter_problem(declaration: Mapping[str, Any], value: str) -> str | None
     return None
 
 
-# --- intrinsic functions -------------------------------------------------------------------------
+# --- the API, from the transformed template --------------------------------------------------------
 
 
-@dataclass
-class LocalResource:
-    """What ``!Ref`` and ``!GetAtt`` of a resource give locally."""
-
-    ref: str
-    attributes: dict[str, str] = field(default_factory=dict)
-
-
-class Resolver:
-    """Evaluates the intrinsic functions of template values against local parameters and resources."""
-
-    def __init__(
-        self,
-        template: Template,
-        parameters: Mapping[str, Any],
-        *,
-        region: str,
-        stack_name: str,
-        resources: Mapping[str, LocalResource] | None = None,
-    ) -> None:
-        self.template = template
-        self.parameters = parameters
-        self.resources: dict[str, LocalResource] = dict(resources or {})
-        self.pseudo = {
-            "AWS::Region": region,
-            "AWS::AccountId": ACCOUNT_ID,
-            "AWS::StackName": stack_name,
-            "AWS::StackId": f"arn:aws:cloudformation:{region}:{ACCOUNT_ID}:stack/{stack_name}/local",
-            "AWS::Partition": "aws",
-            "AWS::URLSuffix": "amazonaws.com",
-        }
-        self._functions: dict[str, Callable[[Any], Any]] = {
-            "Ref": self._ref,
-            "Fn::GetAtt": self._get_att,
-            "Fn::Sub": self._sub,
-            "Fn::Join": lambda args: str(self.resolve(args[0])).join(
-                str(item) for item in self.resolve(args[1]) if item is not _NO_VALUE
-            ),
-            "Fn::If": self._if,
-            "Fn::Select": lambda args: self.resolve(args[1])[int(self.resolve(args[0]))],
-            "Fn::Split": lambda args: str(self.resolve(args[1])).split(str(self.resolve(args[0]))),
-            "Fn::FindInMap": lambda args: self.template.mappings[self.resolve(args[0])][self.resolve(args[1])][
-                self.resolve(args[2])
-            ],
-            "Fn::Equals": lambda args: str(self.resolve(args[0])) == str(self.resolve(args[1])),
-            "Fn::Not": lambda args: not self.resolve(args[0]),
-            "Fn::And": lambda args: all(self.resolve(item) for item in args),
-            "Fn::Or": lambda args: any(self.resolve(item) for item in args),
-            "Condition": lambda name: self.condition(str(name)),
-        }
-
-    def resolve(self, value: Any) -> Any:
-        if isinstance(value, dict):
-            if len(value) == 1:
-                ((key, argument),) = value.items()
-                if key in self._functions:
-                    return self._functions[key](argument)
-            resolved = {key: self.resolve(item) for key, item in value.items()}
-            return {key: item for key, item in resolved.items() if item is not _NO_VALUE}
-        if isinstance(value, list):
-            return [item for item in (self.resolve(element) for element in value) if item is not _NO_VALUE]
-        return value
-
-    def environment(self, spec: FunctionSpec) -> dict[str, str]:
-        """A function's variables as Lambda would see them (``AWS::NoValue`` leaves a variable out)."""
-        resolved = self.resolve(spec.environment)
-        return {name: _as_text(value) for name, value in resolved.items()}
-
-    def condition(self, name: str) -> bool:
-        if name not in self.template.conditions:
-            raise TemplateError(f"unknown condition {name}")
-        return bool(self.resolve(self.template.conditions[name]))
-
-    def _ref(self, name: Any) -> Any:
-        name = str(name)
-        if name == "AWS::NoValue":
-            return _NO_VALUE
-        if name in self.pseudo:
-            return self.pseudo[name]
-        if name in self.parameters:
-            return self.parameters[name]
-        if name in self.resources:
-            return self.resources[name].ref
-        if name in self.template.resources:
-            raise Unresolved(name)
-        raise TemplateError(f"!Ref {name}: no such parameter or resource")
-
-    def _get_att(self, argument: Any) -> str:
-        logical_id, attribute = (self.resolve(part) for part in argument)
-        if logical_id not in self.template.resources:
-            raise TemplateError(f"!GetAtt {logical_id}.{attribute}: no such resource")
-        local = self.resources.get(logical_id)
-        if local is None:
-            raise Unresolved(logical_id)
-        if attribute not in local.attributes:
-            raise TemplateError(f"!GetAtt {logical_id}.{attribute}: not available locally")
-        return local.attributes[attribute]
-
-    def _if(self, argument: Any) -> Any:
-        name, when_true, when_false = argument
-        return self.resolve(when_true if self.condition(str(name)) else when_false)
-
-    def _sub(self, argument: Any) -> str:
-        text, variables = (argument, {}) if isinstance(argument, str) else (argument[0], argument[1])
-        values = {name: self.resolve(value) for name, value in variables.items()}
-
-        def replace(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name in values:
-                return _as_text(values[name])
-            if "." in name:
-                logical_id, attribute = name.split(".", 1)
-                return _as_text(self._get_att([logical_id, attribute]))
-            return _as_text(self._ref(name))
-
-        return _SUB_VARIABLE.sub(replace, str(text)).replace("${!", "${")
+def api_routes(transformed: Mapping[str, Any]) -> list[Route]:
+    """Every route of the template's APIs (their OpenAPI bodies), most specific first (the order API
+    Gateway matches in), each to the function its Lambda integration invokes."""
+    routes: list[Route] = []
+    for api in _of_type(transformed, API):
+        for path, operations in ((api.get("Body") or {}).get("paths") or {}).items():
+            for method, operation in operations.items():
+                uri = (operation.get("x-amazon-apigateway-integration") or {}).get("uri")
+                function = _INTEGRATED_FUNCTION.search(str((uri or {}).get("Fn::Sub", "")))
+                if function is None:
+                    raise TemplateError(f"{method.upper()} {path}: the runner serves Lambda integrations only")
+                verb = "ANY" if method == "x-amazon-apigateway-any-method" else method.upper()
+                routes.append(Route(verb, str(path), function.group(1)))
+    keys = [route.route_key for route in routes]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicates:
+        raise TemplateError(f"routes declared twice: {', '.join(duplicates)}")
+    return sorted(routes, key=Route.specificity)
 
 
-def _as_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return ",".join(_as_text(item) for item in value)
-    return str(value)
+def api_cors(transformed: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The APIs' CORS (``x-amazon-apigateway-cors``, SAM's rendering of ``CorsConfiguration``) with
+    CloudFormation's key names; None without. The local gateway serves every route on one host, so
+    the template's APIs (there is one) must not disagree about it."""
+    configurations = [
+        {key[0].upper() + key[1:]: value for key, value in cors.items()}
+        for api in _of_type(transformed, API)
+        if (cors := (api.get("Body") or {}).get("x-amazon-apigateway-cors"))
+    ]
+    if any(configuration != configurations[0] for configuration in configurations[1:]):
+        raise TemplateError("the APIs differ in CORS: the local gateway serves them as one")
+    return configurations[0] if configurations else None
+
+
+def api_throttles(transformed: Mapping[str, Any], parameters: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Each route's throttling as its stage applies it: its own ``RouteSettings`` over the stage's
+    ``DefaultRouteSettings``, parameters resolved."""
+    throttles: dict[str, dict[str, Any]] = {}
+    for stage in _of_type(transformed, STAGE):
+        defaults = _throttling(stage.get("DefaultRouteSettings"), parameters)
+        for route in api_routes(transformed):
+            own = _throttling((stage.get("RouteSettings") or {}).get(route.route_key), parameters)
+            throttles[route.route_key] = defaults | own
+    return throttles
+
+
+def _of_type(transformed: Mapping[str, Any], resource_type: str) -> list[dict[str, Any]]:
+    return [
+        resource.get("Properties") or {}
+        for resource in transformed["Resources"].values()
+        if resource.get("Type") == resource_type
+    ]
+
+
+def _throttling(settings: Any, parameters: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        name: parameters[value["Ref"]] if isinstance(value, dict) and "Ref" in value else value
+        for name, value in (settings or {}).items()
+        if name.startswith("Throttling")
+    }

@@ -62,13 +62,13 @@ class LocalRun:
         return httpx.Client(base_url=self.url, timeout=15, follow_redirects=False)
 
     def aws(self, service: str) -> Any:
+        """A client with the run's operator rights (the stack's OperatorPolicy: IAM is enforced)."""
         return boto3.client(  # type: ignore[call-overload]
             service,
             endpoint_url=self.state["AWS_ENDPOINT_URL"],
             region_name=self.state["AWS_DEFAULT_REGION"],
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-            aws_session_token="local",
+            aws_access_key_id=self.state["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.state["AWS_SECRET_ACCESS_KEY"],
         )
 
     def dead_letters(
@@ -106,7 +106,16 @@ class LocalRun:
         return bool(queue["waiting"] + queue["in_flight"] + queue["delayed"] == 0)
 
     def stop(self) -> int:
-        """Ctrl-C, as a person stops ``make run``; the exit code (0 when it stopped cleanly)."""
+        """Ctrl-C, as a person stops ``make run``; the exit code (0 when it stopped cleanly). A request
+        IAM refused during the run fails the test that ran it: a role lacks a right the code uses."""
+        try:
+            return self._stop()
+        finally:
+            refused = [line for line in self.console.splitlines() if "AccessDenied" in line]
+            if refused:
+                pytest.fail("IAM refused requests during the run:\n" + "\n".join(refused))
+
+    def _stop(self) -> int:
         try:
             if self.process.poll() is None:
                 self.process.send_signal(signal.SIGINT)

@@ -134,9 +134,15 @@ def test_each_setting_goes_where_the_template_passes_it(tmp_path: Path, template
     assert placement.overrides == {"SITE_ORIGINS": "https://site.example"}
     assert placement.wired == ["CRM_QUEUE_URL"]
     assert placement.ignored == ["RETRY_FIRST_DELAY_SECONDS"]
-    spec = template.functions()["ApplicationsFunction"]
-    resolved = {"CRM_PROVIDER": "espocrm", "SITE_ORIGINS": "", "ESPOCRM_API_KEY_PARAM": "", "CRM_QUEUE_URL": "q"}
-    environment = function_settings(spec, resolved, placement, crm)
+    # The key's parameter is the stack's: its functions' variable and its read policy follow from it.
+    assert crm.stack_parameters() == {"EspoCrmApiKeyName": "/crm-bridge/local/espocrm-api-key"}
+    deployed = {
+        "CRM_PROVIDER": "espocrm",
+        "SITE_ORIGINS": "",
+        "ESPOCRM_API_KEY_PARAM": "/crm-bridge/local/espocrm-api-key",
+        "CRM_QUEUE_URL": "q",
+    }
+    environment = function_settings(deployed, placement, crm)
     assert environment["SITE_ORIGINS"] == "https://site.example"
     assert environment["ESPOCRM_URL"] == "http://127.0.0.1:9"
     assert environment["ESPOCRM_API_KEY_PARAM"] == "/crm-bridge/local/espocrm-api-key"
@@ -161,16 +167,13 @@ def test_a_shadow_crm_reaches_the_functions_like_the_primary_and_is_validated_th
     assert placement.parameters == {}
     assert "t0k3n" not in crm.describe()
     assert "every operation also queued for the shadow, Bitrix24 portal b24.example" in crm.describe()
-    for spec in template.functions().values():
-        resolved = {"CRM_PROVIDER": "espocrm", "CRM_SHADOW_PROVIDER": ""}
-        assert function_settings(spec, resolved, placement, crm)["CRM_SHADOW_PROVIDER"] == "bitrix24"
+    deployed = {"CRM_PROVIDER": "espocrm", "CRM_SHADOW_PROVIDER": ""}
+    assert function_settings(deployed, placement, crm)["CRM_SHADOW_PROVIDER"] == "bitrix24"
 
 
-def test_without_a_shadow_the_functions_get_none(tmp_path: Path, template: Template) -> None:
+def test_without_a_shadow_the_functions_get_none(tmp_path: Path) -> None:
     crm = choose_crm(LocalConfig({}, {}), tmp_path)
-    spec = template.functions()["WorkerFunction"]
-
-    environment = function_settings(spec, {"CRM_PROVIDER": "espocrm", "CRM_SHADOW_PROVIDER": ""}, Placement(), crm)
+    environment = function_settings({"CRM_PROVIDER": "espocrm", "CRM_SHADOW_PROVIDER": ""}, Placement(), crm)
 
     assert environment["CRM_SHADOW_PROVIDER"] == ""
     assert "dual-write" not in crm.describe()

@@ -16,7 +16,8 @@ from infra.local.console import Console
 from infra.local.functions import Invocation
 from infra.local.gateway import Cors, Gateway, Request, route_throttle
 from infra.local.pages import DemoSettings, LocalPages
-from infra.local.template import Resolver, Route, Template, load_template, parameter_values
+from infra.local.template import Route, Template, api_cors, api_throttles, load_template, parameter_values
+from tests.infra.sam import transformed_template
 
 ROOT = Path(__file__).parents[2]
 
@@ -271,9 +272,8 @@ def test_origins_match_as_api_gateway_matches_them() -> None:
 def test_the_templates_cors_configuration_with_the_local_site_origins(template: Template) -> None:
     assert template.list_parameter_for_variable()["SITE_ORIGINS"] == "SiteOrigins"
     parameters = parameter_values(template, {"SiteOrigins": "http://www.agency.test:3000, https://agency.test"})
-    resolver = Resolver(template, parameters, region="eu-central-1", stack_name="local")
 
-    cors = Cors.from_template(resolver.resolve(template.cors_configuration()))
+    cors = Cors.from_template(api_cors(transformed_template(parameters)))
 
     assert cors is not None
     assert cors.allow_origins == ("http://www.agency.test:3000", "https://agency.test")
@@ -282,7 +282,7 @@ def test_the_templates_cors_configuration_with_the_local_site_origins(template: 
     assert {"content-type", "idempotency-key"} <= set(cors.allow_headers)
     assert cors.expose_headers == ("retry-after",), "the snippet reads Retry-After"
     assert cors.max_age is not None
-    assert Cors.from_template(resolver.resolve(None)) is None
+    assert Cors.from_template(None) is None
     assert Cors.from_template(True) == Cors(allow_origins=("*",))
 
 
@@ -339,9 +339,9 @@ def test_a_throttle_lets_its_burst_through_then_its_rate() -> None:
 
 def test_the_template_gives_each_route_its_own_throttle() -> None:
     template = load_template(ROOT / "template.yaml")
-    resolver = Resolver(template, parameter_values(template, {}), region="eu-central-1", stack_name="local")
+    parameters = {name: str(value) for name, value in parameter_values(template, {}).items()}
     throttles = {
-        route: route_throttle(resolver.resolve(settings)) for route, settings in template.route_throttles().items()
+        route: route_throttle(settings) for route, settings in api_throttles(transformed_template(), parameters).items()
     }
 
     limits = {route: (throttle.rate, throttle.burst) for route, throttle in throttles.items() if throttle is not None}
