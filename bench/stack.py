@@ -20,12 +20,12 @@ from pathlib import Path
 
 import httpx
 
+from infra.cloudformation_yaml import load_sam_file
 from infra.espocrm.local import free_port
 from infra.local.aws import REGION, LocalAws, store_secret
 from infra.local.functions import lambda_environment
 from infra.local.stack import Stack, deploy, function_configuration, queue_sources
 from infra.local.template import FunctionSpec, QueueSource, Template, load_template, parameter_values
-from infra.sam import load_sam_file
 from tests.e2e.stub_crm import StubEspoCrm
 from tests.simulators.base import Failure
 from tests.simulators.bitrix24 import LeakyBucket, SimulatedBitrix24

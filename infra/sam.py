@@ -1,48 +1,18 @@
-"""template.yaml as CloudFormation sees it: parsed (short-form tags included), packaged and transformed
-offline by SAM's own translator. The local runner deploys what this gives; the template tests read it."""
+"""template.yaml as CloudFormation sees it: packaged and transformed offline by SAM's own translator.
+The local runner deploys what this gives; the template tests read it. (Parsing is
+:mod:`infra.cloudformation_yaml`'s, which the function processes load without SAM's translator.)"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import boto3
-import yaml
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.transform import undo_mark_unicode_str_in_template
 from samtranslator.translator.translator import Translator
 
 ARTIFACTS_BUCKET = "artifacts"
 _CODE_PROPERTIES = {"AWS::Serverless::Function": "CodeUri", "AWS::Serverless::LayerVersion": "ContentUri"}
-
-
-class _CloudFormationLoader(yaml.SafeLoader):
-    """YAML with CloudFormation's short forms: ``!Ref X`` -> ``{"Ref": X}``, ``!Sub`` -> ``Fn::Sub``..."""
-
-
-def _intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    if tag_suffix == "Ref":
-        return {"Ref": value}
-    if tag_suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    if tag_suffix == "Condition":
-        return {"Condition": value}
-    return {f"Fn::{tag_suffix}": value}
-
-
-_CloudFormationLoader.add_multi_constructor("!", _intrinsic)
-
-
-def load_sam(text: str) -> Any:
-    """The document of a SAM/CloudFormation template in YAML."""
-    return yaml.load(text, Loader=_CloudFormationLoader)  # noqa: S506  # nosec B506  # a SafeLoader subclass
 
 
 LANGUAGE_EXTENSIONS = "AWS::LanguageExtensions"
@@ -105,8 +75,3 @@ def transform(sam: dict[str, Any], parameters: dict[str, Any], region: str) -> d
     )
     result: dict[str, Any] = undo_mark_unicode_str_in_template(transformed)
     return result
-
-
-def load_sam_file(path: Path) -> dict[str, Any]:
-    document: dict[str, Any] = load_sam(path.read_text(encoding="utf-8"))
-    return document

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from crm_bridge.settings import CrmProviderName
+from infra.cloudformation_yaml import load_sam_file
 from infra.local.aws import REGION, LocalAws, queue_depths, store_secret
 from infra.local.config import (
     DEFAULT_PORT,
@@ -64,7 +65,6 @@ from infra.local.template import (
     load_template,
     parameter_values,
 )
-from infra.sam import load_sam_file
 
 ROOT = Path(__file__).parents[2]
 STATE_FILE = "runner.env"

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from infra.sam import load_sam
+from infra.cloudformation_yaml import load_sam
 
 SERVERLESS_FUNCTION = "AWS::Serverless::Function"
 API = "AWS::ApiGatewayV2::Api"

@@ -6,7 +6,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from infra.sam import load_sam_file, packaged, transform
+from infra.cloudformation_yaml import load_sam_file
+from infra.sam import transform
 
 ROOT = Path(__file__).parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -19,8 +20,6 @@ REQUIRED_PARAMETERS: dict[str, Any] = {
     "RedirectWhatsAppNumber": "905321112233",
     "RedirectInstagramUrl": "https://www.instagram.com/agency",
 }
-
-__all__ = ["REQUIRED_PARAMETERS", "ROOT", "packaged", "parameter_default", "sam_template", "transformed_template"]
 
 
 def load_cloudformation(path: Path) -> dict[str, Any]:

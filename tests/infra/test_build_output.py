@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import yaml
-from samtranslator.translator.transform import transform
 
 from infra.build_output import (
     LAYER,
@@ -22,7 +21,8 @@ from infra.build_output import (
     finish,
     invalidation_mode_of,
 )
-from tests.infra.sam import REQUIRED_PARAMETERS, ROOT, packaged, sam_template
+from infra.sam import transform
+from tests.infra.sam import REGION, REQUIRED_PARAMETERS, ROOT, sam_template
 
 BUILD = ROOT / ".aws-sam" / "build"
 LAYER_BUDGET_BYTES = 15_000_000
@@ -117,16 +117,8 @@ def test_the_finished_layer_imports_without_sources_and_names_files_as_on_lambda
     assert completed.stdout.strip() == "/opt/python/thirdparty/inner.py"
 
 
-class _NoManagedPolicies:
-    def load(self) -> dict[str, str]:
-        return {}
-
-
 def transformed(document: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = transform(
-        packaged(copy.deepcopy(document)), dict(REQUIRED_PARAMETERS), _NoManagedPolicies()
-    )
-    return result
+    return transform(copy.deepcopy(document), dict(REQUIRED_PARAMETERS), REGION)
 
 
 def snapstarted(tmp_path: Path, stamp: str) -> tuple[list[str], dict[str, Any]]:

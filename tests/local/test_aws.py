@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
+from infra.cloudformation_yaml import load_sam_file
 from infra.local.aws import LocalAws, store_secret
 from infra.local.stack import (
     Stack,
@@ -23,7 +24,6 @@ from infra.local.stack import (
     role_credentials,
 )
 from infra.local.template import load_template, parameter_values
-from infra.sam import load_sam_file
 
 ROOT = Path(__file__).parents[2]
 SECRET = "/crm-bridge/local/espocrm-api-key"
