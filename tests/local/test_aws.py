@@ -115,12 +115,17 @@ def test_each_function_may_do_what_its_role_allows_and_nothing_else(enforced: En
     assert _refused(lambda: aws.client("kms", worker).encrypt(KeyId=key, Plaintext=b"x"))
     assert _refused(lambda: aws.client("ssm", worker).get_parameter(Name="/another/secret"))
 
+    # The runner and make dlq-inspect act as the operator (the stack's OperatorPolicy).
+    aws.client("sqs").receive_message(QueueUrl=dead_letters, VisibilityTimeout=0)
+    assert _refused(lambda: aws.client("sqs").receive_message(QueueUrl=queue))
+
     refusals = [(caller.split("/")[-1], action) for caller, action, _ in denied]
     assert refusals == [
         ("MessengerEventsFunction", "sqs:SendMessage"),
         ("MessengerEventsFunction", "dynamodb:GetItem"),
         ("WorkerFunction", "kms:Encrypt"),
         ("WorkerFunction", "ssm:GetParameter"),
+        ("local-operator", "sqs:ReceiveMessage"),
     ]
     assert denied[1][2].endswith(f":table/{table}"), "the refusal names the resource"
 
