@@ -13,13 +13,18 @@ are empty archives, and each local function process runs the working tree's code
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
+
+from moto.awslambda import models as lambda_models
+from moto.cloudformation import parsing as cloudformation_parsing
 
 from infra.local.aws import REGION, LocalAws
 from infra.local.template import QueueSource, TemplateError
@@ -64,18 +69,34 @@ def deploy(aws: LocalAws, sam: dict[str, Any], parameters: Mapping[str, Any], na
 
     The stack's SQS event source mappings are then disabled in moto: moto's own would invoke the
     function (in Docker) on every SendMessage; the runner's poller plays them (:func:`queue_sources`)."""
+    return _submit(aws, sam, parameters, name, update=False)
+
+
+def update(aws: LocalAws, sam: dict[str, Any], parameters: Mapping[str, Any], name: str = STACK_NAME) -> Stack:
+    """``sam deploy`` of another release onto the deployed stack ``name``: CloudFormation's update.
+
+    A change that AWS would *replace* a stateful resource for is refused before it ships
+    (tests/infra/test_replacement.py); everything else is updated in place, as in AWS
+    (:func:`_moto_as_cloudformation`)."""
+    return _submit(aws, sam, parameters, name, update=True)
+
+
+def _submit(aws: LocalAws, sam: dict[str, Any], parameters: Mapping[str, Any], name: str, *, update: bool) -> Stack:
+    _moto_as_cloudformation()
     transformed = transform(sam, dict(parameters), REGION)
     s3 = aws.client("s3")
-    s3.create_bucket(Bucket=ARTIFACTS_BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):  # moto's state is its process's: stacks share it
+        s3.create_bucket(Bucket=ARTIFACTS_BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     empty = io.BytesIO()
     zipfile.ZipFile(empty, "w").close()
     for key in code_objects(transformed):
         s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=key, Body=empty.getvalue())
     cloudformation = aws.client("cloudformation")
     values = {key: ",".join(value) if isinstance(value, list) else str(value) for key, value in parameters.items()}
+    submit = cloudformation.update_stack if update else cloudformation.create_stack
     with warnings.catch_warnings():  # moto warns of each type it skips as it reads: Stack.skipped lists them
         warnings.filterwarnings("ignore", message="Tried to parse .* not supported by moto")
-        cloudformation.create_stack(
+        submit(
             StackName=name,
             TemplateBody=json.dumps(transformed),
             Parameters=[{"ParameterKey": key, "ParameterValue": value} for key, value in values.items()],
@@ -83,7 +104,7 @@ def deploy(aws: LocalAws, sam: dict[str, Any], parameters: Mapping[str, Any], na
         )
         description = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
         listed = cloudformation.describe_stack_resources(StackName=name)["StackResources"]
-    if description["StackStatus"] != "CREATE_COMPLETE":
+    if description["StackStatus"] != ("UPDATE_COMPLETE" if update else "CREATE_COMPLETE"):
         reason = description.get("StackStatusReason", "")
         raise TemplateError(f"stack {name}: {description['StackStatus']} {reason}".strip())
     resources = {
@@ -105,6 +126,27 @@ def deploy(aws: LocalAws, sam: dict[str, Any], parameters: Mapping[str, Any], na
     for mapping in stack.of_type("AWS::Lambda::EventSourceMapping"):
         lambda_.update_event_source_mapping(UUID=mapping.physical_id, Enabled=False)
     return stack
+
+
+@cache
+def _moto_as_cloudformation() -> None:
+    """Where moto's CloudFormation differs from AWS's in what this stack needs (moto runs in this process):
+
+    * ``!Ref`` to an ``AWS::Lambda::LayerVersion`` is the layer version's ARN (moto gives its object,
+      which a function's update then fails on);
+    * an update sets a changed resource to what its type's update returns in moto, and to None for a
+      type without one (DynamoDB tables, KMS keys): the table or key is still there, but the stack
+      no longer knows it and the next ``!GetAtt`` to it fails. AWS updates it in place: it stays."""
+    lambda_models.LayerVersion.physical_resource_id = property(lambda layer: layer.arn)  # type: ignore[attr-defined]
+    update_resource = cloudformation_parsing.parse_and_update_resource
+
+    def updated_in_place(
+        logical_id: str, resource_json: dict[str, Any], resources_map: Any, account_id: str, region_name: str
+    ) -> Any:
+        original = resources_map[logical_id]
+        return update_resource(logical_id, resource_json, resources_map, account_id, region_name) or original
+
+    cloudformation_parsing.parse_and_update_resource = updated_in_place
 
 
 def function_configuration(aws: LocalAws, stack: Stack, logical_id: str) -> dict[str, Any]:

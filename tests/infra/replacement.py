@@ -7,8 +7,10 @@ one is deleted (or, retained, orphaned with its data out of the stack's reach).
 *Stateful* is cfn-lint's list of such types (``StatefulResources.json``); which properties force a
 replacement comes from each type's CloudFormation registry schema as cfn-lint ships it
 (``createOnlyProperties``, and ``conditionalCreateOnlyProperties``: DynamoDB's ``KeySchema`` is one).
-The previous release's stateful resources are kept in ``stateful_baseline.json``: reviewed like code,
-and recorded again, deliberately, when a release ships or a stateful resource is added::
+The previous release's stateful resources are kept in ``stateful_baseline.json``, and its template in
+``previous_release.yaml`` (which tests/worker/test_upgrade.py deploys, then updates to this one):
+reviewed like code, and recorded again, deliberately, when a release ships or a stateful resource is
+added::
 
     .venv/bin/python -m tests.infra.replacement record
 """
@@ -28,6 +30,7 @@ from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
 from tests.infra.sam import ROOT, load_cloudformation, transformed_template
 
 BASELINE = Path(__file__).with_name("stateful_baseline.json")
+PREVIOUS_RELEASE = Path(__file__).with_name("previous_release.yaml")
 REGION = "eu-central-1"
 # The KMS key's schema marks none of these create-only: its handler fails the update instead ("the
 # update request fails, regardless of the value of the UpdateReplacePolicy attribute", their
@@ -103,6 +106,7 @@ def released_templates() -> dict[str, dict[str, Any]]:
 def record() -> None:
     snapshot = {path: stateful_resources(template) for path, template in released_templates().items()}
     BASELINE.write_text(json.dumps(snapshot, indent=1, sort_keys=True) + "\n")
+    PREVIOUS_RELEASE.write_text((ROOT / "template.yaml").read_text())
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -163,29 +164,30 @@ class Lambda:
         return response
 
 
+def cold_start_worker(aws: Aws) -> Lambda:
+    """The worker's handler, cold-started under the environment as it is now (as a deployment does)."""
+    _clear_caches()
+    from crm_bridge import settings as settings_module
+    from crm_bridge.providers import factory
+
+    settings_module.get_settings.cache_clear()
+    factory.get_provider.cache_clear()
+    if str(WORKER_DIR) not in sys.path:
+        sys.path.insert(0, str(WORKER_DIR))
+    sys.modules.pop("crm_worker", None)
+    module = importlib.import_module("crm_worker")
+    recording = RecordingSqs(boto3.client("sqs"))
+    worker: Worker = module.worker
+    worker.queue = queue_module.OperationQueue(aws.queue_url, aws.dlq_url, client=recording)
+    worker.random = lambda: JITTER
+    return Lambda(module, recording)
+
+
 @pytest.fixture
 def worker_lambda(aws: Aws) -> Callable[[], Lambda]:
     """Cold-start the worker's handler under the test's environment (call again after a change of
     configuration, as a deployment would)."""
-
-    def cold_start() -> Lambda:
-        _clear_caches()
-        from crm_bridge import settings as settings_module
-        from crm_bridge.providers import factory
-
-        settings_module.get_settings.cache_clear()
-        factory.get_provider.cache_clear()
-        if str(WORKER_DIR) not in sys.path:
-            sys.path.insert(0, str(WORKER_DIR))
-        sys.modules.pop("crm_worker", None)
-        module = importlib.import_module("crm_worker")
-        recording = RecordingSqs(boto3.client("sqs"))
-        worker: Worker = module.worker
-        worker.queue = queue_module.OperationQueue(aws.queue_url, aws.dlq_url, client=recording)
-        worker.random = lambda: JITTER
-        return Lambda(module, recording)
-
-    return cold_start
+    return partial(cold_start_worker, aws)
 
 
 @dataclass
