@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from infra.local.sandbox import SandboxStore
-from tests.e2e.conftest import LocalRun, json_body, sandbox_leads, wait_for
+from infra.local.stack import STACK_NAME
+from tests.e2e.conftest import ROOT, LocalRun, json_body, sandbox_leads, wait_for
 from tests.user_agents import BROWSER
 
 APPLICATION = {
@@ -99,6 +103,29 @@ def test_poison_ends_in_the_dead_letter_queue(sandbox_run: LocalRun) -> None:
     assert json.loads(reasons["invalid_operation"]["Body"]) == {"not": "an operation"}, "kept byte for byte"
     assert not any(lead.get("visitor_session_id") == "e2e-poison-0001" for lead in sandbox_leads(sandbox_run))
     wait_for(lambda: "DEAD-LETTERED" in sandbox_run.console, 10, "the console to report the dead letter")
+
+
+def test_the_operator_inspects_the_dead_letter_queue_of_the_stack(sandbox_run: LocalRun) -> None:
+    """``make dlq-inspect STACK=...`` with the operator's rights (the stack's OperatorPolicy): the queues
+    from the stack's outputs, the dead letters counted and grouped by reason, and left in place."""
+    sandbox_run.aws("sqs").send_message(QueueUrl=sandbox_run.state["CRM_QUEUE_URL"], MessageBody="not an operation")
+    wait_for(lambda: sandbox_run.status()["queues"]["dead_letter"]["waiting"], 20, "a dead letter to inspect")
+    environment = {name: value for name, value in sandbox_run.state.items() if name.startswith("AWS_")}
+    inspected = subprocess.run(  # noqa: S603 - the layer's own command, fixed arguments
+        [sys.executable, "-m", "crm_bridge.delivery.dead_letters", "inspect", "--stack", STACK_NAME, "--json"],
+        env={"PATH": os.environ["PATH"], **environment},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert inspected.returncode == 0, inspected.stderr
+    report = json.loads(inspected.stdout)
+    assert (report["visible"], report["sampled"]) == (1, 1), report
+    (reason,) = report["reasons"]
+    assert (reason["kind"], reason["reason"].split(":")[0]) == ("permanent", "invalid operation")
 
 
 def test_the_demo_page_and_swagger_ui_are_served_from_here(sandbox_run: LocalRun) -> None:
