@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from infra.local.sandbox import SandboxStore
 from infra.local.stack import STACK_NAME
-from tests.e2e.conftest import ROOT, LocalRun, json_body, sandbox_leads, wait_for
+from tests.e2e.conftest import ROOT, LocalRun, SandboxView, json_body, sandbox_leads, wait_for
 from tests.user_agents import BROWSER
 
 APPLICATION = {
@@ -58,6 +58,24 @@ def test_a_click_goes_through_the_queue_and_the_worker_to_the_sandbox(sandbox_ru
     assert lead["messenger_channel"] == "whatsapp"
     wait_for(lambda: f"op {operation[:8]}" in sandbox_run.console and "done" in sandbox_run.console, 10, "the console")
     wait_for(sandbox_run.queue_is_empty, 10, "the queue to be empty")
+
+
+def test_an_application_completes_the_lead_of_the_visitors_earlier_click(sandbox_run: LocalRun) -> None:
+    """The applications function reads the visitor's session: the anonymous lead of their click becomes
+    the applicant's, and no second lead is made (a phone and no e-mail of the module's other leads)."""
+    session = "e2e-session-applies"
+    with sandbox_run.client() as client:
+        click = client.post("/api/v1/messenger-events", json={"channel": "telegram", "session_id": session})
+        assert click.status_code == 202, click.text
+        wait_for(lambda: SandboxView(sandbox_run).lead_of_session(session), 20, "the click's anonymous lead")
+        answer = client.post(
+            "/api/v1/applications",
+            json=APPLICATION | {"phone": "+90 533 111 22 44", "email": None, "session_id": session},
+        )
+
+    assert answer.status_code == 201, answer.text
+    (lead,) = SandboxView(sandbox_run).leads_of_session(session)
+    assert lead.phones == ["+905331112244"]
 
 
 def test_the_redirect_answers_302_with_the_code_and_cookies(sandbox_run: LocalRun) -> None:

@@ -45,8 +45,8 @@ class Need:
     caller: str
     """Who is refused: the function (its role's session), or the operator."""
     also: tuple[str, ...] = ()
-    """``Sid:action`` taken away with it, to reach the code that needs it (the seal for recovery runs
-    when SQS refuses the operation)."""
+    """``Sid:action`` taken away with it, to reach the code that needs it (when SQS refuses an
+    application, it is sealed for recovery and its idempotency record deleted for the client's retry)."""
 
     @property
     def name(self) -> str:
@@ -56,6 +56,7 @@ class Need:
 CLICK = test_local_run.test_a_click_goes_through_the_queue_and_the_worker_to_the_sandbox
 POISON = test_local_run.test_poison_ends_in_the_dead_letter_queue
 APPLICATION = test_local_run.test_an_application_becomes_a_lead_in_the_sandbox
+APPLIES = test_local_run.test_an_application_completes_the_lead_of_the_visitors_earlier_click
 REDIRECT = test_local_run.test_the_redirect_answers_302_with_the_code_and_cookies
 INSPECT = test_local_run.test_the_operator_inspects_the_dead_letter_queue_of_the_stack
 CRM_DOWN = test_stub_crm.test_an_application_queued_while_the_crm_is_down_is_delivered_once_when_it_is_up
@@ -70,9 +71,11 @@ NEEDS: dict[tuple[str, str, str], Need | str] = {
     ("ApplicationsFunctionRole", "IdempotencyKeys", "dynamodb:PutItem"): Need(APPLICATION, "ApplicationsFunction"),
     ("ApplicationsFunctionRole", "IdempotencyKeys", "dynamodb:UpdateItem"): Need(APPLICATION, "ApplicationsFunction"),
     ("ApplicationsFunctionRole", "IdempotencyKeys", "dynamodb:GetItem"): f"{NOT_SHOWN}: {POWERTOOLS_READ}",
-    ("ApplicationsFunctionRole", "IdempotencyKeys", "dynamodb:DeleteItem"): NOT_SHOWN,
-    ("ApplicationsFunctionRole", "ApplicantSessions", "dynamodb:GetItem"): NOT_SHOWN,
-    ("ApplicationsFunctionRole", "ApplicantSessions", "dynamodb:PutItem"): NOT_SHOWN,
+    ("ApplicationsFunctionRole", "IdempotencyKeys", "dynamodb:DeleteItem"): Need(
+        CRM_DOWN, "ApplicationsFunction", also=("QueueOrParkOperations:sqs:SendMessage",)
+    ),
+    ("ApplicationsFunctionRole", "ApplicantSessions", "dynamodb:GetItem"): Need(APPLIES, "ApplicationsFunction"),
+    ("ApplicationsFunctionRole", "ApplicantSessions", "dynamodb:PutItem"): Need(APPLIES, "ApplicationsFunction"),
     ("ApplicationsFunctionRole", "ApplicantSessions", "dynamodb:DeleteItem"): NOT_SHOWN,
     ("ApplicationsFunctionRole", SEAL, "kms:Encrypt"): Need(
         CRM_DOWN, "ApplicationsFunction", also=("QueueOrParkOperations:sqs:SendMessage",)
