@@ -18,7 +18,7 @@ SAM := SAM_CLI_TELEMETRY=0 __SAM_CLI_APP_DIR=$(CURDIR)/$(TOOLS)/sam-app AWS_EC2_
 	AWS_REGION=$${AWS_REGION:-eu-central-1} PATH="$(CURDIR)/$(BIN):$$PATH" $(TOOLS)/bin/sam
 ENV ?= dev
 
-.PHONY: help venv run tools lint types security validate build system-packages espocrm unit reliability traffic test bench deploy backfill reconcile dlq-inspect dlq-redrive clean
+.PHONY: help venv run tools lint types security validate build system-packages espocrm unit reliability permissions traffic test bench deploy backfill reconcile dlq-inspect dlq-redrive clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -106,6 +106,9 @@ traffic: $(STAMP) ## the full traffic mix (bots, previews, a flood, 200 people i
 
 reliability: $(STAMP) ## rerun the fault-injection run and write its figures into docs/reliability.md (FAULT_SEED=...)
 	RELIABILITY_REPORT=docs/reliability.md $(BIN)/pytest -q -s tests/faults/test_fault_injection.py
+
+permissions: $(STAMP) ## each action of each policy taken away in turn: its named test must fail, refused it (docs/reliability.md)
+	PERMISSIONS_REPORT=docs/reliability.md $(BIN)/pytest -q tests/e2e/test_permissions.py
 
 test: lint types security validate system-packages unit ## every check: lint, types, security, template and build, the whole test suite
 

@@ -2,9 +2,10 @@
 
 With IAM enforced, moto checks each request's action against the caller's policies, but:
 
-* only SQS (and S3) requests name their resource: a DynamoDB, KMS or SSM request is checked against
-  ``*``, which no statement scoped to a table, key or parameter matches, so every least-privilege
-  policy would be refused. Here they name the table, key and parameter ARN, as AWS does;
+* only SQS (and S3) requests name their resource: a DynamoDB, KMS, SSM or CloudFormation request is
+  checked against ``*``, which no statement scoped to a table, key, parameter or stack matches, so
+  every least-privilege policy would be refused. Here they name the table, key, parameter and stack
+  ARN, as AWS does;
 * its CloudFormation leaves ``AWS::NoValue`` in a policy's lists as a null (which fails the check
   of every request that reaches it): here it is dropped, as CloudFormation drops it;
 * a role its CloudFormation creates keeps its inline policies as objects where the IAM checks expect
@@ -25,6 +26,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from moto.cloudformation.responses import CloudFormationResponse
 from moto.core.exceptions import AccessDeniedError
 from moto.dynamodb.responses import DynamoHandler
 from moto.iam.access_control import IAMRequest
@@ -70,6 +72,16 @@ def _parameter(response: Any) -> str:
     if not name:
         return "*"
     return f"arn:aws:ssm:{response.region}:{response.current_account}:parameter/{name.lstrip('/')}"
+
+
+def _stack(response: Any) -> str:
+    name = response._get_param("StackName")
+    if not name:
+        return "*"
+    try:
+        return str(response.cloudformation_backend.get_stack(name).stack_id)
+    except Exception:  # no such stack: the action itself answers ValidationError to whoever may call it
+        return "*"
 
 
 Denied = Callable[[str, str, str], None]
@@ -131,6 +143,7 @@ def install() -> None:
     DynamoHandler._determine_resource = _table  # type: ignore[attr-defined]
     KmsResponse._determine_resource = _key  # type: ignore[attr-defined]
     SimpleSystemManagerResponse._determine_resource = _parameter  # type: ignore[attr-defined]
+    CloudFormationResponse._determine_resource = _stack  # type: ignore[attr-defined]
 
 
 def report_denied(on_denied: Denied) -> None:

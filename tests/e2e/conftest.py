@@ -131,8 +131,11 @@ class LocalRun:
                 self.process.stdin.close()
 
 
-def start_runner(tmp: Path, settings: dict[str, str], port: int | None = None) -> LocalRun:
-    """A runner with these ``.env`` settings on ``port`` (a free one by default)."""
+def start_runner(
+    tmp: Path, settings: dict[str, str], port: int | None = None, module: tuple[str, ...] = ("infra.local",)
+) -> LocalRun:
+    """A runner with these ``.env`` settings on ``port`` (a free one by default); ``module``: the runner's
+    module and its first arguments (the mutation run's starts it with a policy's actions taken away)."""
     data_dir = tmp / "data"
     env_file = tmp / "local.env"
     env_file.write_text("".join(f"{name}={value}\n" for name, value in settings.items()), encoding="utf-8")
@@ -144,7 +147,7 @@ def start_runner(tmp: Path, settings: dict[str, str], port: int | None = None) -
             [
                 sys.executable,
                 "-m",
-                "infra.local",
+                *module,
                 "--port",
                 str(port),
                 "--data-dir",

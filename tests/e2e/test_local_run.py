@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from infra.local.sandbox import SandboxStore
-from tests.e2e.conftest import LocalRun, json_body, sandbox_leads, wait_for
+from infra.local.stack import STACK_NAME
+from tests.e2e.conftest import ROOT, LocalRun, SandboxView, json_body, sandbox_leads, wait_for
 from tests.user_agents import BROWSER
 
 APPLICATION = {
@@ -56,6 +60,24 @@ def test_a_click_goes_through_the_queue_and_the_worker_to_the_sandbox(sandbox_ru
     wait_for(sandbox_run.queue_is_empty, 10, "the queue to be empty")
 
 
+def test_an_application_completes_the_lead_of_the_visitors_earlier_click(sandbox_run: LocalRun) -> None:
+    """The applications function reads the visitor's session: the anonymous lead of their click becomes
+    the applicant's, and no second lead is made (a phone and no e-mail of the module's other leads)."""
+    session = "e2e-session-applies"
+    with sandbox_run.client() as client:
+        click = client.post("/api/v1/messenger-events", json={"channel": "telegram", "session_id": session})
+        assert click.status_code == 202, click.text
+        wait_for(lambda: SandboxView(sandbox_run).lead_of_session(session), 20, "the click's anonymous lead")
+        answer = client.post(
+            "/api/v1/applications",
+            json=APPLICATION | {"phone": "+90 533 111 22 44", "email": None, "session_id": session},
+        )
+
+    assert answer.status_code == 201, answer.text
+    (lead,) = SandboxView(sandbox_run).leads_of_session(session)
+    assert lead.phones == ["+905331112244"]
+
+
 def test_the_redirect_answers_302_with_the_code_and_cookies(sandbox_run: LocalRun) -> None:
     with sandbox_run.client() as client:
         answer = client.get(
@@ -99,6 +121,29 @@ def test_poison_ends_in_the_dead_letter_queue(sandbox_run: LocalRun) -> None:
     assert json.loads(reasons["invalid_operation"]["Body"]) == {"not": "an operation"}, "kept byte for byte"
     assert not any(lead.get("visitor_session_id") == "e2e-poison-0001" for lead in sandbox_leads(sandbox_run))
     wait_for(lambda: "DEAD-LETTERED" in sandbox_run.console, 10, "the console to report the dead letter")
+
+
+def test_the_operator_inspects_the_dead_letter_queue_of_the_stack(sandbox_run: LocalRun) -> None:
+    """``make dlq-inspect STACK=...`` with the operator's rights (the stack's OperatorPolicy): the queues
+    from the stack's outputs, the dead letters counted and grouped by reason, and left in place."""
+    sandbox_run.aws("sqs").send_message(QueueUrl=sandbox_run.state["CRM_QUEUE_URL"], MessageBody="not an operation")
+    wait_for(lambda: sandbox_run.status()["queues"]["dead_letter"]["waiting"], 20, "a dead letter to inspect")
+    environment = {name: value for name, value in sandbox_run.state.items() if name.startswith("AWS_")}
+    inspected = subprocess.run(  # noqa: S603 - the layer's own command, fixed arguments
+        [sys.executable, "-m", "crm_bridge.delivery.dead_letters", "inspect", "--stack", STACK_NAME, "--json"],
+        env={"PATH": os.environ["PATH"], **environment},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert inspected.returncode == 0, inspected.stderr
+    report = json.loads(inspected.stdout)
+    assert (report["visible"], report["sampled"]) == (1, 1), report
+    (reason,) = report["reasons"]
+    assert (reason["kind"], reason["reason"].split(":")[0]) == ("permanent", "invalid operation")
 
 
 def test_the_demo_page_and_swagger_ui_are_served_from_here(sandbox_run: LocalRun) -> None:

@@ -94,7 +94,7 @@ def enforced(local_aws: LocalAws, stack: Stack) -> Iterator[Enforced]:
     aws.stop()
 
 
-def test_each_function_may_do_what_its_role_allows_and_nothing_else(enforced: Enforced) -> None:
+def test_each_function_may_do_what_its_role_allows_and_nothing_else(enforced: Enforced, stack: Stack) -> None:
     aws, denied = enforced.aws, enforced.denied
     messenger, worker = (enforced.credentials[name] for name in FUNCTIONS)
     variables = enforced.variables
@@ -117,6 +117,7 @@ def test_each_function_may_do_what_its_role_allows_and_nothing_else(enforced: En
 
     # The runner and make dlq-inspect act as the operator (the stack's OperatorPolicy).
     aws.client("sqs").receive_message(QueueUrl=dead_letters, VisibilityTimeout=0)
+    aws.client("cloudformation").describe_stacks(StackName=stack.name)  # make dlq-inspect STACK=...
     assert _refused(lambda: aws.client("sqs").receive_message(QueueUrl=queue))
 
     refusals = [(caller.split("/")[-1], action) for caller, action, _ in denied]
