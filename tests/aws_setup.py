@@ -19,6 +19,7 @@ from typing import Any
 import boto3
 from moto import mock_aws
 
+from crm_bridge import aws
 from crm_bridge.delivery import queue as queue_module
 from crm_bridge.delivery import recovery
 from crm_bridge.delivery import sessions as sessions_module
@@ -57,8 +58,10 @@ def template_properties(logical_id: str) -> dict[str, Any]:
 
 
 def clear_aws_clients() -> None:
-    """Forget the layer's cached boto3 clients (SQS, DynamoDB for sessions, KMS)."""
+    """Forget the layer's cached boto3 clients (SQS, DynamoDB for sessions, KMS, the parameter stores)."""
     queue_module._sqs_client.cache_clear()
+    aws.ssm_provider.cache_clear()
+    aws.secrets_provider.cache_clear()
     sessions_module._dynamodb_client.cache_clear()
     recovery._kms_client.cache_clear()
 
