@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from infra.cloudformation_yaml import load_sam_file
+
 ROOT = Path(__file__).parents[2]
 STACK = ROOT / "infra" / "espocrm"
 COMPOSE = STACK / "compose.yaml"
@@ -53,28 +55,8 @@ def compose() -> dict[str, Any]:
     return loaded
 
 
-class _CloudFormationLoader(yaml.SafeLoader):
-    """Reads CloudFormation's short-form tags (!Ref, !Sub, ...) as plain ``{"Tag": value}`` data."""
-
-
-def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        assert isinstance(node, yaml.MappingNode)
-        value = loader.construct_mapping(node, deep=True)
-    return {suffix: value}
-
-
-_CloudFormationLoader.add_multi_constructor("!", _tag)
-
-
 def ecs_template() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.load(ECS_TEMPLATE.read_text(encoding="utf-8"), Loader=_CloudFormationLoader)  # noqa: S506 - a SafeLoader subclass
-    return loaded
+    return load_sam_file(ECS_TEMPLATE)
 
 
 def ecs_containers() -> dict[str, dict[str, Any]]:
