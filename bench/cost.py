@@ -22,8 +22,6 @@ import dataclasses
 import json
 import math
 import statistics
-import subprocess
-import sys
 import tempfile
 import uuid
 from collections import Counter
@@ -33,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.prices import EU_CENTRAL_1, Prices
+from bench.script import run_script
 
 if TYPE_CHECKING:
     from bench.artifact import Twin
@@ -325,17 +324,7 @@ def measure_usage(
                 "table_keys": stack.table_keys,
                 "result_path": str(spec_path.with_suffix(".out")),
             }
-            spec_path.write_text(json.dumps(spec))
-            completed = subprocess.run(  # noqa: S603 - this interpreter, the bench's own script
-                [sys.executable, "-I", "-S", "-B", str(LAMBDA_PROC), str(spec_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                check=False,
-                timeout=600,
-            )
-            if completed.returncode != 0:
-                raise RuntimeError(f"cost {case.label} failed:\n{completed.stderr.decode(errors='replace')[-3000:]}")
+            run_script(LAMBDA_PROC, spec, spec_path, what=f"cost {case.label}")
             reports.append(json.loads(spec_path.with_suffix(".out").read_text()))
         # A cold invocation is billed for its init too (since August 2025, for every on-demand
         # function): its CPU time is the untraced process's, from its start to its answer.

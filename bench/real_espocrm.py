@@ -27,8 +27,6 @@ from __future__ import annotations
 import json
 import random
 import string
-import subprocess
-import sys
 import tempfile
 import uuid
 from collections import Counter
@@ -40,6 +38,7 @@ from typing import Any
 from bench.artifact import Twin
 from bench.cold import SITE
 from bench.drain import DYNAMODB_LATENCY_MS
+from bench.script import run_script
 from bench.stack import LoopbackStack
 from bench.stats import Spread
 from infra.espocrm.local import (
@@ -345,23 +344,11 @@ def measure_real_espocrm(
                 "warmup": warmup,
                 "result_path": str(result_path),
             }
-            spec_path.write_text(json.dumps(spec), encoding="utf-8")
             progress(
                 f"espocrm: {iterations} new applicants through the handler and as many through the floor, "
                 f"interleaved ({warmup} more first, untimed)"
             )
-            completed = subprocess.run(  # noqa: S603 - this interpreter, the bench's own script
-                [sys.executable, "-I", "-S", "-B", str(PROC), str(spec_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                check=False,
-                timeout=60 + 5 * (warmup + iterations),
-            )
-            if completed.returncode != 0:
-                raise RuntimeError(
-                    f"the real-EspoCRM figure failed:\n{completed.stderr.decode(errors='replace')[-3000:]}"
-                )
+            run_script(PROC, spec, spec_path, what="the real-EspoCRM figure", timeout=60 + 5 * (warmup + iterations))
             raw = json.loads(result_path.read_text(encoding="utf-8"))
     return _result(raw, iterations, aws_latency_ms)
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -14,6 +12,7 @@ from typing import Any
 
 from bench.artifact import Twin
 from bench.cold import CASES, ColdCase, click_operation, sqs_event
+from bench.script import run_script
 from bench.stack import LoopbackStack
 from bench.stats import Spread, percentile
 
@@ -85,17 +84,7 @@ def measure_warm(
                 "invocations": count,
                 "result_path": str(result_path),
             }
-            spec_path.write_text(json.dumps(spec))
-            completed = subprocess.run(  # noqa: S603 - this interpreter, the bench's own script
-                [sys.executable, "-I", "-S", "-B", str(WARM_PROC), str(spec_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                check=False,
-                timeout=600,
-            )
-            if completed.returncode != 0:
-                raise RuntimeError(f"warm {case.label} failed:\n{completed.stderr.decode(errors='replace')[-3000:]}")
+            run_script(WARM_PROC, spec, spec_path, what=f"warm {case.label}")
             own = sorted(json.loads(result_path.read_text())["own_ms"])
             result.p50.append(percentile(own, 0.50))
             result.p99.append(percentile(own, 0.99))
