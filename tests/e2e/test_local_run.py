@@ -68,6 +68,8 @@ def test_an_application_completes_the_lead_of_the_visitors_earlier_click(sandbox
         click = client.post("/api/v1/messenger-events", json={"channel": "telegram", "session_id": session})
         assert click.status_code == 202, click.text
         wait_for(lambda: SandboxView(sandbox_run).lead_of_session(session), 20, "the click's anonymous lead")
+        # The worker records the session's lead after the CRM made it: until then an application waits (202).
+        wait_for(sandbox_run.queue_is_empty, 20, "the click's delivery, its session's lead recorded")
         answer = client.post(
             "/api/v1/applications",
             json=APPLICATION | {"phone": "+90 533 111 22 44", "email": None, "session_id": session},
