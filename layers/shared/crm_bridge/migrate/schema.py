@@ -160,7 +160,7 @@ class EnumOptions:
     """Options an existing enum (``Lead.status``, ``Opportunity.stage``) needs for the portal's stages."""
 
     entity: str
-    field: str
+    attribute: str
     options: tuple[str, ...]
     probabilities: Mapping[str, int] = field(default_factory=dict)
     """Opportunity stages only: won 100, lost 0, in progress by position (EspoCRM's ``probabilityMap``)."""
