@@ -217,8 +217,8 @@ def test_a_failing_session_write_still_answers_with_the_lead_and_logs_no_persona
         def get_item(self, **request: Any) -> dict[str, Any]:
             return {}  # no lead for the session yet: reads work, the write fails
 
-        def put_item(self, **request: Any) -> dict[str, Any]:
-            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}}, "PutItem")
+        def update_item(self, **request: Any) -> dict[str, Any]:
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}}, "UpdateItem")
 
     monkeypatch.setattr(handler.sessions, "_client", FailingDynamoDb())
 

@@ -404,3 +404,45 @@ def test_a_partner_tap_a_click_on_the_site_and_the_application_are_one_lead(crm:
     assert lead.count('"message us on WhatsApp"') == 1
     assert lead.count('"message us on Instagram"') == 1
     assert sessions.held_clicks(crm.provider.name, TAP_SESSION) == []
+
+
+@pytest.mark.parametrize("cut_short", ["the click's note", "a held click's note"])
+def test_a_click_retried_after_the_visitors_application_moved_the_session_is_written_once(
+    crm: Crm, monkeypatch: pytest.MonkeyPatch, cut_short: str
+) -> None:
+    """A click's note landed on the session's anonymous lead and its answer was lost; before its retry
+    the visitor applied, matched their existing lead, and the session followed it. The retry finds the
+    note where it landed instead of writing the click onto the applicant's lead a second time."""
+    sessions = MemorySessions()
+    known = crm.provider.upsert_lead(
+        Application.model_validate({"name": "Ali Veli", "email": "ali@example.com"}), uuid4()
+    ).record_id
+    if cut_short == "a held click's note":
+        deliver(click_operation(session_started=True, channel="instagram"), crm.provider, sessions)
+        click = click_operation(channel="whatsapp")  # creates the anonymous lead, then writes the held click
+    else:
+        deliver(click_operation(), crm.provider, sessions)  # the anonymous lead
+        click = click_operation(channel="instagram")
+    log_activity = crm.provider.log_activity
+
+    def lands_then_fails(*args: object, **kwargs: object) -> object:
+        log_activity(*args, **kwargs)  # type: ignore[arg-type]
+        raise RetryableCrmError("Gateway Timeout", provider=crm.provider.name, status=504)
+
+    monkeypatch.setattr(crm.provider, "log_activity", lands_then_fails)
+    with pytest.raises(RetryableCrmError):
+        deliver(click, crm.provider, sessions)
+    monkeypatch.undo()
+    anonymous = sessions.lead_for(crm.provider.name, SITE_SESSION)
+    assert anonymous is not None
+    assert anonymous != known
+
+    assert apply(crm, sessions, application_operation()).record_id == known
+    retried = deliver(click, crm.provider, sessions)
+
+    assert retried.record_id == known, "the session follows the applicant"
+    on_both = everything_on(crm, anonymous) + everything_on(crm, known)
+    assert on_both.count("Instagram") == 1, "the click written once, where it landed"
+    later = deliver(click_operation(channel="telegram", received_at=datetime.now(UTC)), crm.provider, sessions)
+    assert later.record_id == known
+    assert any("Telegram" in note for note in crm.sim.timeline(known)), "later clicks go to the applicant's lead"

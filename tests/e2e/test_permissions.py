@@ -75,7 +75,7 @@ NEEDS: dict[tuple[str, str, str], Need | str] = {
         CRM_DOWN, "ApplicationsFunction", also=("QueueOrParkOperations:sqs:SendMessage",)
     ),
     ("ApplicationsFunctionRole", "ApplicantSessions", "dynamodb:GetItem"): Need(APPLIES, "ApplicationsFunction"),
-    ("ApplicationsFunctionRole", "ApplicantSessions", "dynamodb:PutItem"): Need(APPLIES, "ApplicationsFunction"),
+    ("ApplicationsFunctionRole", "ApplicantSessions", "dynamodb:UpdateItem"): Need(APPLIES, "ApplicationsFunction"),
     ("ApplicationsFunctionRole", "ApplicantSessions", "dynamodb:DeleteItem"): NOT_SHOWN,
     ("ApplicationsFunctionRole", SEAL, "kms:Encrypt"): Need(
         CRM_DOWN, "ApplicationsFunction", also=("QueueOrParkOperations:sqs:SendMessage",)

@@ -5,7 +5,9 @@ beside them."""
 
 from __future__ import annotations
 
-from crm_bridge.delivery.sessions import HELD_CLICKS_MAX
+import time
+
+from crm_bridge.delivery.sessions import CLOCK_SKEW_SECONDS, HELD_CLICKS_MAX
 from crm_bridge.errors import SessionLeadInProgress
 
 
@@ -17,6 +19,8 @@ class MemorySessions:
         self.claims: dict[tuple[str, str], str] = {}
         self.held: dict[tuple[str, str], list[str]] = {}
         self.clicks: dict[tuple[str, str, str], set[str]] = {}
+        self.earlier: dict[tuple[str, str], tuple[set[str], float]] = {}
+        """The leads a session pointed at before, and when it last moved."""
 
     def lead_for(self, provider: str, session_id: str, operation_id: str | None = None) -> str | None:
         key = (provider, session_id)
@@ -35,9 +39,19 @@ class MemorySessions:
         if self.claims.get((provider, session_id)) == operation_id:
             del self.claims[(provider, session_id)]
 
-    def remember(self, provider: str, session_id: str, lead_id: str, *, replace: bool = False) -> None:
-        if replace or (provider, session_id) not in self.leads:
-            self.leads[(provider, session_id)] = lead_id
+    def remember(
+        self, provider: str, session_id: str, lead_id: str, *, replace: bool = False, earlier: str | None = None
+    ) -> None:
+        key = (provider, session_id)
+        if replace or key not in self.leads:
+            self.leads[key] = lead_id
+            self.claims.pop(key, None)
+        if replace and earlier is not None and earlier != lead_id:
+            self.earlier[key] = (self.earlier.get(key, (set(), 0.0))[0] | {earlier}, time.time())
+
+    def earlier_leads(self, provider: str, session_id: str, received_at: float) -> list[str]:
+        leads, moved_at = self.earlier.get((provider, session_id), (set(), 0.0))
+        return sorted(leads) if moved_at >= received_at - CLOCK_SKEW_SECONDS else []
 
     def count_click(self, provider: str, session_id: str, hour: str, operation_id: str) -> int:
         counted = self.clicks.setdefault((provider, session_id, hour), set())

@@ -226,7 +226,9 @@ class Sessions(MemorySessions):
         self.seconds = seconds
         self.error = error
 
-    def remember(self, provider: str, session_id: str, lead_id: str, *, replace: bool = False) -> None:
+    def remember(
+        self, provider: str, session_id: str, lead_id: str, *, replace: bool = False, earlier: str | None = None
+    ) -> None:
         time.sleep(self.seconds)
         if self.error is not None:
             raise self.error

@@ -10,6 +10,7 @@ from moto import mock_aws
 
 from crm_bridge.delivery.sessions import (
     CLAIM_SECONDS,
+    CLOCK_SKEW_SECONDS,
     COUNTED_CLICKS_MAX,
     HELD_CLICKS_MAX,
     HELD_CLICKS_TTL_SECONDS,
@@ -45,6 +46,23 @@ def test_the_first_lead_remembered_wins(sessions: DynamoDbVisitorSessions) -> No
     sessions.remember("espocrm", "visitor-1", "second")
 
     assert sessions.lead_for("espocrm", "visitor-1") == "first"
+
+
+def test_a_session_moved_to_the_applicants_lead_keeps_the_leads_it_left_for_clicks_received_before(
+    sessions: DynamoDbVisitorSessions,
+) -> None:
+    """A click received before the move may have landed on the anonymous lead (its answer lost): its
+    retry is told where to look. A click received well after the move never saw that lead."""
+    sessions.claim("espocrm", "visitor-1", "click-1")
+    sessions.remember("espocrm", "visitor-1", "anonymous")
+    sessions.remember("espocrm", "visitor-1", "applicant", replace=True, earlier="anonymous")
+    sessions.remember("espocrm", "visitor-1", "successor", replace=True, earlier="applicant")
+
+    assert sessions.lead_for("espocrm", "visitor-1") == "successor"
+    assert sessions.earlier_leads("espocrm", "visitor-1", received_at=990.0) == ["anonymous", "applicant"]
+    assert sessions.earlier_leads("espocrm", "visitor-1", received_at=1000.0 + CLOCK_SKEW_SECONDS + 1) == []
+    assert sessions.earlier_leads("espocrm", "visitor-2", received_at=990.0) == []
+    assert sessions.claim("espocrm", "visitor-1", "click-2") is False, "the session has its lead"
 
 
 def test_an_expired_session_is_forgotten_even_before_dynamodb_deletes_it(sessions: DynamoDbVisitorSessions) -> None:

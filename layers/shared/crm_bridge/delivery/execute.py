@@ -50,8 +50,17 @@ class VisitorSessions(Protocol):
         """Give the claim up after a create that surely wrote nothing."""
         ...
 
-    def remember(self, provider: str, session_id: str, lead_id: str, *, replace: bool = False) -> None:
-        """``replace``: the visitor applied, so their real lead supersedes an anonymous one."""
+    def remember(
+        self, provider: str, session_id: str, lead_id: str, *, replace: bool = False, earlier: str | None = None
+    ) -> None:
+        """``replace``: the visitor applied, so their real lead supersedes an anonymous one; ``earlier``,
+        the lead it supersedes, is kept for :meth:`earlier_leads`."""
+        ...
+
+    def earlier_leads(self, provider: str, session_id: str, received_at: float) -> list[str]:
+        """The leads the session pointed at before its current one, when it was re-pointed after
+        ``received_at``: a click received before then may have been written onto one of them by an
+        attempt whose answer was lost."""
         ...
 
     def count_click(self, provider: str, session_id: str, hour: str, operation_id: str) -> int:
@@ -92,8 +101,10 @@ def deliver(operation: Operation, provider: CrmProvider, sessions: VisitorSessio
 
             result = provider.upsert_lead(application, operation.operation_id, session_lead=anonymous_lead)
             held_clicks = held.result()
-            sessions.remember(provider.name, session_id, result.record_id, replace=True)
-            _write_held_clicks(provider, sessions, session_id, result.record_id, held_clicks)
+            previous = None if session_lead.exception() else session_lead.result()
+            sessions.remember(provider.name, session_id, result.record_id, replace=True, earlier=previous)
+            anonymous = [previous] if previous and previous != result.record_id else []
+            _write_held_clicks(provider, sessions, session_id, result.record_id, held_clicks, anonymous)
             return result
         case MessengerClickOperation(payload=activity):
             if sessions is None:
@@ -102,11 +113,17 @@ def deliver(operation: Operation, provider: CrmProvider, sessions: VisitorSessio
             clicks = sessions.count_click(provider.name, activity.session_id, hour, str(operation.operation_id))
             if clicks > CLICKS_PER_SESSION_PER_HOUR:
                 return _not_written(provider, LeadAction.FOLDED)
-            result = _deliver_click(operation, activity, provider, sessions)
+            received_at = operation.created_at.timestamp()
+            earlier = [
+                lead
+                for session_id in activity.sessions()
+                for lead in sessions.earlier_leads(provider.name, session_id, received_at)
+            ]
+            result = _deliver_click(operation, activity, provider, sessions, earlier)
             if result.record_id:  # written: the visitor's sessions have their lead now
                 for session_id in activity.sessions():
                     waiting = sessions.held_clicks(provider.name, session_id)
-                    _write_held_clicks(provider, sessions, session_id, result.record_id, waiting)
+                    _write_held_clicks(provider, sessions, session_id, result.record_id, waiting, earlier)
             return result
         case _:
             assert_never(operation)
@@ -117,7 +134,10 @@ def _deliver_click(
     activity: MessengerActivity,
     provider: CrmProvider,
     sessions: VisitorSessions | None = None,
+    earlier: list[str] | None = None,
 ) -> ProviderResult:
+    """``earlier``: leads the visitor's sessions pointed at before, where an attempt of this click
+    whose answer was lost may have written it."""
     if sessions is None:
         return provider.create_minimal_lead_from_activity(activity, operation.operation_id)
     # The sessions' lead: it follows the visitor (an application replaces an anonymous lead, a closed
@@ -127,7 +147,7 @@ def _deliver_click(
     gone: set[str] = set()
     for lead_id in dict.fromkeys(lead for lead in known.values() if lead):
         try:
-            result = provider.log_activity(lead_id, activity, operation.operation_id)
+            result = provider.log_activity(lead_id, activity, operation.operation_id, earlier_leads=earlier or ())
         except LeadNotFound:
             gone.add(lead_id)  # deleted in the CRM: fall back to the next one, or a new lead
             continue
@@ -156,7 +176,7 @@ def _remember(sessions: VisitorSessions, provider: CrmProvider, known: dict[str,
     click recorded one meanwhile), and one whose lead was closed, deleted, or another of the same visitor."""
     for session_id, previous in known.items():
         if previous != lead_id:
-            sessions.remember(provider.name, session_id, lead_id, replace=previous is not None)
+            sessions.remember(provider.name, session_id, lead_id, replace=previous is not None, earlier=previous)
 
 
 _session_reads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="crm-bridge-session-reads")
@@ -169,13 +189,19 @@ def read_alongside[T](read: Callable[[str, str], T], provider: str, session_id: 
 
 
 def _write_held_clicks(
-    provider: CrmProvider, sessions: VisitorSessions, session_id: str, lead_id: str, held: list[str]
+    provider: CrmProvider,
+    sessions: VisitorSessions,
+    session_id: str,
+    lead_id: str,
+    held: list[str],
+    earlier: list[str] | None = None,
 ) -> None:
     """The session has returned: its held clicks become notes on its lead, each once (its own
-    operation's marker), oldest first; then they are dropped."""
+    operation's marker, looked for on the session's ``earlier`` leads too), oldest first; then they
+    are dropped."""
     for click in held:
         operation = MessengerClickOperation.model_validate_json(click)
-        provider.log_activity(lead_id, operation.payload, operation.operation_id)
+        provider.log_activity(lead_id, operation.payload, operation.operation_id, earlier_leads=earlier or ())
     if held:
         sessions.forget_held(provider.name, session_id, len(held))
 

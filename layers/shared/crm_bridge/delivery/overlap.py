@@ -57,7 +57,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from contextvars import copy_context
-from functools import cache
+from functools import cache, partial
 from typing import TYPE_CHECKING
 from uuid import UUID
 
@@ -135,11 +135,16 @@ class SessionsAlongside:
         self.settle()
         self._sessions.forget_held(provider, session_id, count)
 
-    def remember(self, provider: str, session_id: str, lead_id: str, *, replace: bool = False) -> None:
+    def remember(
+        self, provider: str, session_id: str, lead_id: str, *, replace: bool = False, earlier: str | None = None
+    ) -> None:
         context = copy_context()  # the caller's context (logger keys, budget), as if run inline
-        self._pending.append(
-            background().submit(context.run, self._sessions.remember, provider, session_id, lead_id, replace=replace)
-        )
+        remember = partial(self._sessions.remember, replace=replace, earlier=earlier)
+        self._pending.append(background().submit(context.run, remember, provider, session_id, lead_id))
+
+    def earlier_leads(self, provider: str, session_id: str, received_at: float) -> list[str]:
+        self.settle()
+        return self._sessions.earlier_leads(provider, session_id, received_at)
 
     def drop_reads(self) -> None:
         """Wait for the reads started ahead that no delivery asked for (the claim failed): no work

@@ -7,7 +7,9 @@ switch of CRM the other CRM's lead ids are never reused; entries expire (DynamoD
 not personal data, and the item holds nothing else but the lead id, or, while the session's first
 click creates its lead, the id of that click's operation (the claim), so that a second click of the
 same visitor handled meanwhile (another worker, or the first create still in flight) waits for that
-lead instead of creating one of its own.
+lead instead of creating one of its own. Once the visitor's application moved the session to
+another lead, the item keeps the leads it pointed at before and when it moved: a click in flight
+then may have landed on one of them, and its retry must not write it again.
 
 Two more kinds of item live beside them, under their own keys so the claim's conditions never meet
 them: ``held#<provider>#<session>``, the clicks of a session nothing vouches for yet (a /go request
@@ -41,6 +43,8 @@ HELD_CLICKS_MAX = 20
 HELD_CLICKS_TTL_SECONDS = 30 * 86400
 """How long a click waits for its session to come back (a second click, an application)."""
 CLICK_COUNT_TTL_SECONDS = 2 * 3600
+CLOCK_SKEW_SECONDS = 60
+"""How far the API's clock (a click's receipt) and the worker's (a session re-pointed) may disagree."""
 COUNTED_CLICKS_MAX = 100
 """Clicks of one session and hour counted one by one; a flood beyond is just "more" (the item stays small)."""
 
@@ -85,18 +89,9 @@ class DynamoDbVisitorSessions:
         """The session's lead in this CRM; None when it has none. :class:`SessionLeadInProgress` while
         another operation than ``operation_id`` holds the claim on creating it. A store failure is
         retryable: guessing "no lead" would create a second one."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            item = self.client.get_item(
-                TableName=self.table_name,
-                Key={KEY_ATTRIBUTE: {"S": self.key(provider, session_id)}},
-                ConsistentRead=True,
-            ).get("Item")
-        except (BotoCoreError, ClientError) as exc:
-            raise self._unavailable(provider, exc) from None
-        if not item or float(item.get(TTL_ATTRIBUTE, {}).get("N", "0")) < self._clock():
-            return None  # TTL deletes lazily: an expired item may still be there
+        item = self._item(provider, self.key(provider, session_id))
+        if not item:
+            return None
         if "lead_id" in item:
             return str(item["lead_id"]["S"])
         if item.get("claimed_by", {}).get("S") != operation_id:
@@ -147,33 +142,46 @@ class DynamoDbVisitorSessions:
             ),
         )
 
-    def remember(self, provider: str, session_id: str, lead_id: str, *, replace: bool = False) -> None:
+    def remember(
+        self, provider: str, session_id: str, lead_id: str, *, replace: bool = False, earlier: str | None = None
+    ) -> None:
         """Record the session's lead unless one is recorded already (a concurrent first click wins),
-        or, with ``replace``, in any case (the visitor applied: their real lead supersedes).
+        or, with ``replace``, in any case (the visitor applied: their real lead supersedes). The lead
+        it supersedes (``earlier``) is kept in the item with the time, for :meth:`earlier_leads`.
 
         Never raises: the lead exists in the CRM by now, and failing the delivery would create it
         again on retry; without the entry the next click finds the lead by its session attribute
         or, at worst, makes a second minimal lead.
         """
         now = self._clock()
-        item: dict[str, Any] = {
-            KEY_ATTRIBUTE: {"S": self.key(provider, session_id)},
-            "lead_id": {"S": lead_id},
-            TTL_ATTRIBUTE: {"N": str(int(now + self.ttl_seconds))},
+        values: dict[str, Any] = {":lead": {"S": lead_id}, ":expires": {"N": str(int(now + self.ttl_seconds))}}
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": {KEY_ATTRIBUTE: {"S": self.key(provider, session_id)}},
+            "UpdateExpression": f"SET lead_id = :lead, {TTL_ATTRIBUTE} = :expires REMOVE claimed_by",
+            "ExpressionAttributeValues": values,
         }
-        condition: dict[str, Any] = (
-            {}
-            if replace
-            else {  # a claim gives way to the lead; a recorded lead stays
-                "ConditionExpression": f"attribute_not_exists(lead_id) OR {TTL_ATTRIBUTE} < :now",
-                "ExpressionAttributeValues": {":now": {"N": str(int(now))}},
-            }
-        )
+        if not replace:  # a claim gives way to the lead; a recorded lead stays
+            request["ConditionExpression"] = f"attribute_not_exists(lead_id) OR {TTL_ATTRIBUTE} < :now"
+            values[":now"] = {"N": str(int(now))}
+        elif earlier is not None and earlier != lead_id:
+            request["UpdateExpression"] = (
+                f"SET lead_id = :lead, {TTL_ATTRIBUTE} = :expires, replaced_at = :now"
+                " REMOVE claimed_by ADD earlier :earlier"
+            )
+            values |= {":now": {"N": str(now)}, ":earlier": {"SS": [earlier]}}
         self._best_effort_write(
-            provider,
-            "could not remember the visitor session's lead",
-            lambda: self.client.put_item(TableName=self.table_name, Item=item, **condition),
+            provider, "could not remember the visitor session's lead", lambda: self.client.update_item(**request)
         )
+
+    def earlier_leads(self, provider: str, session_id: str, received_at: float) -> list[str]:
+        """The leads the session pointed at before, when it was last re-pointed after ``received_at``
+        (less :data:`CLOCK_SKEW_SECONDS`): a click received later never saw them. A store failure is
+        retryable: guessing "none" could write a click twice."""
+        item = self._item(provider, self.key(provider, session_id))
+        if not item or float(item.get("replaced_at", {}).get("N", "0")) < received_at - CLOCK_SKEW_SECONDS:
+            return []
+        return sorted(item.get("earlier", {}).get("SS", []))
 
     def count_click(self, provider: str, session_id: str, hour: str, operation_id: str) -> int:
         """This session's clicks in ``hour`` (e.g. ``2026120517``), this one included; a retried click
@@ -219,18 +227,7 @@ class DynamoDbVisitorSessions:
 
     def held_clicks(self, provider: str, session_id: str) -> list[str]:
         """The clicks held for the session, oldest first. A store failure is retryable."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            item = self.client.get_item(
-                TableName=self.table_name,
-                Key={KEY_ATTRIBUTE: {"S": f"held#{self.key(provider, session_id)}"}},
-                ConsistentRead=True,
-            ).get("Item")
-        except (BotoCoreError, ClientError) as exc:
-            raise self._unavailable(provider, exc) from None
-        if not item or float(item.get(TTL_ATTRIBUTE, {}).get("N", "0")) < self._clock():
-            return []
+        item = self._item(provider, f"held#{self.key(provider, session_id)}") or {}
         return [value["S"] for value in item.get("held", {}).get("L", [])]
 
     def forget_held(self, provider: str, session_id: str, count: int) -> None:
@@ -247,6 +244,21 @@ class DynamoDbVisitorSessions:
                 ExpressionAttributeValues={":count": {"N": str(count)}},
             ),
         )
+
+    def _item(self, provider: str, key: str) -> dict[str, Any] | None:
+        """The item under ``key``, read consistently; None when there is none or it has expired (TTL
+        deletes lazily: an expired item may still be there). A store failure is retryable."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            item = self.client.get_item(
+                TableName=self.table_name, Key={KEY_ATTRIBUTE: {"S": key}}, ConsistentRead=True
+            ).get("Item")
+        except (BotoCoreError, ClientError) as exc:
+            raise self._unavailable(provider, exc) from None
+        if not item or float(item.get(TTL_ATTRIBUTE, {}).get("N", "0")) < self._clock():
+            return None
+        return dict(item)
 
     @staticmethod
     def _unavailable(provider: str, exc: Exception) -> RetryableCrmError:

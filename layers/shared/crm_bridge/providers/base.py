@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -271,12 +271,19 @@ class CrmProvider(ABC):
         return self._result(existing.record_id, action, started, outcome, activity_id=note_id)
 
     def log_activity(
-        self, lead_id: str, activity: MessengerActivity, operation_id: UUID | None = None
+        self,
+        lead_id: str,
+        activity: MessengerActivity,
+        operation_id: UUID | None = None,
+        *,
+        earlier_leads: Sequence[str] = (),
     ) -> ProviderResult:
         """Record a messenger click on a known lead's timeline, once per ``operation_id``.
 
         The id is the visitor session's lead (no caller names one); one that cannot be this CRM's
-        is :class:`LeadNotFound` before any request, as a deleted lead.
+        is :class:`LeadNotFound` before any request, as a deleted lead. ``earlier_leads``: the leads
+        the session pointed at before (the visitor applied meanwhile): an attempt whose answer was
+        lost may have written the click there, and then it is not written again.
 
         A click for a closed lead (converted, lost) makes a new lead instead, once per
         ``operation_id``: the result's ``record_id`` is then the new lead's."""
@@ -284,7 +291,9 @@ class CrmProvider(ABC):
         if not self._accepts_record_id(lead_id):
             raise LeadNotFound(f"the lead id is not of {self.name}'s form", provider=self.name)
         lead = self._read_lead(lead_id)
-        if operation_id is not None and self._recorded(lead, operation_id):
+        if operation_id is not None and (
+            self._recorded(lead, operation_id) or self._recorded_on_any(earlier_leads, operation_id)
+        ):
             return self._result(lead_id, LeadAction.UNCHANGED, started)
         closed = self._closed(lead)
         if closed is not None:
@@ -553,6 +562,16 @@ class CrmProvider(ABC):
         an earlier attempt of this operation reached the CRM and only its answer was lost (a timeout,
         a reset, a 5xx after the write, a worker that died before acknowledging). Raises
         :class:`LeadNotFound` for a lead that does not exist."""
+
+    def _recorded_on_any(self, lead_ids: Sequence[str], operation_id: UUID) -> bool:
+        """Whether one of these leads (those that still exist) carries the operation's marker."""
+        for lead_id in lead_ids:
+            try:
+                if self._accepts_record_id(lead_id) and self._recorded(self._read_lead(lead_id), operation_id):
+                    return True
+            except LeadNotFound:
+                continue
+        return False
 
     @abstractmethod
     def _missing_mapped_fields(self) -> list[str] | None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -200,10 +200,15 @@ class Bitrix24Provider(CrmProvider, LeadReader):
             return super().upsert_lead(application, operation_id, session_lead)
 
     def log_activity(
-        self, lead_id: str, activity: MessengerActivity, operation_id: UUID | None = None
+        self,
+        lead_id: str,
+        activity: MessengerActivity,
+        operation_id: UUID | None = None,
+        *,
+        earlier_leads: Sequence[str] = (),
     ) -> ProviderResult:
         with self.operation(operation_id):
-            return super().log_activity(lead_id, activity, operation_id)
+            return super().log_activity(lead_id, activity, operation_id, earlier_leads=earlier_leads)
 
     def create_minimal_lead_from_activity(self, activity: MessengerActivity, operation_id: UUID) -> ProviderResult:
         with self.operation(operation_id):
