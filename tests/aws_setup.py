@@ -11,19 +11,36 @@ made under another test's mock (or none) is used.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import os
+import sys
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 from moto import mock_aws
+from moto.core.authorization import enable_iam_authentication
 
 from crm_bridge import aws
 from crm_bridge.delivery import queue as queue_module
 from crm_bridge.delivery import recovery
 from crm_bridge.delivery import sessions as sessions_module
-from tests.infra.sam import parameter_default, sam_template
+from infra.cloudformation_yaml import load_sam_file
+from infra.local import iam
+from infra.local.aws import CREDENTIALS, ClientsByCaller
+from infra.local.stack import (
+    Stack,
+    dead_letter_queue_arn,
+    deploy,
+    function_configuration,
+    operator_credentials,
+    queue_sources,
+    queue_url,
+    role_credentials,
+)
+from tests.e2e.permissions import deploy_without
+from tests.infra.sam import REQUIRED_PARAMETERS, TEMPLATE, parameter_default, sam_template
 
 QUEUE_NAME = "crm-operations"
 DLQ_NAME = "crm-operations-dlq"
@@ -38,6 +55,8 @@ class AwsResources:
     dlq_url: str
     max_receive_count: int
     kms_key_id: str
+    idempotency_table: str = IDEMPOTENCY_TABLE
+    sessions_table: str = SESSIONS_TABLE
 
     def environment(self) -> dict[str, str]:
         """The queue and table variables every function gets from the template, pointing here.
@@ -47,8 +66,8 @@ class AwsResources:
         return {
             "CRM_QUEUE_URL": self.queue_url,
             "CRM_DLQ_URL": self.dlq_url,
-            "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
-            "SESSIONS_TABLE": SESSIONS_TABLE,
+            "IDEMPOTENCY_TABLE": self.idempotency_table,
+            "SESSIONS_TABLE": self.sessions_table,
         }
 
 
@@ -106,5 +125,80 @@ def template_aws() -> Iterator[AwsResources]:
         clear_aws_clients()
         try:
             yield create_aws_resources()
+        finally:
+            clear_aws_clients()
+
+
+class InProcessAws:
+    """What :mod:`infra.local.stack` deploys into and reads, inside ``mock_aws()``: the runner's own
+    deploy, without its server (the fault runs move moto's clock, in this process)."""
+
+    def __init__(self) -> None:
+        self.credentials = dict(CREDENTIALS)
+        self._clients = ClientsByCaller()
+
+    def client(self, service: str, credentials: dict[str, str] | None = None) -> Any:
+        return self._clients.client(service, credentials or self.credentials)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The stack deployed in this process's moto, with IAM enforced."""
+
+    stack: Stack
+    resources: AwsResources
+    roles: dict[str, dict[str, str]]
+    """Each function's (logical id) role's STS credentials, as Lambda gives them to the function."""
+    environments: dict[str, dict[str, str]]
+    """Each function's environment, as deployed."""
+    operator: dict[str, str]
+    """Credentials with the stack's OperatorPolicy: the test's own view of the queues."""
+    denied: list[str] = field(default_factory=list)
+    """Every AccessDenied, as "caller may not action on resource"."""
+
+
+@contextmanager
+def deployed_aws(parameters: Mapping[str, Any]) -> Iterator[Deployment]:
+    """``mock_aws()`` with template.yaml deployed as the runner deploys it (SAM's transform, a
+    CloudFormation stack), then IAM enforced: each caller has only its credentials' rights. Each
+    AccessDenied is recorded and printed (the mutation run, ``make permissions``, reads it there);
+    ``PERMISSIONS_WITHOUT`` (``POLICY SID:ACTION,...``) deploys without those actions."""
+    with mock_aws():
+        clear_aws_clients()
+        iam.install()
+        if without := os.environ.get("PERMISSIONS_WITHOUT"):
+            deploy_without(*without.split(" ", 1))
+        local = InProcessAws()
+        stack = deploy(local, load_sam_file(TEMPLATE), REQUIRED_PARAMETERS | dict(parameters))
+        configurations = {
+            function.logical_id: function_configuration(local, stack, function.logical_id)
+            for function in stack.of_type("AWS::Lambda::Function")
+        }
+        roles = {name: role_credentials(local, deployed["Role"], name) for name, deployed in configurations.items()}
+        environments = {
+            name: {variable: str(value) for variable, value in deployed["Environment"]["Variables"].items()}
+            for name, deployed in configurations.items()
+        }
+        (source,) = queue_sources(local, stack)
+        operations_url = queue_url(stack, source.queue)
+        resources = AwsResources(
+            operations_url,
+            source.queue,
+            queue_url(stack, dead_letter_queue_arn(local, operations_url)),
+            int(stack.parameters.get("MaxReceiveCount", parameter_default("MaxReceiveCount"))),
+            stack.resources["RecoveryKey"].physical_id,
+            idempotency_table=stack.resources["IdempotencyTable"].physical_id,
+            sessions_table=stack.resources["VisitorSessionsTable"].physical_id,
+        )
+        deployment = Deployment(stack, resources, roles, environments, operator_credentials(local, stack))
+
+        def denied(caller: str, action: str, resource: str) -> None:
+            deployment.denied.append(f"{caller} may not {action} on {resource}")
+            print(f"AccessDenied: {deployment.denied[-1]}", file=sys.stderr)
+
+        iam.report_denied(denied)
+        try:
+            with enable_iam_authentication():
+                yield deployment
         finally:
             clear_aws_clients()

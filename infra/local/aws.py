@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 from moto.core.authorization import enable_iam_authentication
@@ -24,6 +24,38 @@ REGION = "eu-central-1"
 CREDENTIALS = dict.fromkeys(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), "local")
 
 
+class AwsClients(Protocol):
+    """What the deploy and the stack's readers need of AWS: a client per service and caller."""
+
+    def client(self, service: str, credentials: dict[str, str] | None = None) -> Any: ...
+
+
+class ClientsByCaller:
+    """Clients made once per service and caller (boto3 clients are thread-safe, making them is not),
+    each of its own session: a caller is its credentials, as in a Lambda container."""
+
+    def __init__(self, endpoint: str | None = None) -> None:
+        self.endpoint = endpoint
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def client(self, service: str, credentials: dict[str, str]) -> Any:
+        with self._lock:
+            key = (service, credentials["AWS_ACCESS_KEY_ID"])
+            if key not in self._clients:
+                self._clients[key] = session_of(credentials).client(service, endpoint_url=self.endpoint)  # type: ignore[call-overload]
+            return self._clients[key]
+
+
+def session_of(credentials: dict[str, str]) -> boto3.session.Session:
+    return boto3.session.Session(
+        aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=credentials.get("AWS_SESSION_TOKEN"),
+        region_name=REGION,
+    )
+
+
 class LocalAws:
     """moto's server on a free loopback port, for every service at one endpoint."""
 
@@ -32,15 +64,14 @@ class LocalAws:
         self.endpoint = ""
         self.credentials = dict(CREDENTIALS)
         """Of the runner itself: the operator's once IAM is enforced."""
-        self._clients: dict[tuple[str, str], Any] = {}
-        self._lock = threading.Lock()
+        self._clients = ClientsByCaller()
         self._iam = contextlib.ExitStack()
 
     def start(self) -> None:
         iam.install()
         self._server.start()
         host, port = self._server.get_host_and_port()
-        self.endpoint = f"http://{host}:{port}"
+        self.endpoint = self._clients.endpoint = f"http://{host}:{port}"
 
     def stop(self) -> None:
         self._iam.close()
@@ -63,20 +94,8 @@ class LocalAws:
         }
 
     def client(self, service: str, credentials: dict[str, str] | None = None) -> Any:
-        """A client of this server, with these credentials (the runner's by default); made once per
-        service and caller: boto3 clients are thread-safe, making them is not."""
-        credentials = credentials or self.credentials
-        with self._lock:
-            key = (service, credentials["AWS_ACCESS_KEY_ID"])
-            if key not in self._clients:
-                session = boto3.session.Session(
-                    aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
-                    aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
-                    aws_session_token=credentials.get("AWS_SESSION_TOKEN"),
-                    region_name=REGION,
-                )
-                self._clients[key] = session.client(service, endpoint_url=self.endpoint)  # type: ignore[call-overload]
-            return self._clients[key]
+        """A client of this server, with these credentials (the runner's by default)."""
+        return self._clients.client(service, credentials or self.credentials)
 
 
 def store_secret(aws: LocalAws, name: str, value: str) -> None:

@@ -12,6 +12,8 @@ With IAM enforced, moto checks each request's action against the caller's polici
   JSON text (every request of the role then fails with a server error), and never gets its
   ``ManagedPolicyArns``. Here they are text and attached; AWS's own managed policies, which moto
   does not load (AWSLambdaBasicExecutionRole: the logs Lambda writes, not the function), are left out;
+* a DLQ redrive (``StartMessageMoveTask``) is checked against ``*``: here against its source queue,
+  as AWS checks it;
 * the SQS batch actions are checked as ``sqs:SendMessageBatch`` etc., actions IAM does not have:
   AWS authorises them as the single action (``sqs:SendMessage``, ``sqs:DeleteMessage``,
   ``sqs:ChangeMessageVisibility``).
@@ -49,6 +51,8 @@ class _SqsRequest(IAMRequest):
 
 
 def _sqs_authorize(response: Any, resource: str = "*") -> None:
+    if resource == "*" and response._get_param("SourceArn"):  # a move task: AWS checks its source queue
+        resource = response._get_param("SourceArn")
     response._authenticate_and_authorize_action(_SqsRequest, resource)
 
 

@@ -26,7 +26,7 @@ from typing import Any
 from moto.awslambda import models as lambda_models
 from moto.cloudformation import parsing as cloudformation_parsing
 
-from infra.local.aws import REGION, LocalAws
+from infra.local.aws import REGION, AwsClients
 from infra.local.template import QueueSource, TemplateError
 from infra.sam import ARTIFACTS_BUCKET, code_objects, transform
 
@@ -64,7 +64,7 @@ class Stack:
         return [resource for resource in self.resources.values() if resource.resource_type == resource_type]
 
 
-def deploy(aws: LocalAws, sam: dict[str, Any], parameters: Mapping[str, Any], name: str = STACK_NAME) -> Stack:
+def deploy(aws: AwsClients, sam: dict[str, Any], parameters: Mapping[str, Any], name: str = STACK_NAME) -> Stack:
     """``sam deploy`` into moto: transform, upload the code objects, create the stack, read it back.
 
     The stack's SQS event source mappings are then disabled in moto: moto's own would invoke the
@@ -72,7 +72,7 @@ def deploy(aws: LocalAws, sam: dict[str, Any], parameters: Mapping[str, Any], na
     return _submit(aws, sam, parameters, name, update=False)
 
 
-def update(aws: LocalAws, sam: dict[str, Any], parameters: Mapping[str, Any], name: str = STACK_NAME) -> Stack:
+def update(aws: AwsClients, sam: dict[str, Any], parameters: Mapping[str, Any], name: str = STACK_NAME) -> Stack:
     """``sam deploy`` of another release onto the deployed stack ``name``: CloudFormation's update.
 
     A change that AWS would *replace* a stateful resource for is refused before it ships
@@ -81,7 +81,7 @@ def update(aws: LocalAws, sam: dict[str, Any], parameters: Mapping[str, Any], na
     return _submit(aws, sam, parameters, name, update=True)
 
 
-def _submit(aws: LocalAws, sam: dict[str, Any], parameters: Mapping[str, Any], name: str, *, update: bool) -> Stack:
+def _submit(aws: AwsClients, sam: dict[str, Any], parameters: Mapping[str, Any], name: str, *, update: bool) -> Stack:
     _moto_as_cloudformation()
     transformed = transform(sam, dict(parameters), REGION)
     s3 = aws.client("s3")
@@ -149,7 +149,7 @@ def _moto_as_cloudformation() -> None:
     cloudformation_parsing.parse_and_update_resource = updated_in_place
 
 
-def function_configuration(aws: LocalAws, stack: Stack, logical_id: str) -> dict[str, Any]:
+def function_configuration(aws: AwsClients, stack: Stack, logical_id: str) -> dict[str, Any]:
     """Lambda's configuration of a deployed function (environment, timeout, memory, role)."""
     configuration: dict[str, Any] = aws.client("lambda").get_function_configuration(
         FunctionName=stack.resources[logical_id].physical_id
@@ -157,7 +157,7 @@ def function_configuration(aws: LocalAws, stack: Stack, logical_id: str) -> dict
     return configuration
 
 
-def queue_sources(aws: LocalAws, stack: Stack) -> list[QueueSource]:
+def queue_sources(aws: AwsClients, stack: Stack) -> list[QueueSource]:
     """The stack's SQS event source mappings, as deployed."""
     lambda_ = aws.client("lambda")
     by_name = {resource.physical_id: resource.logical_id for resource in stack.of_type("AWS::Lambda::Function")}
@@ -188,7 +188,7 @@ def queue_url(stack: Stack, arn: str) -> str:
     raise TemplateError(f"{arn} is no queue of the stack")
 
 
-def dead_letter_queue_arn(aws: LocalAws, url: str) -> str:
+def dead_letter_queue_arn(aws: AwsClients, url: str) -> str:
     """The queue a queue's redrive policy dead-letters to."""
     attributes = aws.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])["Attributes"]
     if "RedrivePolicy" not in attributes:
@@ -197,7 +197,7 @@ def dead_letter_queue_arn(aws: LocalAws, url: str) -> str:
     return arn
 
 
-def role_credentials(aws: LocalAws, role_arn: str, session_name: str) -> dict[str, str]:
+def role_credentials(aws: AwsClients, role_arn: str, session_name: str) -> dict[str, str]:
     """STS credentials of a role, as Lambda gives its function's execution role to the function."""
     credentials = aws.client("sts").assume_role(RoleArn=role_arn, RoleSessionName=session_name)["Credentials"]
     return {
@@ -207,7 +207,7 @@ def role_credentials(aws: LocalAws, role_arn: str, session_name: str) -> dict[st
     }
 
 
-def operator_credentials(aws: LocalAws, stack: Stack) -> dict[str, str]:
+def operator_credentials(aws: AwsClients, stack: Stack) -> dict[str, str]:
     """An IAM user with the stack's OperatorPolicy (what an operator attaches to their role): the
     runner's own view of the queues, make dlq-inspect and the tests' checks act with its rights."""
     iam = aws.client("iam")

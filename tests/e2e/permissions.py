@@ -3,7 +3,9 @@
 ``python -m tests.e2e.permissions POLICY SID:ACTION[,SID:ACTION...] [runner arguments]`` is ``make run``
 whose stack lacks those actions in those statements of POLICY (a role, for its inline policies, or a
 managed policy, by logical id): the runner's own deploy, with the transformed template changed before
-``create_stack``. The mutation run (``tests/e2e/test_permissions.py``) starts it for each action.
+``create_stack``. The in-process deployment of the fault runs (``tests.aws_setup.deployed_aws``) takes
+the same change from ``PERMISSIONS_WITHOUT`` (:func:`encoded`). The mutation run
+(``tests/e2e/test_permissions.py``) starts one or the other for each action.
 """
 
 from __future__ import annotations
@@ -102,16 +104,27 @@ def without(template: dict[str, Any], policy: str, removed: set[tuple[str, str]]
 
 def arguments(policy: str, removed: set[tuple[str, str]]) -> tuple[str, ...]:
     """This module's first arguments, for ``python -m``: ``policy`` without the ``removed`` actions."""
-    return (__name__, policy, ",".join(f"{sid}:{action}" for sid, action in sorted(removed)))
+    return (__name__, *encoded(policy, removed))
+
+
+def encoded(policy: str, removed: set[tuple[str, str]]) -> tuple[str, str]:
+    return policy, ",".join(f"{sid}:{action}" for sid, action in sorted(removed))
+
+
+def deploy_without(policy: str, removed: str) -> None:
+    """From now on, the deploy (:mod:`infra.local.stack`) takes the ``removed`` actions (``encoded``)
+    out of ``policy`` in the transformed template, before ``create_stack``."""
+    from infra.local import stack
+    from infra.sam import transform
+
+    taken = {(sid, action) for sid, _, action in (item.partition(":") for item in removed.split(","))}
+    stack.transform = lambda *given: without(transform(*given), policy, taken)  # type: ignore[attr-defined]
 
 
 def main(argv: list[str]) -> int:
-    from infra.local import runner, stack
-    from infra.sam import transform
+    from infra.local import runner
 
-    policy = argv[0]
-    removed = {(sid, action) for sid, _, action in (item.partition(":") for item in argv[1].split(","))}
-    stack.transform = lambda *given: without(transform(*given), policy, removed)  # type: ignore[attr-defined]
+    deploy_without(argv[0], argv[1])
     return runner.main(argv[2:])
 
 

@@ -80,6 +80,29 @@ def test_an_application_completes_the_lead_of_the_visitors_earlier_click(sandbox
     assert lead.phones == ["+905331112244"]
 
 
+def test_an_application_brings_the_click_of_its_visitors_partner_link_tap(sandbox_run: LocalRun) -> None:
+    """A tap on a partner's /go link starts a session nothing vouches for yet: its click is held beside
+    the session, no lead. The visitor's application with that session writes the click onto the
+    applicant's lead, and the applications function drops what it held."""
+    with sandbox_run.client() as client:
+        tap = client.get("/go/telegram", params={"ref": "PARTNER-77"}, headers={"User-Agent": BROWSER})
+        assert tap.status_code == 302
+        session = tap.cookies["visitor_session"]
+        wait_for(lambda: "held" in sandbox_run.console, 20, "the worker to hold the tap's click")
+        wait_for(sandbox_run.queue_is_empty, 20, "the tap's delivery over")
+        assert SandboxView(sandbox_run).lead_of_session(session) is None, "nothing shows a person yet"
+        answer = client.post(
+            "/api/v1/applications",
+            json=APPLICATION | {"phone": "+90 533 111 22 55", "email": None, "session_id": session},
+        )
+
+    assert answer.status_code == 201, answer.text
+    view = SandboxView(sandbox_run)
+    (lead,) = [lead for lead in sandbox_leads(sandbox_run) if "+905331112255" in lead["phones"]]
+    notes = view.notes(lead["id"])
+    assert sum("Telegram" in note and "PARTNER-77" in note for note in notes) == 1, notes
+
+
 def test_the_redirect_answers_302_with_the_code_and_cookies(sandbox_run: LocalRun) -> None:
     with sandbox_run.client() as client:
         answer = client.get(

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -29,7 +31,7 @@ from infra.local.template import load_template, parameter_values
 from infra.sam import transform
 from tests.e2e import test_local_run, test_stub_crm
 from tests.e2e.conftest import ROOT, start_runner
-from tests.e2e.permissions import Permission, arguments, aws_managed_policies, permissions
+from tests.e2e.permissions import Permission, arguments, aws_managed_policies, encoded, permissions
 from tests.e2e.stub_crm import StubEspoCrm
 
 REPORT = os.environ.get("PERMISSIONS_REPORT")
@@ -39,9 +41,10 @@ NOT_CHECKABLE = "not checkable locally"
 
 @dataclass(frozen=True)
 class Need:
-    test: Callable[..., None]
+    test: Callable[..., None] | str
     """The end-to-end test that fails without the action (its fixtures built here: a sandbox run, or a
-    run configured for a stub EspoCRM that is down, as ``tests/e2e/test_stub_crm.py`` has them)."""
+    run configured for a stub EspoCRM that is down, as ``tests/e2e/test_stub_crm.py`` has them), or
+    the node id of a test of the in-process deployment (the fault runs), run on its own."""
     caller: str
     """Who is refused: the function (its role's session), or the operator."""
     also: tuple[str, ...] = ()
@@ -50,6 +53,8 @@ class Need:
 
     @property
     def name(self) -> str:
+        if isinstance(self.test, str):
+            return self.test.rsplit("/", 1)[-1].replace(".py::", "::")
         return f"{self.test.__module__.rsplit('.', 1)[1]}::{self.test.__name__}"
 
 
@@ -57,10 +62,15 @@ CLICK = test_local_run.test_a_click_goes_through_the_queue_and_the_worker_to_the
 POISON = test_local_run.test_poison_ends_in_the_dead_letter_queue
 APPLICATION = test_local_run.test_an_application_becomes_a_lead_in_the_sandbox
 APPLIES = test_local_run.test_an_application_completes_the_lead_of_the_visitors_earlier_click
+TAPS = test_local_run.test_an_application_brings_the_click_of_its_visitors_partner_link_tap
 REDIRECT = test_local_run.test_the_redirect_answers_302_with_the_code_and_cookies
 INSPECT = test_local_run.test_the_operator_inspects_the_dead_letter_queue_of_the_stack
 CRM_DOWN = test_stub_crm.test_an_application_queued_while_the_crm_is_down_is_delivered_once_when_it_is_up
 SEAL = "SealForRecovery"
+OUTAGE = "tests/faults/test_queue_outage.py::test_with_neither_crm_nor_queue_nothing_is_lost_and_nothing_doubles"
+"""The operator recovers what was sealed into the log (make the recovery)."""
+REHEARSAL = "tests/migration/test_rollback_rehearsal.py::test_a_rollback_rehearsal_loses_nothing_and_doubles_nothing"
+"""The operator redrives the DLQ: moto has no move task, so messages are moved (received, sent, deleted)."""
 POWERTOOLS_READ = (
     "Powertools' idempotency reads the record only when a refused put does not return it"
     " (ReturnValuesOnConditionCheckFailure: DynamoDB and moto do); a candidate for removal"
@@ -76,7 +86,7 @@ NEEDS: dict[tuple[str, str, str], Need | str] = {
     ),
     ("ApplicationsFunctionRole", "ApplicantSessions", "dynamodb:GetItem"): Need(APPLIES, "ApplicationsFunction"),
     ("ApplicationsFunctionRole", "ApplicantSessions", "dynamodb:UpdateItem"): Need(APPLIES, "ApplicationsFunction"),
-    ("ApplicationsFunctionRole", "ApplicantSessions", "dynamodb:DeleteItem"): NOT_SHOWN,
+    ("ApplicationsFunctionRole", "ApplicantSessions", "dynamodb:DeleteItem"): Need(TAPS, "ApplicationsFunction"),
     ("ApplicationsFunctionRole", SEAL, "kms:Encrypt"): Need(
         CRM_DOWN, "ApplicationsFunction", also=("QueueOrParkOperations:sqs:SendMessage",)
     ),
@@ -110,13 +120,13 @@ NEEDS: dict[tuple[str, str, str], Need | str] = {
     ("OperatorPolicy", "InspectAndRedriveTheDeadLetterQueue", "sqs:GetQueueAttributes"): Need(INSPECT, OPERATOR),
     ("OperatorPolicy", "InspectAndRedriveTheDeadLetterQueue", "sqs:ReceiveMessage"): Need(POISON, OPERATOR),
     ("OperatorPolicy", "InspectAndRedriveTheDeadLetterQueue", "sqs:ChangeMessageVisibility"): Need(INSPECT, OPERATOR),
-    ("OperatorPolicy", "InspectAndRedriveTheDeadLetterQueue", "sqs:DeleteMessage"): NOT_SHOWN,
+    ("OperatorPolicy", "InspectAndRedriveTheDeadLetterQueue", "sqs:DeleteMessage"): Need(REHEARSAL, OPERATOR),
     ("OperatorPolicy", "InspectAndRedriveTheDeadLetterQueue", "sqs:StartMessageMoveTask"): (
         f"{NOT_CHECKABLE}: moto 5.2.6 has no StartMessageMoveTask (make dlq-redrive)"
     ),
     ("OperatorPolicy", "PutOperationsBack", "sqs:GetQueueAttributes"): Need(INSPECT, OPERATOR),
     ("OperatorPolicy", "PutOperationsBack", "sqs:SendMessage"): Need(POISON, OPERATOR),
-    ("OperatorPolicy", "UnsealRecoveredOperations", "kms:Decrypt"): NOT_SHOWN,
+    ("OperatorPolicy", "UnsealRecoveredOperations", "kms:Decrypt"): Need(OUTAGE, OPERATOR),
     ("OperatorPolicy", "HealthCheckDetails", "execute-api:Invoke"): (
         f"{NOT_CHECKABLE}: moto's CloudFormation creates no HTTP API; the runner's gateway checks no SigV4"
     ),
@@ -170,14 +180,16 @@ def report() -> Iterator[list[Outcome]]:
 
 def run_without(tmp: Path, permission: Permission, need: Need) -> tuple[BaseException | None, str]:
     """The named test against ``make run`` deployed without the action: how it failed, and the console."""
-    removed = {(permission.sid, permission.action), *(tuple(item.split(":", 1)) for item in need.also)}
+    removed = {(permission.sid, permission.action), *(_sid_action(item) for item in need.also)}
+    if isinstance(need.test, str):
+        return run_in_process_without(need.test, permission.policy, removed)
     crm = StubEspoCrm(free_port(), test_stub_crm.API_KEY) if need.test is CRM_DOWN else None
     settings = (
         {"CRM_PROVIDER": "espocrm", "ESPOCRM_URL": crm.base_url, "ESPOCRM_API_KEY": test_stub_crm.API_KEY}
         if crm
         else {}
     )
-    run = start_runner(tmp, settings, module=arguments(permission.policy, removed))  # type: ignore[arg-type]
+    run = start_runner(tmp, settings, module=arguments(permission.policy, removed))
     failure: BaseException | None = None
     try:
         need.test(run, *([crm] if crm else []))
@@ -191,6 +203,28 @@ def run_without(tmp: Path, permission: Permission, need: Need) -> tuple[BaseExce
     except BaseException as exc:  # the AccessDenied the run logged fails the test here
         failure = failure or exc
     return failure, run.console
+
+
+def _sid_action(item: str) -> tuple[str, str]:
+    sid, _, action = item.partition(":")
+    return sid, action
+
+
+def run_in_process_without(node: str, policy: str, removed: set[tuple[str, str]]) -> tuple[BaseException | None, str]:
+    """The named test of the in-process deployment, on its own, deployed without the action."""
+    environment = os.environ | {"PERMISSIONS_WITHOUT": " ".join(encoded(policy, removed))}
+    environment.pop("PERMISSIONS_REPORT", None)
+    ran = subprocess.run(  # noqa: S603 - this interpreter running pytest on a test of this repository
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", node],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    output = ran.stdout + ran.stderr
+    return (AssertionError(f"{node} failed") if ran.returncode else None), output
 
 
 def refusal(console: str, caller: str, action: str) -> str | None:

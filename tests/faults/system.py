@@ -1,10 +1,13 @@
 """The whole system in one process, for fault injection: moto as AWS, the real handlers, one clock.
 
-* AWS is moto (``mock_aws``): the queue, its dead-letter queue, the tables and the recovery key,
-  with the template's settings (visibility timeout, ``maxReceiveCount``, keys).
+* AWS is moto (``mock_aws``) with template.yaml deployed into it as the runner deploys it (SAM's
+  transform, a CloudFormation stack: the queue, its dead-letter queue, the tables and the recovery
+  key), then IAM enforced (``tests.aws_setup.deployed_aws``). An AccessDenied fails the run.
 * The handlers are the real modules in ``functions/``, cold-started under the template's
-  environment and invoked with genuine HTTP API v2 events (``infra.local.http_events``).
-* The worker is driven as Lambda's SQS poller drives it (:class:`Poller`).
+  environment and invoked with genuine HTTP API v2 events (``infra.local.http_events``). Each runs
+  in a :class:`Container` of its own: its role's credentials, its own AWS clients.
+* The worker is driven as Lambda's SQS poller drives it (:class:`Poller`), with the worker role's rights.
+  The test itself looks at the queues with the operators' policy.
 * Time is :class:`Clock`: real time plus an offset the test advances, read by SQS and by the
   idempotency store. A message the worker postpones for its backoff (ChangeMessageVisibility), or
   that a dead worker leaves in flight for the queue's visibility timeout, becomes visible when the
@@ -18,11 +21,12 @@ import datetime
 import importlib
 import io
 import logging
+import os
 import random
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -38,27 +42,27 @@ from aws_lambda_powertools.utilities.idempotency.persistence import datarecord a
 from aws_lambda_powertools.utilities.idempotency.persistence import dynamodb as idempotency_dynamodb
 from moto.core.utils import unix_time
 
+from crm_bridge import aws as aws_module
 from crm_bridge import settings as settings_module
 from crm_bridge.api import settings as api_settings
 from crm_bridge.delivery import queue as queue_module
+from crm_bridge.delivery import recovery
+from crm_bridge.delivery import sessions as sessions_module
 from crm_bridge.observability import get_logger
 from crm_bridge.observability.metrics import get_metrics
 from crm_bridge.providers import factory
 from crm_bridge.worker import get_worker
 from crm_bridge.worker.settings import get_worker_settings
+from infra.local.aws import session_of
 from infra.local.http_events import http_api_event
 from tests.api.conftest import Answer, invoke, post
-from tests.aws_setup import clear_aws_clients, template_aws
+from tests.aws_setup import clear_aws_clients, deployed_aws
 from tests.conftest import _CONFIG_VARIABLES
+from tests.infra.sam import REQUIRED_PARAMETERS
 from tests.user_agents import BROWSER
 from tests.worker.conftest import Aws, EventSourceMapping, Lambda, Poll, RecordingSqs
 
 FUNCTIONS = Path(__file__).parents[2] / "functions"
-REDIRECTS = {
-    "REDIRECT_TELEGRAM_URL": "https://t.me/agency_bot",
-    "REDIRECT_WHATSAPP_NUMBER": "905321112233",
-    "REDIRECT_INSTAGRAM_URL": "https://www.instagram.com/agency",
-}
 
 
 class Clock:
@@ -109,11 +113,75 @@ def speed_up_moto(env: pytest.MonkeyPatch) -> None:
 
 @dataclass
 class _Aws(Aws):
-    """The worker tests' view of the queues, with one SQS client rather than one per call."""
+    """A view of the queues with one caller's rights (the worker role's, the operators'), with one SQS
+    client rather than one per call."""
+
+    credentials: dict[str, str] = field(default_factory=dict)
 
     @cached_property
     def sqs(self) -> Any:
-        return boto3.client("sqs")
+        return session_of(self.credentials).client("sqs")
+
+
+LAYER_CLIENTS = (
+    (queue_module, "_sqs_client"),
+    (sessions_module, "_dynamodb_client"),
+    (recovery, "_kms_client"),
+    (aws_module, "ssm_provider"),
+    (aws_module, "secrets_provider"),
+)
+"""The layer's module-level AWS clients: in Lambda each container has its own."""
+
+
+class Container:
+    """One function's Lambda container in this process: its role's credentials as boto3's default
+    session, its own layer clients and its own environment (as deployed, with the test's CRM), in
+    place while it runs (its cold start, each invocation). ``others``: variables of the other
+    functions, which this one does not have."""
+
+    def __init__(
+        self, credentials: dict[str, str], environment: dict[str, str], others: frozenset[str] = frozenset()
+    ) -> None:
+        self.credentials = credentials
+        self.environment = environment
+        self.others = others - environment.keys()
+        self.session = session_of(credentials)
+        self._clients = {(module, name): cache(getattr(module, name).__wrapped__) for module, name in LAYER_CLIENTS}
+
+    def renewed(self, changes: dict[str, str]) -> Container:
+        """The same function in a new container (a deployment's cold start), its environment changed."""
+        return Container(self.credentials, self.environment | changes, self.others)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        default, outside = boto3.DEFAULT_SESSION, {key: getattr(*key) for key in self._clients}
+        environment = os.environ.copy()
+        boto3.DEFAULT_SESSION = self.session
+        for (module, name), client in self._clients.items():
+            setattr(module, name, client)
+        for name in self.others:
+            os.environ.pop(name, None)
+        os.environ.update(self.environment)
+        try:
+            yield
+        finally:
+            boto3.DEFAULT_SESSION = default
+            for (module, name), client in outside.items():
+                setattr(module, name, client)
+            os.environ.clear()
+            os.environ.update(environment)
+
+
+@dataclass
+class ContainedLambda(Lambda):
+    """The worker in its container."""
+
+    container: Container | None = None
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        assert self.container is not None
+        with self.container.running():
+            return super().invoke(event)
 
 
 class Poller(EventSourceMapping):
@@ -151,19 +219,30 @@ def _clear_caches() -> None:
         cached.cache_clear()
 
 
-def cold_start(module_name: str) -> ModuleType:
-    """Import a handler module afresh, as a new Lambda container would."""
+def cold_start(module_name: str, container: Container) -> ModuleType:
+    """Import a handler module afresh in its container, as a new Lambda container would."""
     for function_dir in sorted(FUNCTIONS.iterdir()):
         if function_dir.is_dir() and str(function_dir) not in sys.path:
             sys.path.insert(0, str(function_dir))
     api_settings.get_api_settings.cache_clear()
     sys.modules.pop(module_name, None)
-    return importlib.import_module(module_name)
+    with container.running():
+        return importlib.import_module(module_name)
+
+
+HANDLERS = {
+    "applications_api": "ApplicationsFunction",
+    "messenger_events_api": "MessengerEventsFunction",
+    "redirect_api": "RedirectFunction",
+    "crm_worker": "WorkerFunction",
+}
+"""Each handler module and its function in the template (whose role it runs with)."""
 
 
 @dataclass
 class System:
     aws: Aws
+    """The queues as the test sees them: with the operators' policy."""
     kms_key_id: str
     clock: Clock
     applications: ModuleType
@@ -171,6 +250,9 @@ class System:
     redirect: ModuleType
     worker: Lambda
     poller: Poller
+    containers: dict[str, Container]
+    operator: Container
+    """An operator's shell: the stack's OperatorPolicy (``make dlq-inspect``, the log recovery)."""
 
     @property
     def sqs(self) -> Any:
@@ -178,11 +260,13 @@ class System:
 
     def submit_application(self, body: dict[str, Any], idempotency_key: str | None = None) -> Answer:
         headers = {"idempotency-key": idempotency_key} if idempotency_key else None
-        return post(self.applications, "/api/v1/applications", body, headers=headers)
+        with self.containers["applications_api"].running():
+            return post(self.applications, "/api/v1/applications", body, headers=headers)
 
     def click(self, body: dict[str, Any], idempotency_key: str | None = None) -> Answer:
         headers = {"idempotency-key": idempotency_key} if idempotency_key else None
-        return post(self.messenger, "/api/v1/messenger-events", body, headers=headers)
+        with self.containers["messenger_events_api"].running():
+            return post(self.messenger, "/api/v1/messenger-events", body, headers=headers)
 
     def go(self, channel: str, *, session_id: str, query: str = "") -> Answer:
         event = http_api_event(
@@ -193,7 +277,8 @@ class System:
             query=query,
             headers={"host": "api.agency.example", "cookie": f"visitor_session={session_id}", "user-agent": BROWSER},
         )
-        return invoke(self.redirect, event)
+        with self.containers["redirect_api"].running():
+            return invoke(self.redirect, event)
 
     def work(self) -> int:
         """Poll until no message is visible now; the number of messages received."""
@@ -251,21 +336,25 @@ def running_system(env: pytest.MonkeyPatch, crm_environment: dict[str, str], *, 
     speed_up_moto(env)
     _clear_caches()
     try:
-        with template_aws() as resources:
-            aws = _Aws(resources.queue_url, resources.queue_arn, resources.dlq_url, resources.max_receive_count)
+        with deployed_aws(REQUIRED_PARAMETERS) as deployment:
+            resources = deployment.resources
+            operator = _Aws(
+                resources.queue_url,
+                resources.queue_arn,
+                resources.dlq_url,
+                resources.max_receive_count,
+                credentials=deployment.operator,
+            )
             key_id = resources.kms_key_id
-            environment = {
-                **resources.environment(),
-                "RECOVERY_KMS_KEY_ID": key_id,
-                "RETRY_MAX_RECEIVES": str(aws.max_receive_count),
-                "SITE_ORIGINS": "https://agency.example",
-                "AWS_LAMBDA_FUNCTION_NAME": "crm-bridge",
-                **REDIRECTS,
-                **crm_environment,
+            ours = {"AWS_LAMBDA_FUNCTION_NAME": "crm-bridge", **crm_environment}
+            every = frozenset(name for variables in deployment.environments.values() for name in variables)
+            containers = {
+                module: Container(deployment.roles[function], deployment.environments[function] | ours, every)
+                for module, function in HANDLERS.items()
             }
-            for name, value in environment.items():
-                env.setenv(name, value)
-            yield _started(aws, key_id, clock, seed)
+            containers["operator"] = Container(deployment.operator, {"CRM_QUEUE_URL": resources.queue_url})
+            yield _started(operator, key_id, clock, seed, containers)
+            assert not deployment.denied, "AccessDenied: " + "; ".join(deployment.denied)
     finally:
         if factory.get_provider.cache_info().currsize:  # close the CRM connections the run left open
             factory.get_provider().close()
@@ -273,32 +362,34 @@ def running_system(env: pytest.MonkeyPatch, crm_environment: dict[str, str], *, 
         _clear_caches()
 
 
-def _started(aws: _Aws, key_id: str, clock: Clock, seed: int) -> System:
-    """Every function cold-started under the environment as it is now."""
-    applications, messenger, redirect = (
-        cold_start(name) for name in ("applications_api", "messenger_events_api", "redirect_api")
+def _started(aws: _Aws, key_id: str, clock: Clock, seed: int, containers: dict[str, Container]) -> System:
+    """Every function cold-started in a new container under the environment as it is now."""
+    applications, messenger, redirect, worker_module = (
+        cold_start(name, containers[name])
+        for name in ("applications_api", "messenger_events_api", "redirect_api", "crm_worker")
     )
-    worker_module = cold_start("crm_worker")
-    recording = RecordingSqs(boto3.client("sqs"))
-    worker = Lambda(worker_module, recording)
+    worker_container = containers["crm_worker"]
+    recording = RecordingSqs(worker_container.session.client("sqs"))
+    worker = ContainedLambda(worker_module, recording, worker_container)
     worker.worker.queue = queue_module.OperationQueue(aws.queue_url, aws.dlq_url, client=recording)
     worker.worker.random = random.Random(seed).random  # noqa: S311 - reproducible jitter
-    return System(aws, key_id, clock, applications, messenger, redirect, worker, Poller(aws, worker))
+    mapping = replace(aws, credentials=dict(worker_container.credentials))  # Lambda's poller: the worker role
+    poller = Poller(mapping, worker)
+    return System(
+        aws, key_id, clock, applications, messenger, redirect, worker, poller, containers, containers["operator"]
+    )
 
 
-def redeploy(system: System, env: pytest.MonkeyPatch, *, seed: int, **parameters: str) -> System:
-    """``sam deploy`` with other parameters (``CRM_PROVIDER="espocrm"``; "" unsets one): the same queues
-    and tables, every function in a new container under the new environment."""
-    for name, value in parameters.items():
-        if value:
-            env.setenv(name, value)
-        else:
-            env.delenv(name, raising=False)
+def redeploy(system: System, *, seed: int, **parameters: str) -> System:
+    """``sam deploy`` with other parameters (``CRM_PROVIDER="espocrm"``; "" unsets one, as an empty
+    parameter does): the same queues and tables, every function in a new container under the new
+    environment."""
     if factory.get_provider.cache_info().currsize:
         factory.get_provider().close()
     _clear_caches()
     assert isinstance(system.aws, _Aws)
-    return _started(system.aws, system.kms_key_id, system.clock, seed)
+    fresh = {module: container.renewed(parameters) for module, container in system.containers.items()}
+    return _started(system.aws, system.kms_key_id, system.clock, seed, fresh)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from botocore.config import Config
 
 from crm_bridge.api.schemas import ErrorBody
 from crm_bridge.delivery import recovery
+from crm_bridge.delivery.queue import OperationQueue
 from crm_bridge.observability import get_logger
 from infra.espocrm.local import free_port
 from tests.faults.crm import FaultyEspoCrm
@@ -96,8 +97,9 @@ def test_with_neither_crm_nor_queue_nothing_is_lost_and_nothing_doubles(
     clicked_again = system.click(CLICK, "outage-click-1")
     assert clicked_again.status == 202
     assert clicked_again.body["operationId"] == click.body["error"]["operationId"]
-    queue = system.applications.queue
-    assert recovery.recover_from_log_lines(logged.splitlines(), queue.enqueue) == 3  # and the operator recovers
+    with system.operator.running():  # the operator recovers them, with the operators' policy
+        queue = OperationQueue.from_environment()
+        assert recovery.recover_from_log_lines(logged.splitlines(), queue.enqueue) == 3
     assert system.work() == 4
     assert system.waiting() == 0
 

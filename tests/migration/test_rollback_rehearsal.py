@@ -53,7 +53,7 @@ class Rehearsal:
         self.sessions.append(session)
 
     def deploy(self, primary: str, shadow: str) -> None:
-        self.system = redeploy(self.system, self.env, seed=SEED, CRM_PROVIDER=primary, CRM_SHADOW_PROVIDER=shadow)
+        self.system = redeploy(self.system, seed=SEED, CRM_PROVIDER=primary, CRM_SHADOW_PROVIDER=shadow)
 
     def drain(self) -> None:
         """What the worker does over the next days: every retry's time comes, until the queue is empty."""
