@@ -28,7 +28,7 @@ from crm_bridge.delivery import recovery
 from crm_bridge.delivery import sessions as sessions_module
 from infra.cloudformation_yaml import load_sam_file
 from infra.local import iam
-from infra.local.aws import CREDENTIALS, ClientsByCaller
+from infra.local.aws import CREDENTIALS, ClientsByCaller, store_secret
 from infra.local.stack import (
     Stack,
     dead_letter_queue_arn,
@@ -158,17 +158,20 @@ class Deployment:
 
 
 @contextmanager
-def deployed_aws(parameters: Mapping[str, Any]) -> Iterator[Deployment]:
+def deployed_aws(parameters: Mapping[str, Any], secrets: Mapping[str, str] | None = None) -> Iterator[Deployment]:
     """``mock_aws()`` with template.yaml deployed as the runner deploys it (SAM's transform, a
     CloudFormation stack), then IAM enforced: each caller has only its credentials' rights. Each
     AccessDenied is recorded and printed (the mutation run, ``make permissions``, reads it there);
-    ``PERMISSIONS_WITHOUT`` (``POLICY SID:ACTION,...``) deploys without those actions."""
+    ``PERMISSIONS_WITHOUT`` (``POLICY SID:ACTION,...``) deploys without those actions. ``secrets``: kept
+    before the deploy where the functions read them (``secretsmanager:<name>`` or an SSM name)."""
     with mock_aws():
         clear_aws_clients()
         iam.install()
         if without := os.environ.get("PERMISSIONS_WITHOUT"):
             deploy_without(*without.split(" ", 1))
         local = InProcessAws()
+        for name, value in (secrets or {}).items():
+            store_secret(local, name, value)
         stack = deploy(local, load_sam_file(TEMPLATE), REQUIRED_PARAMETERS | dict(parameters))
         configurations = {
             function.logical_id: function_configuration(local, stack, function.logical_id)

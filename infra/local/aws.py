@@ -98,7 +98,7 @@ class LocalAws:
         return self._clients.client(service, credentials or self.credentials)
 
 
-def store_secret(aws: LocalAws, name: str, value: str) -> None:
+def store_secret(aws: AwsClients, name: str, value: str) -> None:
     """Keep a secret where the functions read it in AWS: an SSM SecureString, or Secrets Manager
     for ``secretsmanager:<name>`` (the prefix the layer's settings understand)."""
     if name.startswith("secretsmanager:"):

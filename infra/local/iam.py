@@ -2,16 +2,19 @@
 
 With IAM enforced, moto checks each request's action against the caller's policies, but:
 
-* only SQS (and S3) requests name their resource: a DynamoDB, KMS, SSM or CloudFormation request is
-  checked against ``*``, which no statement scoped to a table, key, parameter or stack matches, so
-  every least-privilege policy would be refused. Here they name the table, key, parameter and stack
-  ARN, as AWS does;
+* only SQS (and S3) requests name their resource: a DynamoDB, KMS, SSM, Secrets Manager or
+  CloudFormation request is checked against ``*``, which no statement scoped to a table, key,
+  parameter, secret or stack matches, so every least-privilege policy would be refused. Here they name
+  the table, key, parameter, secret and stack ARN, as AWS does;
 * its CloudFormation leaves ``AWS::NoValue`` in a policy's lists as a null (which fails the check
   of every request that reaches it): here it is dropped, as CloudFormation drops it;
 * a role its CloudFormation creates keeps its inline policies as objects where the IAM checks expect
   JSON text (every request of the role then fails with a server error), and never gets its
   ``ManagedPolicyArns``. Here they are text and attached; AWS's own managed policies, which moto
   does not load (AWSLambdaBasicExecutionRole: the logs Lambda writes, not the function), are left out;
+* its policy matching reads a resource pattern as a regular expression with ``*`` widened: a ``.`` of an
+  ARN matches any character and the ``?`` of a Secrets Manager ARN (``secret:name-??????``, the random
+  suffix) breaks it. Here ``*`` and ``?`` are IAM's wildcards and everything else is literal;
 * a DLQ redrive (``StartMessageMoveTask``) is checked against ``*``: here against its source queue,
   as AWS checks it;
 * the SQS batch actions are checked as ``sqs:SendMessageBatch`` etc., actions IAM does not have:
@@ -25,16 +28,18 @@ With IAM enforced, moto checks each request's action against the caller's polici
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
 from moto.cloudformation.responses import CloudFormationResponse
 from moto.core.exceptions import AccessDeniedError
 from moto.dynamodb.responses import DynamoHandler
-from moto.iam.access_control import IAMRequest
+from moto.iam.access_control import IAMPolicyStatement, IAMRequest
 from moto.iam.models import ManagedPolicy, Role, iam_backends
 from moto.kms.models import kms_backends
 from moto.kms.responses import KmsResponse
+from moto.secretsmanager.responses import SecretsManagerResponse
 from moto.sqs.responses import SQSResponse
 from moto.ssm.responses import SimpleSystemManagerResponse
 
@@ -78,6 +83,16 @@ def _parameter(response: Any) -> str:
     return f"arn:aws:ssm:{response.region}:{response.current_account}:parameter/{name.lstrip('/')}"
 
 
+def _secret(response: Any) -> str:
+    secret_id = response._get_param("SecretId")
+    if not secret_id:
+        return "*"
+    try:
+        return str(response.backend.describe_secret(secret_id).arn)
+    except Exception:  # no such secret: the action itself answers ResourceNotFound to whoever may call it
+        return "*"
+
+
 def _stack(response: Any) -> str:
     name = response._get_param("StackName")
     if not name:
@@ -96,6 +111,12 @@ _moto_check = IAMRequest.check_action_permitted
 _moto_create_role = Role.create_from_cloudformation_json
 _moto_create_policy = ManagedPolicy.create_from_cloudformation_json
 _on_denied: list[Denied] = []
+
+
+def _wildcard_match(pattern: str, string: str) -> re.Match[str] | None:
+    """IAM's wildcards: ``*`` any run of characters, ``?`` one; everything else literal."""
+    expression = "".join(".*" if char == "*" else "." if char == "?" else re.escape(char) for char in pattern)
+    return re.match(f"^{expression}$", string)
 
 
 def _check_action_permitted(request: IAMRequest, resource: str) -> None:
@@ -148,6 +169,8 @@ def install() -> None:
     KmsResponse._determine_resource = _key  # type: ignore[attr-defined]
     SimpleSystemManagerResponse._determine_resource = _parameter  # type: ignore[attr-defined]
     CloudFormationResponse._determine_resource = _stack  # type: ignore[attr-defined]
+    IAMPolicyStatement._match = staticmethod(_wildcard_match)  # type: ignore[method-assign]
+    SecretsManagerResponse._determine_resource = _secret  # type: ignore[attr-defined]
 
 
 def report_denied(on_denied: Denied) -> None:

@@ -67,20 +67,17 @@ REDIRECT = test_local_run.test_the_redirect_answers_302_with_the_code_and_cookie
 INSPECT = test_local_run.test_the_operator_inspects_the_dead_letter_queue_of_the_stack
 CRM_DOWN = test_stub_crm.test_an_application_queued_while_the_crm_is_down_is_delivered_once_when_it_is_up
 SEAL = "SealForRecovery"
+SECRET_STORE = "tests/faults/test_crm_secret_store.py::test_the_functions_read_the_crm_key_from_secrets_manager"
+"""The stack with ``CrmSecretStore=secretsmanager``: the functions read the CRM's key there."""
 OUTAGE = "tests/faults/test_queue_outage.py::test_with_neither_crm_nor_queue_nothing_is_lost_and_nothing_doubles"
 """The operator recovers what was sealed into the log (make the recovery)."""
 REHEARSAL = "tests/migration/test_rollback_rehearsal.py::test_a_rollback_rehearsal_loses_nothing_and_doubles_nothing"
 """The operator redrives the DLQ: moto has no move task, so messages are moved (received, sent, deleted)."""
-POWERTOOLS_READ = (
-    "Powertools' idempotency reads the record only when a refused put does not return it"
-    " (ReturnValuesOnConditionCheckFailure: DynamoDB and moto do); a candidate for removal"
-)
 
 NEEDS: dict[tuple[str, str, str], Need | str] = {
     ("ApplicationsFunctionRole", "QueueOrParkOperations", "sqs:SendMessage"): Need(CRM_DOWN, "ApplicationsFunction"),
     ("ApplicationsFunctionRole", "IdempotencyKeys", "dynamodb:PutItem"): Need(APPLICATION, "ApplicationsFunction"),
     ("ApplicationsFunctionRole", "IdempotencyKeys", "dynamodb:UpdateItem"): Need(APPLICATION, "ApplicationsFunction"),
-    ("ApplicationsFunctionRole", "IdempotencyKeys", "dynamodb:GetItem"): f"{NOT_SHOWN}: {POWERTOOLS_READ}",
     ("ApplicationsFunctionRole", "IdempotencyKeys", "dynamodb:DeleteItem"): Need(
         CRM_DOWN, "ApplicationsFunction", also=("QueueOrParkOperations:sqs:SendMessage",)
     ),
@@ -106,7 +103,6 @@ NEEDS: dict[tuple[str, str, str], Need | str] = {
         " runner's poller does not"
     ),
     ("WorkerRole", "ParkRefusedOperations", "sqs:SendMessage"): Need(POISON, "WorkerFunction"),
-    ("WorkerRole", "DeliveredOperations", "dynamodb:GetItem"): f"{NOT_SHOWN}: {POWERTOOLS_READ}",
     ("WorkerRole", "DeliveredOperations", "dynamodb:PutItem"): Need(CLICK, "WorkerFunction"),
     ("WorkerRole", "DeliveredOperations", "dynamodb:UpdateItem"): Need(CLICK, "WorkerFunction"),
     ("WorkerRole", "DeliveredOperations", "dynamodb:DeleteItem"): Need(POISON, "WorkerFunction"),
@@ -115,7 +111,7 @@ NEEDS: dict[tuple[str, str, str], Need | str] = {
     ("WorkerRole", "VisitorSessions", "dynamodb:UpdateItem"): Need(CLICK, "WorkerFunction"),
     ("WorkerRole", "VisitorSessions", "dynamodb:DeleteItem"): Need(POISON, "WorkerFunction"),
     ("CrmSecretsReadPolicy", "CrmParameters", "ssm:GetParameter"): Need(CRM_DOWN, "ApplicationsFunction"),
-    ("CrmSecretsReadPolicy", "CrmSecrets", "secretsmanager:GetSecretValue"): NOT_SHOWN,
+    ("CrmSecretsReadPolicy", "CrmSecrets", "secretsmanager:GetSecretValue"): Need(SECRET_STORE, "ApplicationsFunction"),
     ("OperatorPolicy", "ReadTheStackOutputs", "cloudformation:DescribeStacks"): Need(INSPECT, OPERATOR),
     ("OperatorPolicy", "InspectAndRedriveTheDeadLetterQueue", "sqs:GetQueueAttributes"): Need(INSPECT, OPERATOR),
     ("OperatorPolicy", "InspectAndRedriveTheDeadLetterQueue", "sqs:ReceiveMessage"): Need(POISON, OPERATOR),

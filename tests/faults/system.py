@@ -319,8 +319,16 @@ class System:
 
 
 @contextlib.contextmanager
-def running_system(env: pytest.MonkeyPatch, crm_environment: dict[str, str], *, seed: int) -> Iterator[System]:
-    """Start everything under moto with the CRM settings given; ``seed`` pins the worker's jitter."""
+def running_system(
+    env: pytest.MonkeyPatch,
+    crm_environment: dict[str, str],
+    *,
+    seed: int,
+    parameters: dict[str, str] | None = None,
+    secrets: dict[str, str] | None = None,
+) -> Iterator[System]:
+    """Start everything under moto with the CRM settings given; ``seed`` pins the worker's jitter.
+    ``parameters``: the stack's (beyond those it requires); ``secrets``: kept where they name."""
     for name in _CONFIG_VARIABLES:
         env.delenv(name, raising=False)
     for name, value in {
@@ -336,7 +344,7 @@ def running_system(env: pytest.MonkeyPatch, crm_environment: dict[str, str], *, 
     speed_up_moto(env)
     _clear_caches()
     try:
-        with deployed_aws(REQUIRED_PARAMETERS) as deployment:
+        with deployed_aws(REQUIRED_PARAMETERS | (parameters or {}), secrets) as deployment:
             resources = deployment.resources
             operator = _Aws(
                 resources.queue_url,

@@ -9,7 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from crm_bridge.errors import SettingsError
+from crm_bridge.errors import RefusedCrmError, SettingsError
 from crm_bridge.settings import CrmProviderName, load_settings
 
 WEBHOOK = "https://agency.bitrix24.test/rest/1/s3cr3tw3bh00kt0k3n/"
@@ -168,6 +168,23 @@ def test_the_bitrix_webhook_can_live_in_secrets_manager() -> None:
     )
     assert settings.bitrix24 is not None
     assert settings.bitrix24.webhook.get() == WEBHOOK
+
+
+@pytest.mark.usefixtures("aws")
+@pytest.mark.parametrize("where", ["/crm-bridge/missing-api-key", "secretsmanager:crm-bridge/missing-api-key"])
+def test_a_secret_that_cannot_be_read_is_a_refusal_to_retry_naming_no_secret(where: str) -> None:
+    """Deleted, or the role may not read it: no request reached the CRM, so the operation is queued
+    and retried (not a 500 that loses it), and the error says what failed without the store's text."""
+    settings = load_settings(
+        {"CRM_PROVIDER": "espocrm", "ESPOCRM_URL": "https://crm.example.test", "ESPOCRM_API_KEY_PARAM": where}
+    )
+    assert settings.espocrm is not None
+
+    with pytest.raises(RefusedCrmError) as refused:
+        settings.espocrm.api_key.get()
+
+    assert refused.value.code == "credentials_unreadable"
+    assert "missing-api-key" not in str(refused.value)
 
 
 def test_the_mapping_file_setting_is_a_path(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from crm_bridge.errors import SettingsError
+from crm_bridge.errors import RefusedCrmError, SettingsError
 from crm_bridge.observability.redaction import register_secret
 
 SECRET_CACHE_SECONDS = 300
@@ -63,22 +63,37 @@ class SecretSource:
         register_secret(value)
 
     def get(self) -> str:
-        """The secret's current value (cached for SECRET_CACHE_SECONDS when it comes from AWS)."""
+        """The secret's current value (cached for SECRET_CACHE_SECONDS when it comes from AWS).
+
+        A secret the store cannot give (deleted, or the role may not read it) is a
+        :class:`RefusedCrmError`: nothing reached the CRM, and the operation waits on the queue for
+        the fix rather than failing its caller. The store's own message (ARNs, names) is not kept."""
         if self.parameter_name is None:
             return str(self._value)
+        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
         from crm_bridge.aws import secrets_provider, ssm_provider
 
         force, self._force_fetch = self._force_fetch, False
-        if self.parameter_name.startswith(SECRETS_MANAGER_PREFIX):
-            secret = secrets_provider().get(
-                self.parameter_name.removeprefix(SECRETS_MANAGER_PREFIX),
-                max_age=SECRET_CACHE_SECONDS,
-                force_fetch=force,
-            )
-        else:
-            secret = ssm_provider().get(
-                self.parameter_name, decrypt=True, max_age=SECRET_CACHE_SECONDS, force_fetch=force
-            )
+        in_secrets_manager = self.parameter_name.startswith(SECRETS_MANAGER_PREFIX)
+        try:
+            if in_secrets_manager:
+                secret = secrets_provider().get(
+                    self.parameter_name.removeprefix(SECRETS_MANAGER_PREFIX),
+                    max_age=SECRET_CACHE_SECONDS,
+                    force_fetch=force,
+                )
+            else:
+                secret = ssm_provider().get(
+                    self.parameter_name, decrypt=True, max_age=SECRET_CACHE_SECONDS, force_fetch=force
+                )
+        except GetParameterError:
+            store = "Secrets Manager" if in_secrets_manager else "SSM"
+            raise RefusedCrmError(
+                f"the CRM credentials could not be read from {store}",
+                provider="crm-bridge",
+                code="credentials_unreadable",
+            ) from None
         value = secret.decode() if isinstance(secret, bytes) else str(secret)
         register_secret(value)
         return value
