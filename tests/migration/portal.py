@@ -124,6 +124,7 @@ class _Seeder:
         self.seeded = AgencyPortal()
         self.active_users: list[str] = []
         self._files_left = sized(scale, "file")
+        self.deal_contacts: dict[str, str] = {}
 
     # --- structure ---------------------------------------------------------------------------------
 
@@ -291,9 +292,7 @@ class _Seeder:
                 "DATE_CREATE": _moment(self.when(number)),
             }
             company_id = self.portal.add_record("company", values, {"PHONE": [(f"+90 212 444 {number:04d}", "WORK")]})
-            self.portal.records["company"][int(company_id)].values |= self.user_field_values(
-                "company", int(company_id), number
-            )
+            self.portal.store_values("company", company_id, self.user_field_values("company", int(company_id), number))
             self.seeded.ids.setdefault("company", []).append(company_id)
             self.comments("company", company_id, self.when(number), self.chance.randrange(0, 2))
 
@@ -309,9 +308,7 @@ class _Seeder:
                 "DATE_CREATE": _moment(self.when(number)),
             }
             contact_id = self.portal.add_record("contact", values, self.multifields(number))
-            self.portal.records["contact"][int(contact_id)].values |= self.user_field_values(
-                "contact", int(contact_id), number
-            )
+            self.portal.store_values("contact", contact_id, self.user_field_values("contact", int(contact_id), number))
             self.seeded.ids.setdefault("contact", []).append(contact_id)
             self.comments("contact", contact_id, self.when(number), self.chance.randrange(0, 3))
 
@@ -339,7 +336,8 @@ class _Seeder:
                 "DATE_CREATE": _moment(self.when(number)),
             }
             deal_id = self.portal.add_record("deal", values)
-            self.portal.records["deal"][int(deal_id)].values |= self.user_field_values("deal", int(deal_id), number)
+            self.deal_contacts[deal_id] = contact_id
+            self.portal.store_values("deal", deal_id, self.user_field_values("deal", int(deal_id), number))
             self.seeded.ids.setdefault("deal", []).append(deal_id)
             self.comments("deal", deal_id, self.when(number), self.chance.randrange(0, 3))
 
@@ -378,17 +376,17 @@ class _Seeder:
                 }
                 if converted and number % 7 == 0 and len(self.seeded.converted_leads) < converted:
                     deal_id = deals[len(self.seeded.converted_leads)]
-                    deal = self.portal.records["deal"][int(deal_id)].values
+                    deal = self.portal.record("deal", deal_id)
                     values |= {"STATUS_ID": "CONVERTED", "CONTACT_ID": deal["CONTACT_ID"]}
                     values |= {"COMPANY_ID": deal["COMPANY_ID"]}
                 lead_id = self.sim.store_lead(values, self.multifields(number), comments)
                 if values["STATUS_ID"] == "CONVERTED":
                     deal_id = deals[len(self.seeded.converted_leads)]
-                    self.portal.records["deal"][int(deal_id)].values["LEAD_ID"] = lead_id
-                    self.portal.records["contact"][int(values["CONTACT_ID"])].values["LEAD_ID"] = lead_id
+                    self.portal.store_values("deal", deal_id, {"LEAD_ID": lead_id})
+                    self.portal.store_values("contact", values["CONTACT_ID"], {"LEAD_ID": lead_id})
                     self.seeded.converted_leads[lead_id] = (values["CONTACT_ID"], values["COMPANY_ID"], deal_id)
             if lead_id not in self.seeded.chat_only_leads:
-                self.sim._leads[int(lead_id)].values |= self.user_field_values("lead", int(lead_id), number)
+                self.portal.store_values("lead", lead_id, self.user_field_values("lead", int(lead_id), number))
             self.seeded.ids.setdefault("lead", []).append(lead_id)
             if comments:
                 self.seeded.comments[("lead", lead_id)] = len(comments)
@@ -432,7 +430,9 @@ class _Seeder:
                 {"ID": str(number), "TYPE": "PHONE" if type_id == "2" else "EMAIL", "VALUE": f"student{number}",
                  "ENTITY_ID": owner_id, "ENTITY_TYPE_ID": str(ENTITY_TYPE_IDS[entity])}
             ] if type_id in ("2", "4") else []  # fmt: skip
-            self.seeded.ids.setdefault("activity", []).append(self.portal.add_activity(values, communications))
+            # A deal's call or meeting shows on its student's contact too (a second binding).
+            also = [("contact", self.deal_contacts[owner_id])] if entity == "deal" and number % 2 else []
+            self.seeded.ids.setdefault("activity", []).append(self.portal.add_activity(values, communications, also))
 
 
 def seed_agency_portal(sim: SimulatedBitrix24, *, scale: float = 1.0, seed: int = 23) -> AgencyPortal:

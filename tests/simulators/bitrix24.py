@@ -566,17 +566,22 @@ class SimulatedBitrix24:
         lead = self._leads[lead_id]
         lead.values.update(values)
         for kind, items in (multifields or {}).items():
-            lead.multifields[kind] = []
-            for value, value_type in items:
-                lead.multifields[kind].append(
-                    {"ID": str(self._next_multifield_id), "VALUE_TYPE": value_type, "VALUE": value}
-                )
-                self._next_multifield_id += 1
+            lead.multifields[kind] = [self.multifield_item(value, value_type) for value, value_type in items]
         self._apply(lead, {})
         for text, written_at, author_id, file_ids in comments:
             moment = _now_iso(written_at.timestamp())
             lead.comments.append(_Comment(self.next_comment_id(), text, moment, author_id, file_ids))
         return str(lead_id)
+
+    def multifield_item(self, value: str, value_type: str) -> dict[str, str]:
+        """A new multi-field value: its ``ID`` is portal-wide, whatever record holds it."""
+        self._next_multifield_id += 1
+        return {"ID": str(self._next_multifield_id - 1), "VALUE_TYPE": value_type, "VALUE": value}
+
+    def store_values(self, lead_id: str, values: Mapping[str, Any]) -> None:
+        """Set a lead's values as they are stored, without the write path (a seed's file user field
+        names the lead it belongs to, so it comes after :meth:`store_lead`)."""
+        self._stored(lead_id).values.update(values)
 
     def next_comment_id(self) -> int:
         """Timeline comments of every entity share one sequence of ids."""
@@ -1090,8 +1095,7 @@ class SimulatedBitrix24:
                     current["VALUE"] = value
                     current["VALUE_TYPE"] = value_type
             elif value:
-                stored.append({"ID": str(self._next_multifield_id), "VALUE_TYPE": value_type, "VALUE": value})
-                self._next_multifield_id += 1
+                stored.append(self.multifield_item(value, value_type))
         if not stored:
             del lead.multifields[kind]
 

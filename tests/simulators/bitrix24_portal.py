@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -25,6 +26,7 @@ import httpx
 
 from tests.simulators.bitrix24 import (
     MULTIFIELDS,
+    _ApiError,
     _Comment,
     _legacy,
     _now_iso,
@@ -250,6 +252,11 @@ _USER_FIELD_SETTINGS: Mapping[str, Mapping[str, Any]] = {
 }
 
 
+def _row_values(row: Mapping[str, Any], name: str) -> list[Any] | None:
+    """What a filter on ``name`` compares a status's or an activity's value with (None: no such field)."""
+    return [row[name]] if name in row else None
+
+
 class PortalEntities:
     """Everything of a portal but leads, and what leads need from it (their typed user fields,
     custom stages, files), answering the methods :meth:`methods` lists."""
@@ -259,6 +266,8 @@ class PortalEntities:
         self.records: dict[str, dict[int, _Record]] = {entity: {} for entity in NATIVE_FIELDS}
         self._next_ids = dict(FIRST_IDS)
         self.activities: dict[int, dict[str, Any]] = {}
+        self.bindings: dict[int, list[tuple[int, int]]] = {}
+        """Activity id -> (entity type id, record id) it is bound to, its owner first."""
         self.users: list[dict[str, Any]] = []
         self.statuses: list[dict[str, Any]] = []
         self.categories: list[dict[str, Any]] = [
@@ -282,6 +291,7 @@ class PortalEntities:
             "crm.category.list": self._category_list,
             "user.get": self._user_get,
             "crm.activity.list": self._activity_list,
+            "crm.activity.binding.list": self._activity_binding_list,
         }
         for entity in NATIVE_FIELDS:
             methods[f"crm.{entity}.list"] = self._lister(entity)
@@ -395,11 +405,7 @@ class PortalEntities:
         stored |= dict(values)
         record = _Record(record_id, stored)
         for kind, items in (multifields or {}).items():
-            record.multifields[kind] = [
-                {"ID": str(self._sim._next_multifield_id + index), "VALUE_TYPE": value_type, "VALUE": value}
-                for index, (value, value_type) in enumerate(items)
-            ]
-            self._sim._next_multifield_id += len(record.multifields[kind])
+            record.multifields[kind] = [self._sim.multifield_item(value, value_type) for value, value_type in items]
         if entity == "deal":
             stored["STAGE_SEMANTIC_ID"] = self._stage_semantics(str(stored.get("STAGE_ID") or ""))
             stored["CLOSED"] = "N" if stored["STAGE_SEMANTIC_ID"] == "P" else "Y"
@@ -410,8 +416,27 @@ class PortalEntities:
         self.records[entity][record_id] = record
         return str(record_id)
 
-    def add_activity(self, values: Mapping[str, Any], communications: Iterable[Mapping[str, Any]] = ()) -> str:
-        """An activity (call, meeting, e-mail, task) on its owner; ``FILES`` as file ids."""
+    def store_values(self, entity: str, record_id: str, values: Mapping[str, Any]) -> None:
+        """Set a record's values as stored (a file user field names its record: it comes after the add)."""
+        if entity == "lead":
+            self._sim.store_values(record_id, values)
+        else:
+            self.records[entity][int(record_id)].values.update(values)
+
+    def record(self, entity: str, record_id: str) -> dict[str, Any]:
+        """A record as crm.<entity>.get answers it."""
+        if entity == "lead":
+            return self._sim.lead(record_id)
+        return self._record(entity, self.records[entity][int(record_id)], None)
+
+    def add_activity(
+        self,
+        values: Mapping[str, Any],
+        communications: Iterable[Mapping[str, Any]] = (),
+        also_bound_to: Iterable[tuple[str, str]] = (),
+    ) -> str:
+        """An activity (call, meeting, e-mail, task) on its owner (``OWNER_TYPE_ID``/``OWNER_ID``) and
+        ``also_bound_to`` these (entity, id); ``FILES`` as file ids."""
         activity_id = next(self._ids["activity"])
         stored: dict[str, Any] = dict.fromkeys(ACTIVITY_FIELDS) | {"ID": str(activity_id)}
         stored |= {key: value for key, value in values.items() if key != "FILES"}
@@ -426,6 +451,9 @@ class PortalEntities:
             for file_id in values.get("FILES", ())
         ]
         self.activities[activity_id] = stored
+        owner = (int(stored["OWNER_TYPE_ID"]), int(stored["OWNER_ID"]))
+        others = [(ENTITY_TYPE_IDS[entity], int(record_id)) for entity, record_id in also_bound_to]
+        self.bindings[activity_id] = list(dict.fromkeys([owner, *others]))
         return str(activity_id)
 
     def add_comment(
@@ -549,7 +577,7 @@ class PortalEntities:
             rows = [
                 record
                 for record in self.records[entity].values()
-                if filter_matches(filters, lambda name, record=record: self._values_of(entity, record, name))  # type: ignore[misc]
+                if filter_matches(filters, partial(self._values_of, entity, record))
             ]
             rows = sorted_rows(
                 sorted(rows, key=lambda record: record.id), order, lambda row, name: row.values.get(name)
@@ -648,11 +676,7 @@ class PortalEntities:
         """crm.status.list: filter (ENTITY_ID...), order (SORT), 50 a page (DOCS: crm/status/crm-status-list).
         Assumed: paged like the other legacy lists."""
         filters, order, _, start = list_params(params)
-        rows = [
-            status
-            for status in self.statuses
-            if filter_matches(filters, lambda name, status=status: [status[name]] if name in status else None)  # type: ignore[misc]
-        ]
+        rows = [status for status in self.statuses if filter_matches(filters, partial(_row_values, status))]
         rows = sorted_rows(rows, order or {"SORT": "ASC"}, lambda row, name: row.get(name))
         return list_page(rows, start)
 
@@ -686,9 +710,7 @@ class PortalEntities:
         and FILES only when named (DOCS: crm/timeline/activities/activity-base/crm-activity-list)."""
         filters, order, select, start = list_params(params)
         rows = [
-            activity
-            for activity in self.activities.values()
-            if filter_matches(filters, lambda name, activity=activity: [activity[name]] if name in activity else None)  # type: ignore[misc]
+            activity for activity in self.activities.values() if filter_matches(filters, partial(_row_values, activity))
         ]
         rows = sorted_rows(sorted(rows, key=lambda row: int(row["ID"])), order, lambda row, name: row.get(name))
         page, extra = list_page(rows, start)
@@ -696,3 +718,12 @@ class PortalEntities:
         names = {name for name in ACTIVITY_FIELDS if "*" in wanted or name in wanted}
         names |= {name for name in _ACTIVITY_NAMED_ONLY if name in wanted}
         return [{key: value for key, value in activity.items() if key in names} for activity in page], extra
+
+    def _activity_binding_list(self, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """crm.activity.binding.list: the records an activity is bound to, ``entityTypeId`` and ``entityId``
+        as integers; an unknown activity is 400 NOT_FOUND (DOCS: crm/timeline/activities/binding/
+        crm-activity-binding-list). Not paged."""
+        bindings = self.bindings.get(_php_intval(params.get("activityId")))
+        if bindings is None:
+            raise _ApiError(400, "NOT_FOUND", "Element not found")
+        return [{"entityTypeId": entity_type_id, "entityId": entity_id} for entity_type_id, entity_id in bindings], {}

@@ -38,6 +38,13 @@ MULTIFIELDS = ("PHONE", "EMAIL", "WEB", "IM")
 _RECORD_ENTITIES = (SourceEntity.LEAD, SourceEntity.CONTACT, SourceEntity.COMPANY, SourceEntity.DEAL)
 _HAS_MULTIFIELDS = frozenset({SourceEntity.LEAD, SourceEntity.CONTACT, SourceEntity.COMPANY})
 _SEMANTICS = {"S": Semantics.SUCCESS, "F": Semantics.FAILURE}
+_ENTITY_OF_TYPE = {
+    1: str(SourceEntity.LEAD),
+    2: str(SourceEntity.DEAL),
+    3: str(SourceEntity.CONTACT),
+    4: str(SourceEntity.COMPANY),
+}
+"""CRM object type ids (DOCS: crm/data-types, object_type)."""
 _FILE_LINKS = ("downloadUrl", "urlDownload", "url")
 """Where each file shape keeps its bytes: a user field's, a timeline comment's, an activity's."""
 
@@ -72,9 +79,10 @@ class PortalReader:
             commands[f"fields_{entity}"] = (f"crm.{entity}.fields", {})
             commands[f"user_fields_{entity}"] = (f"crm.{entity}.userfield.list", {})
         commands["categories"] = ("crm.category.list", {"entityTypeId": DEAL_ENTITY_TYPE_ID})
+        short_lists = {"statuses": ("crm.status.list", {"order": {"SORT": "ASC"}}), "users": ("user.get", {})}
+        commands |= {key: (method, params | {"start": 0}) for key, (method, params) in short_lists.items()}
         answers = self._batch(commands)
-        statuses = self._all_pages("crm.status.list", {"order": {"SORT": "ASC"}})
-        users = self._all_pages("user.get", {})
+        statuses, users = (self._all_pages(*short_lists[key], answers[key]) for key in ("statuses", "users"))
         by_list: dict[str, list[dict[str, Any]]] = {}
         for status in statuses:
             by_list.setdefault(str(status["ENTITY_ID"]), []).append(status)
@@ -105,16 +113,17 @@ class PortalReader:
             },
         )
 
-    def _all_pages(self, method: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        """Every item of a short list (statuses, users), page by page (``start`` 0, 50...)."""
+    def _all_pages(self, method: str, params: dict[str, Any], first_page: Any) -> list[dict[str, Any]]:
+        """Every item of a short list (statuses, users) from its first page on (``start`` 50, 100...)."""
         items: list[dict[str, Any]] = []
+        page = first_page
         while True:
-            page = self._read(method, params | {"start": len(items)})
             if not isinstance(page, list):
                 raise RetryableCrmError(f"unexpected answer to {method}", provider=self._provider.name)
             items += [item for item in page if isinstance(item, dict)]
             if len(page) < PAGE:
                 return items
+            page = self._read(method, params | {"start": len(items)})
 
     # --- records -----------------------------------------------------------------------------------
 
@@ -150,22 +159,39 @@ class PortalReader:
     def comments(self, entity: SourceEntity, record_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
         """The timeline comments of these records (ID, CREATED, AUTHOR_ID, COMMENT, FILES), oldest
         first: one request for 50 records, more only for a record with more than a page."""
-        found: dict[str, list[dict[str, Any]]] = {}
+        method = "crm.timeline.comment.list"
+        first_pages = self._per_record(method, lambda record_id: _comment_list(entity, record_id, 0), record_ids)
+        return {
+            record_id: self._all_pages(method, _comment_list(entity, record_id, 0), page)
+            for record_id, page in first_pages.items()
+        }
+
+    def bindings(self, activity_ids: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
+        """What each activity is bound to (its owner and any other record) as (entity, id): the entity
+        ``lead``, ``deal``, ``contact`` or ``company``, or the type id of an object the move does not
+        read (DOCS: crm-activity-binding-list). One request for 50 activities."""
+        answers = self._per_record(
+            "crm.activity.binding.list", lambda activity_id: {"activityId": int(activity_id)}, activity_ids
+        )
+        return {
+            activity_id: [
+                (_ENTITY_OF_TYPE.get(int(item["entityTypeId"]), str(item["entityTypeId"])), str(item["entityId"]))
+                for item in answer
+                if isinstance(item, dict)
+            ]
+            for activity_id, answer in answers.items()
+        }
+
+    def _per_record(
+        self, method: str, params_of: Callable[[str], dict[str, Any]], record_ids: Iterable[str]
+    ) -> dict[str, Any]:
+        """``method`` once per record, 50 records a batch: record id -> its answer."""
+        answers: dict[str, Any] = {}
         ids = list(record_ids)
         for first in range(0, len(ids), BATCH_MAX_COMMANDS):
             chunk = ids[first : first + BATCH_MAX_COMMANDS]
-            answers = self._batch(
-                {record_id: ("crm.timeline.comment.list", _comment_list(entity, record_id, 0)) for record_id in chunk}
-            )
-            for record_id in chunk:
-                notes = [item for item in answers[record_id] if isinstance(item, dict)]
-                while len(notes) % PAGE == 0 and notes:
-                    more = self._read("crm.timeline.comment.list", _comment_list(entity, record_id, len(notes)))
-                    notes += [item for item in more or [] if isinstance(item, dict)]
-                    if len(more or []) < PAGE:
-                        break
-                found[record_id] = notes
-        return found
+            answers |= self._batch({record_id: (method, params_of(record_id)) for record_id in chunk})
+        return answers
 
     def download(self, file: Mapping[str, Any]) -> bytes:
         """The bytes of a file as a record, a comment or an activity gives it (its download link)."""
