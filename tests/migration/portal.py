@@ -354,7 +354,7 @@ class _Seeder:
             ]  # fmt: skip
             if number % 12 == 0:  # an Open Channel lead: a title and a chat handle, nothing else
                 kind, handle = MESSENGERS[1 + number % 2]
-                values = {"TITLE": f"Telegram chat #{number}", "SOURCE_ID": "OPENLINE", "HAS_IMOL": "Y"}
+                values = {"TITLE": f"Telegram chat #{number}", "SOURCE_ID": "OPENLINE"}
                 values |= {"ASSIGNED_BY_ID": self.owner(), "DATE_CREATE": _moment(created)}
                 lead_id = self.sim.store_lead(values, {"IM": [(handle.format(n=number), kind)]}, comments)
                 self.seeded.chat_only_leads.append(lead_id)

@@ -71,6 +71,7 @@ def test_chat_handles_come_back_though_star_leaves_them_out(portal: Portal) -> N
         assert leads[lead_id]["TITLE"].startswith("Telegram chat")
         assert not leads[lead_id]["NAME"]
         assert "PHONE" not in leads[lead_id]
+        assert leads[lead_id]["HAS_IMOL"] == "Y"
     # The quirk the reader copes with: a list asked for "*" and "UF_*" only leaves the handle out.
     listing = {"filter": {"ID": portal.seeded.chat_only_leads[0]}, "select": ["*", "UF_*"]}
     plain = httpx.post(f"{portal.sim.webhook_url}crm.lead.list.json", json=listing).json()["result"]

@@ -1074,6 +1074,7 @@ class SimulatedBitrix24:
         lead.values["STATUS_SEMANTIC_ID"] = self.entities.lead_semantics(str(status))
         lead.values["HAS_PHONE"] = "Y" if lead.multifields.get("PHONE") else "N"
         lead.values["HAS_EMAIL"] = "Y" if lead.multifields.get("EMAIL") else "N"
+        lead.values["HAS_IMOL"] = has_open_channel(lead.multifields)
         if lead.values.get("COMPANY_ID") or lead.values.get("CONTACT_ID"):
             lead.values["IS_RETURN_CUSTOMER"] = "Y"  # DOCS: crm-lead-add note on IS_RETURN_CUSTOMER
 
@@ -1133,6 +1134,16 @@ class SimulatedBitrix24:
     def _sorted(rows: list[_Lead], order: Mapping[str, Any]) -> list[_Lead]:
         """Sort by ``order`` ({"FIELD": "ASC"|"DESC"}); ID ascending when no order is given."""
         return sorted_rows(sorted(rows, key=lambda lead: lead.id), order, lambda lead, name: lead.values.get(name))
+
+
+OPEN_CHANNEL_TYPES = frozenset({"OPENLINE", "IMOL"})
+"""IM value types an Open Channel chat writes (DOCS: crm/data-types, crm_multifield)."""
+
+
+def has_open_channel(multifields: Mapping[str, list[dict[str, str]]]) -> str:
+    """``HAS_IMOL``: Y when a messenger handle is an Open Channel chat's (assumed from the field's
+    title "Open Channel Set"; DOCS: crm-lead-fields)."""
+    return "Y" if any(item["VALUE_TYPE"] in OPEN_CHANNEL_TYPES for item in multifields.get("IM", [])) else "N"
 
 
 def list_page[T](rows: list[T], start: int) -> tuple[list[T], dict[str, Any]]:

@@ -33,7 +33,9 @@ from tests.simulators.bitrix24 import (
     _php_intval,
     _resolve_array_param,
     _resolve_entity_id,
+    _user_field_descriptor,
     filter_matches,
+    has_open_channel,
     list_page,
     list_params,
     selected_names,
@@ -52,6 +54,8 @@ FIRST_IDS: Mapping[str, int] = {"contact": 1, "company": 1, "deal": 1}
 FIRST_ACTIVITY_ID = 1
 FIRST_FILE_ID = 5001
 FIRST_USER_FIELD_ID = 6001
+LEGACY_USER_FIELD_ID = 5801
+"""Ids of the live flow's lead fields (``DEFAULT_USER_FIELDS``), created before the agency's typed ones."""
 FIRST_OPTION_ID = 61
 _FILE_PATHS = re.compile(
     r"^/bitrix/components/bitrix/crm\.(?:lead|contact|company|deal)\.show/show_file\.php$"
@@ -412,7 +416,7 @@ class PortalEntities:
         if entity in ("contact", "company"):
             stored["HAS_PHONE"] = "Y" if record.multifields.get("PHONE") else "N"
             stored["HAS_EMAIL"] = "Y" if record.multifields.get("EMAIL") else "N"
-            stored["HAS_IMOL"] = "Y" if record.multifields.get("IM") else "N"
+            stored["HAS_IMOL"] = has_open_channel(record.multifields)
         self.records[entity][record_id] = record
         return str(record_id)
 
@@ -623,20 +627,46 @@ class PortalEntities:
 
     def _user_field_lister(self, entity: str) -> Callable[[dict[str, Any]], tuple[Any, dict[str, Any]]]:
         def list_user_fields(params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-            """Every user field of the entity, with an enumeration's ``LIST`` (DOCS: crm/leads/userfield/
-            crm-lead-userfield-list, response example). Assumed: one answer, no paging."""
-            wanted = _resolve_array_param(params, "filter", {})
-            fields = [
-                user_field
-                for user_field in self.user_fields[entity]
-                if not isinstance(wanted, dict) or wanted.get("FIELD_NAME") in (None, user_field.name)
+            """The entity's user fields with an enumeration's ``LIST``; the labels only when the filter
+            names a ``LANG``; one page of 50 (DOCS: crm/leads/userfield/crm-lead-userfield-list).
+            Filter: FIELD_NAME, USER_TYPE_ID, MULTIPLE exactly."""
+            filters, _, _, start = list_params(params)
+            language = filters.get("LANG")
+            wanted = {key: value for key, value in filters.items() if key != "LANG"}
+            entries = [
+                self._user_field_entry(entity, user_field, labelled=bool(language))
+                for user_field in self._user_fields_of(entity)
             ]
-            return [self._user_field_entry(entity, user_field) for user_field in fields], {}
+            rows = [
+                entry for entry in entries if all(str(entry.get(key)) == str(value) for key, value in wanted.items())
+            ]
+            return list_page(rows, max(start, 0))
 
         return list_user_fields
 
+    def _user_fields_of(self, entity: str) -> list[PortalUserField]:
+        """The entity's user fields as the portal has them now: for leads, the live flow's fields
+        (``sim.user_fields``, string or boolean) too, and none that was dropped."""
+        if entity != "lead":
+            return self.user_fields[entity]
+        typed = {user_field.name: user_field for user_field in self.user_fields["lead"]}
+        fields = []
+        for number, name in enumerate(self._sim.user_fields):
+            if name in typed:
+                fields.append(typed[name])
+            else:
+                legacy = _user_field_descriptor(name)
+                settings = legacy.get("settings", {})
+                label = legacy["listLabel"]
+                fields.append(
+                    PortalUserField(
+                        LEGACY_USER_FIELD_ID + number, "lead", name, legacy["type"], label, settings=settings
+                    )
+                )
+        return fields
+
     @staticmethod
-    def _user_field_entry(entity: str, user_field: PortalUserField) -> dict[str, Any]:
+    def _user_field_entry(entity: str, user_field: PortalUserField, *, labelled: bool) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "ID": str(user_field.id),
             "ENTITY_ID": f"CRM_{entity.upper()}",
@@ -651,12 +681,10 @@ class PortalEntities:
             "EDIT_IN_LIST": "Y",
             "IS_SEARCHABLE": "N",
             "SETTINGS": dict(user_field.settings),
-            "EDIT_FORM_LABEL": user_field.label,
-            "LIST_COLUMN_LABEL": user_field.label,
-            "LIST_FILTER_LABEL": user_field.label,
-            "ERROR_MESSAGE": None,
-            "HELP_MESSAGE": None,
         }
+        if labelled:  # in the language the filter asked for; this portal has one
+            entry |= dict.fromkeys(("EDIT_FORM_LABEL", "LIST_COLUMN_LABEL", "LIST_FILTER_LABEL"), user_field.label)
+            entry |= {"ERROR_MESSAGE": None, "HELP_MESSAGE": None}
         if user_field.type == "enumeration":
             entry["LIST"] = [
                 {

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.migration.portal import AgencyPortal, seed_agency_portal
-from tests.simulators.bitrix24 import SimulatedBitrix24
+from tests.simulators.bitrix24 import DEFAULT_USER_FIELDS, SimulatedBitrix24
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +46,10 @@ def test_lists_page_by_fifty_and_fast_mode_has_no_total(portal: tuple[SimulatedB
 
 def test_user_fields_list_their_items(portal: tuple[SimulatedBitrix24, AgencyPortal]) -> None:
     sim, seeded = portal
-    listed = call(sim, "crm.deal.userfield.list").json()["result"]
+    listed = call(sim, "crm.deal.userfield.list", {"filter": {"LANG": "en"}}).json()["result"]
+    unlabelled = call(sim, "crm.deal.userfield.list").json()["result"]
     languages = next(field for field in listed if field["EDIT_FORM_LABEL"] == "Languages")
+    assert all("EDIT_FORM_LABEL" not in field for field in unlabelled)  # labels come only for a LANG
     assert languages["USER_TYPE_ID"] == "enumeration"
     assert languages["MULTIPLE"] == "Y"
     assert [item["VALUE"] for item in languages["LIST"]][:2] == ["English", "German"]
@@ -56,6 +58,19 @@ def test_user_fields_list_their_items(portal: tuple[SimulatedBitrix24, AgencyPor
     assert described["title"] == languages["FIELD_NAME"]
     assert described["listLabel"] == "Languages"
     assert len(listed) == len(seeded.user_fields["deal"])
+
+
+def test_lead_user_fields_include_the_live_flows(
+    portal: tuple[SimulatedBitrix24, AgencyPortal],
+) -> None:
+    sim, seeded = portal
+    listed = call(sim, "crm.lead.userfield.list", {"filter": {"LANG": "en"}}).json()
+    names = [field["FIELD_NAME"] for field in listed["result"]]
+    assert names == sim.user_fields
+    assert len(names) == len(DEFAULT_USER_FIELDS) + len(seeded.user_fields["lead"])
+    assert listed["total"] == len(names)
+    consent = next(field for field in listed["result"] if field["FIELD_NAME"] == "UF_CRM_CONSENT")
+    assert (consent["USER_TYPE_ID"], consent["LIST_COLUMN_LABEL"]) == ("boolean", "Consent")
 
 
 def test_users_who_left_are_listed_unless_only_active_ones_are_asked(

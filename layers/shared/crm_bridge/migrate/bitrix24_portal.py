@@ -52,8 +52,12 @@ _FILE_LINKS = ("downloadUrl", "urlDownload", "url")
 class PortalReader:
     """Reads a portal through ``provider`` (its webhook, pacing and errors), retrying as the backfill does."""
 
-    def __init__(self, provider: Bitrix24Provider, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self, provider: Bitrix24Provider, *, language: str = "en", sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        """``language``: of the user fields' labels (``userfield.list`` gives them only for a ``LANG``)."""
         self._provider = provider
+        self._language = language
         self._sleep = sleep
 
     def _read(self, method: str, params: dict[str, Any]) -> Any:
@@ -74,20 +78,25 @@ class PortalReader:
         """Fields of the four record kinds (``crm.*.fields`` with ``userfield.list``'s labels and list
         items), lead stages, pipelines with their stages, the other status lists, and users: one batch,
         then more pages of statuses and users only where a portal has more than fit."""
-        commands: dict[str, tuple[str, dict[str, Any]]] = {}
-        for entity in _RECORD_ENTITIES:
-            commands[f"fields_{entity}"] = (f"crm.{entity}.fields", {})
-            commands[f"user_fields_{entity}"] = (f"crm.{entity}.userfield.list", {})
+        paged: dict[str, tuple[str, dict[str, Any]]] = {
+            "statuses": ("crm.status.list", {"order": {"SORT": "ASC"}}),
+            "users": ("user.get", {}),
+        }
+        paged |= {
+            f"user_fields_{entity}": (f"crm.{entity}.userfield.list", {"filter": {"LANG": self._language}})
+            for entity in _RECORD_ENTITIES
+        }
+        commands = {key: (method, params | {"start": 0}) for key, (method, params) in paged.items()}
+        commands |= {f"fields_{entity}": (f"crm.{entity}.fields", {}) for entity in _RECORD_ENTITIES}
         commands["categories"] = ("crm.category.list", {"entityTypeId": DEAL_ENTITY_TYPE_ID})
-        short_lists = {"statuses": ("crm.status.list", {"order": {"SORT": "ASC"}}), "users": ("user.get", {})}
-        commands |= {key: (method, params | {"start": 0}) for key, (method, params) in short_lists.items()}
         answers = self._batch(commands)
-        statuses, users = (self._all_pages(*short_lists[key], answers[key]) for key in ("statuses", "users"))
+        lists = {key: self._all_pages(*paged[key], answers[key]) for key in paged}
+        statuses, users = lists["statuses"], lists["users"]
         by_list: dict[str, list[dict[str, Any]]] = {}
         for status in statuses:
             by_list.setdefault(str(status["ENTITY_ID"]), []).append(status)
         fields = {
-            entity: _fields(answers[f"fields_{entity}"], answers[f"user_fields_{entity}"], by_list)
+            entity: _fields(answers[f"fields_{entity}"], lists[f"user_fields_{entity}"], by_list)
             for entity in _RECORD_ENTITIES
         }
         categories = answers["categories"].get("categories", []) if isinstance(answers["categories"], dict) else []
@@ -114,7 +123,8 @@ class PortalReader:
         )
 
     def _all_pages(self, method: str, params: dict[str, Any], first_page: Any) -> list[dict[str, Any]]:
-        """Every item of a short list (statuses, users) from its first page on (``start`` 50, 100...)."""
+        """Every item of a list read by ``start`` (statuses, users, user fields, a record's comments),
+        from its first page on, 50 a page."""
         items: list[dict[str, Any]] = []
         page = first_page
         while True:
@@ -239,11 +249,13 @@ def _user(item: Mapping[str, Any]) -> SourceUser:
 
 
 def _fields(
-    descriptors: Mapping[str, Any], user_fields: Any, statuses: Mapping[str, list[dict[str, Any]]]
+    descriptors: Mapping[str, Any],
+    user_fields: Iterable[Mapping[str, Any]],
+    statuses: Mapping[str, list[dict[str, Any]]],
 ) -> dict[str, SourceField]:
     """``crm.*.fields`` merged with ``userfield.list`` (labels, LIST items) and the status lists a
     crm_status field takes its options from."""
-    listed = {str(item["FIELD_NAME"]): item for item in user_fields or [] if isinstance(item, dict)}
+    listed = {str(item["FIELD_NAME"]): item for item in user_fields}
     fields: dict[str, SourceField] = {}
     for name, descriptor in descriptors.items():
         user_field = listed.get(name, {})
