@@ -384,7 +384,7 @@ class _Comment(NamedTuple):
     author_id: str | None = None
     """Who wrote it (``AUTHOR_ID``); None: the webhook's user, who writes through the API."""
     file_ids: tuple[int, ...] = ()
-    """Files attached to it (``FILES``), kept in :attr:`SimulatedBitrix24.portal`."""
+    """Files attached to it (``FILES``), kept in :attr:`SimulatedBitrix24.entities`."""
 
 
 @dataclass(frozen=True)
@@ -1072,9 +1072,7 @@ class SimulatedBitrix24:
                 lead.values[name] = _php_string(value)
         status = lead.values.get("STATUS_ID")
         lead.values["STATUS_SEMANTIC_ID"] = self.entities.lead_semantics(str(status))
-        lead.values["HAS_PHONE"] = "Y" if lead.multifields.get("PHONE") else "N"
-        lead.values["HAS_EMAIL"] = "Y" if lead.multifields.get("EMAIL") else "N"
-        lead.values["HAS_IMOL"] = has_open_channel(lead.multifields)
+        lead.values |= communication_flags(lead.multifields)
         if lead.values.get("COMPANY_ID") or lead.values.get("CONTACT_ID"):
             lead.values["IS_RETURN_CUSTOMER"] = "Y"  # DOCS: crm-lead-add note on IS_RETURN_CUSTOMER
 
@@ -1123,7 +1121,8 @@ class SimulatedBitrix24:
         if name in MULTIFIELDS:
             return [item["VALUE"] for item in lead.multifields.get(name, [])]
         if name in _RECORD_FIELDS or name in self.user_fields:
-            return [lead.values.get(name)]
+            value = lead.values.get(name)
+            return value if isinstance(value, list) else [value]  # a multiple field matches by any value
         return None
 
     def _matches(self, lead: _Lead, filters: Mapping[str, Any]) -> bool:
@@ -1140,10 +1139,16 @@ OPEN_CHANNEL_TYPES = frozenset({"OPENLINE", "IMOL"})
 """IM value types an Open Channel chat writes (DOCS: crm/data-types, crm_multifield)."""
 
 
-def has_open_channel(multifields: Mapping[str, list[dict[str, str]]]) -> str:
-    """``HAS_IMOL``: Y when a messenger handle is an Open Channel chat's (assumed from the field's
-    title "Open Channel Set"; DOCS: crm-lead-fields)."""
-    return "Y" if any(item["VALUE_TYPE"] in OPEN_CHANNEL_TYPES for item in multifields.get("IM", [])) else "N"
+def communication_flags(multifields: Mapping[str, list[dict[str, str]]]) -> dict[str, str]:
+    """``HAS_PHONE``, ``HAS_EMAIL`` and ``HAS_IMOL`` (Y/N) of a lead, contact or company by its multi-fields;
+    ``HAS_IMOL`` when a messenger handle is an Open Channel chat's (assumed from its title "Open Channel
+    Set"; DOCS: crm-lead-fields)."""
+    open_channel = any(item["VALUE_TYPE"] in OPEN_CHANNEL_TYPES for item in multifields.get("IM", []))
+    return {
+        "HAS_PHONE": "Y" if multifields.get("PHONE") else "N",
+        "HAS_EMAIL": "Y" if multifields.get("EMAIL") else "N",
+        "HAS_IMOL": "Y" if open_channel else "N",
+    }
 
 
 def list_page[T](rows: list[T], start: int) -> tuple[list[T], dict[str, Any]]:

@@ -34,8 +34,8 @@ from tests.simulators.bitrix24 import (
     _resolve_array_param,
     _resolve_entity_id,
     _user_field_descriptor,
+    communication_flags,
     filter_matches,
-    has_open_channel,
     list_page,
     list_params,
     selected_names,
@@ -414,9 +414,7 @@ class PortalEntities:
             stored["STAGE_SEMANTIC_ID"] = self._stage_semantics(str(stored.get("STAGE_ID") or ""))
             stored["CLOSED"] = "N" if stored["STAGE_SEMANTIC_ID"] == "P" else "Y"
         if entity in ("contact", "company"):
-            stored["HAS_PHONE"] = "Y" if record.multifields.get("PHONE") else "N"
-            stored["HAS_EMAIL"] = "Y" if record.multifields.get("EMAIL") else "N"
-            stored["HAS_IMOL"] = has_open_channel(record.multifields)
+            stored |= communication_flags(record.multifields)
         self.records[entity][record_id] = record
         return str(record_id)
 

@@ -121,3 +121,17 @@ def test_comments_on_any_entity_carry_author_and_files(portal: tuple[SimulatedBi
     assert len(comments) == seeded.comments[(entity, record_id)]
     assert all(comment["AUTHOR_ID"] in seeded.users for comment in comments)
     assert all(comment["ENTITY_TYPE"] == entity for comment in comments)
+
+
+def test_a_multiple_list_field_is_filtered_by_any_of_its_values(
+    portal: tuple[SimulatedBitrix24, AgencyPortal],
+) -> None:
+    sim, seeded = portal
+    languages = next(field for field in seeded.user_fields["lead"] if field.label == "Languages")
+    english = languages.options[0][0]
+    found = call(sim, "crm.lead.list", {"filter": {languages.name: english}, "select": ["ID", languages.name]})
+    leads = found.json()["result"]
+    assert leads
+    assert all(english in lead[languages.name] for lead in leads)
+    holding = [lead_id for lead_id in seeded.ids["lead"] if english in (sim.lead(lead_id)[languages.name] or [])]
+    assert [lead["ID"] for lead in leads] == holding
