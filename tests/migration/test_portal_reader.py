@@ -60,7 +60,8 @@ def test_every_seeded_record_comes_back_with_every_field(portal: Portal) -> None
     assert activities == [portal.sim.entities.activities[int(activity["ID"])] for activity in activities]
     read = sum(len(ids) for ids in portal.seeded.ids.values())
     print(f"\n{read} records and activities read in {portal.sim.requests} requests")
-    assert portal.sim.requests == len(SourceEntity)  # 2,500 a request: one each at this size
+    # 500 a request: one each at this size (250 activities: 5 full pages, then an empty one ends them).
+    assert portal.sim.requests == len(SourceEntity)
 
 
 def test_chat_handles_come_back_though_star_leaves_them_out(portal: Portal) -> None:
@@ -206,3 +207,11 @@ def test_the_reader_cannot_write(portal: Portal) -> None:
 def test_a_file_link_off_the_portal_is_refused(portal: Portal) -> None:
     with pytest.raises(PermanentCrmError):
         portal.reader.download({"id": 1, "downloadUrl": "https://elsewhere.example/file.pdf"})
+
+
+def test_pages_chain_across_batches_without_a_gap(portal: Portal) -> None:
+    reader = PortalReader(portal.provider, pages_per_batch=1, sleep=lambda seconds: None)
+    portal.sim.reset_counts()
+    activities = [activity["ID"] for activity in reader.records(SourceEntity.ACTIVITY)]
+    assert activities == portal.seeded.ids["activity"]
+    assert portal.sim.requests == len(activities) // 50 + 1  # the last page shorter than 50 ends it

@@ -31,7 +31,10 @@ from crm_bridge.providers.bitrix24 import BATCH_MAX_COMMANDS, Bitrix24Provider, 
 
 PAGE = 50
 """Records a list method answers at once (DOCS: crm-lead-list, "always static: 50 records")."""
-PAGES_PER_BATCH = BATCH_MAX_COMMANDS
+PAGES_PER_BATCH = 10
+"""Pages chained in one batch: 500 records a request. A batch runs its sub-calls one after another
+within one HTTP request, so 50 full pages (every field) could outlast the client's timeout
+(``CRM_TIMEOUT_SECONDS``, 5 s by default); the pages after a short last one are read in vain."""
 DEAL_ENTITY_TYPE_ID = 2
 MULTIFIELDS = ("PHONE", "EMAIL", "WEB", "IM")
 """Left out by ``*`` and ``UF_*``: named in every list's ``select`` (DOCS: crm-lead-list, select)."""
@@ -53,11 +56,20 @@ class PortalReader:
     """Reads a portal through ``provider`` (its webhook, pacing and errors), retrying as the backfill does."""
 
     def __init__(
-        self, provider: Bitrix24Provider, *, language: str = "en", sleep: Callable[[float], None] = time.sleep
+        self,
+        provider: Bitrix24Provider,
+        *,
+        language: str = "en",
+        pages_per_batch: int = PAGES_PER_BATCH,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        """``language``: of the user fields' labels (``userfield.list`` gives them only for a ``LANG``)."""
+        """``language``: of the user fields' labels (``userfield.list`` gives them only for a ``LANG``);
+        ``pages_per_batch``: list pages of 50 chained in one request (at most 50)."""
+        if not 1 <= pages_per_batch <= BATCH_MAX_COMMANDS:
+            raise ValueError(f"a batch chains 1 to {BATCH_MAX_COMMANDS} pages")
         self._provider = provider
         self._language = language
+        self._pages_per_batch = pages_per_batch
         self._sleep = sleep
 
     def _read(self, method: str, params: dict[str, Any]) -> Any:
@@ -139,7 +151,7 @@ class PortalReader:
 
     def records(self, entity: SourceEntity) -> Iterator[dict[str, Any]]:
         """Every record of ``entity`` with every field (user fields, the multi-fields named; an
-        activity with its COMMUNICATIONS and FILES), in ID order, up to 2,500 a request."""
+        activity with its COMMUNICATIONS and FILES), in ID order, ``pages_per_batch`` pages of 50 a request."""
         method = f"crm.{entity}.list"
         select = ["*", "UF_*"] if entity is not SourceEntity.ACTIVITY else ["*", "COMMUNICATIONS", "FILES"]
         if entity in _HAS_MULTIFIELDS:
@@ -147,12 +159,12 @@ class PortalReader:
         last = 0
         while True:
             commands: dict[str, tuple[str, dict[str, Any]]] = {}
-            for index in range(PAGES_PER_BATCH):
+            for index in range(self._pages_per_batch):
                 after: Any = last if index == 0 else batch_reference(f"p{index - 1}", PAGE - 1, "ID")
                 listing = {"filter": {">ID": after}, "order": {"ID": "ASC"}, "select": select, "start": -1}
                 commands[f"p{index}"] = (method, listing)
             answers = self._batch(commands, checked=False)  # pages after a short one are not used
-            for index in range(PAGES_PER_BATCH):
+            for index in range(self._pages_per_batch):
                 page = answers[f"p{index}"]
                 if isinstance(page, CrmError):
                     raise page
