@@ -111,6 +111,10 @@ def test_schema_knows_list_labels_stages_pipelines_and_who_left(portal: Portal) 
     assert custom_types >= {kind for kind, *_ in USER_FIELD_TYPES}
     assert schema.fields[SourceEntity.LEAD]["IM"].multiple
     assert schema.fields[SourceEntity.CONTACT]["HONORIFIC"].options[0].label == "Mr."
+    assert [option.label for option in schema.fields[SourceEntity.DEAL]["CATEGORY_ID"].options] == [
+        "Bachelor",
+        "Master",
+    ]
     assert [(stage.id, stage.name) for stage in schema.lead_statuses] == [(s, n) for s, n, _ in LEAD_STAGES]
     semantics = {stage.id: stage.semantics for stage in schema.lead_statuses}
     assert (semantics["UC_DOCS01"], semantics["CONVERTED"], semantics["UC_NOREPLY"]) == (

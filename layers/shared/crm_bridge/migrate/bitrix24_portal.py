@@ -107,11 +107,12 @@ class PortalReader:
         by_list: dict[str, list[dict[str, Any]]] = {}
         for status in statuses:
             by_list.setdefault(str(status["ENTITY_ID"]), []).append(status)
+        categories = answers["categories"].get("categories", []) if isinstance(answers["categories"], dict) else []
+        choices = [Option(str(category["id"]), str(category["name"])) for category in categories]
         fields = {
-            entity: _fields(answers[f"fields_{entity}"], lists[f"user_fields_{entity}"], by_list)
+            entity: _fields(answers[f"fields_{entity}"], lists[f"user_fields_{entity}"], by_list, choices)
             for entity in _RECORD_ENTITIES
         }
-        categories = answers["categories"].get("categories", []) if isinstance(answers["categories"], dict) else []
         pipelines = tuple(
             Pipeline(
                 id=str(category["id"]),
@@ -264,9 +265,12 @@ def _fields(
     descriptors: Mapping[str, Any],
     user_fields: Iterable[Mapping[str, Any]],
     statuses: Mapping[str, list[dict[str, Any]]],
+    pipelines: Iterable[Option],
 ) -> dict[str, SourceField]:
-    """``crm.*.fields`` merged with ``userfield.list`` (labels, LIST items) and the status lists a
-    crm_status field takes its options from."""
+    """``crm.*.fields`` merged with ``userfield.list`` (labels, LIST items), the status list a
+    crm_status field takes its options from (a native's ``statusType``, a user field's
+    ``SETTINGS.ENTITY_TYPE``: DOCS: crm-lead-userfield-list example) and the pipelines a
+    crm_category field picks from."""
     listed = {str(item["FIELD_NAME"]): item for item in user_fields}
     fields: dict[str, SourceField] = {}
     for name, descriptor in descriptors.items():
@@ -277,10 +281,12 @@ def _fields(
         items = user_field.get("LIST") or descriptor.get("items") or []
         options = tuple(Option(str(item["ID"]), str(item["VALUE"])) for item in items)
         if descriptor.get("type") == "crm_status":
+            status_type = descriptor.get("statusType") or settings.get("ENTITY_TYPE")
             options = tuple(
-                Option(str(item["STATUS_ID"]), str(item["NAME"]))
-                for item in statuses.get(str(descriptor.get("statusType")), [])
+                Option(str(item["STATUS_ID"]), str(item["NAME"])) for item in statuses.get(str(status_type), [])
             )
+        elif descriptor.get("type") == "crm_category":
+            options = tuple(pipelines)
         title = (
             user_field.get("LIST_COLUMN_LABEL")
             or user_field.get("EDIT_FORM_LABEL")
