@@ -115,7 +115,17 @@ def _moment(when: datetime) -> str:
     return _now_iso(when.timestamp())
 
 
+def _stamps(created: datetime, *, lead: bool = False) -> dict[str, str]:
+    """When a record was made and last touched (a week later), so that a seed is the same every run."""
+    touched = _moment(created + timedelta(days=7))
+    stamps = {"DATE_CREATE": _moment(created), "DATE_MODIFY": touched}
+    return stamps | ({"MOVED_TIME": touched, "LAST_ACTIVITY_TIME": touched} if lead else {})
+
+
 class _Seeder:
+    """Seeds in the order links point: users and fields, companies, contacts, deals, leads (converted
+    ones onto deals already there), then activities on all of them."""
+
     def __init__(self, sim: SimulatedBitrix24, scale: float, seed: int) -> None:
         self.sim = sim
         self.portal = sim.entities
@@ -125,6 +135,8 @@ class _Seeder:
         self.active_users: list[str] = []
         self._files_left = sized(scale, "file")
         self.deal_contacts: dict[str, str] = {}
+        self.stages: dict[int, list[tuple[str, str | None]]] = {}
+        """Pipeline id -> its stages (id, semantics)."""
 
     # --- structure ---------------------------------------------------------------------------------
 
@@ -140,7 +152,6 @@ class _Seeder:
             for status_id, name in items:
                 self.portal.add_status(entity_id, status_id, name)
         self.portal.categories[0]["name"] = "Bachelor"
-        self.stages: dict[int, list[tuple[str, str | None]]] = {}
         for name, stages in PIPELINES.items():
             category_id = 0 if name == "Bachelor" else self.portal.add_category(name)
             entity_id = "DEAL_STAGE" if category_id == 0 else f"DEAL_STAGE_{category_id}"
@@ -289,7 +300,7 @@ class _Seeder:
                 "COMMENTS": "Sends us students every spring." if number % 3 == 0 else "",
                 "ASSIGNED_BY_ID": self.owner(),
                 "ADDRESS_CITY": "İstanbul",
-                "DATE_CREATE": _moment(self.when(number)),
+                **_stamps(self.when(number)),
             }
             company_id = self.portal.add_record("company", values, {"PHONE": [(f"+90 212 444 {number:04d}", "WORK")]})
             self.portal.store_values("company", company_id, self.user_field_values("company", int(company_id), number))
@@ -305,7 +316,7 @@ class _Seeder:
                 "SOURCE_ID": self.chance.choice(("WEB", "CALL", "PARTNER", "UC_FAIR01")),
                 "COMPANY_ID": company_id,
                 "ASSIGNED_BY_ID": self.owner(),
-                "DATE_CREATE": _moment(self.when(number)),
+                **_stamps(self.when(number)),
             }
             contact_id = self.portal.add_record("contact", values, self.multifields(number))
             self.portal.store_values("contact", contact_id, self.user_field_values("contact", int(contact_id), number))
@@ -333,7 +344,7 @@ class _Seeder:
                 "ASSIGNED_BY_ID": self.owner(),
                 "SOURCE_ID": "WEB",
                 "COMMENTS": "Parents pay the deposit." if number % 6 == 0 else "",
-                "DATE_CREATE": _moment(self.when(number)),
+                **_stamps(self.when(number)),
             }
             deal_id = self.portal.add_record("deal", values)
             self.deal_contacts[deal_id] = contact_id
@@ -355,7 +366,7 @@ class _Seeder:
             if number % 12 == 0:  # an Open Channel lead: a title and a chat handle, nothing else
                 kind, handle = MESSENGERS[1 + number % 2]
                 values = {"TITLE": f"Telegram chat #{number}", "SOURCE_ID": "OPENLINE"}
-                values |= {"ASSIGNED_BY_ID": self.owner(), "DATE_CREATE": _moment(created)}
+                values |= {"ASSIGNED_BY_ID": self.owner(), **_stamps(created, lead=True)}
                 lead_id = self.sim.store_lead(values, {"IM": [(handle.format(n=number), kind)]}, comments)
                 self.seeded.chat_only_leads.append(lead_id)
             else:
@@ -372,7 +383,7 @@ class _Seeder:
                     "COMMENTS": "Prefers WhatsApp." if number % 8 == 0 else "",
                     "UTM_SOURCE": self.chance.choice(("google", "instagram", "")),
                     "ASSIGNED_BY_ID": self.owner(),
-                    "DATE_CREATE": _moment(created),
+                    **_stamps(created, lead=True),
                 }
                 if converted and number % 7 == 0 and len(self.seeded.converted_leads) < converted:
                     deal_id = deals[len(self.seeded.converted_leads)]

@@ -135,3 +135,13 @@ def test_a_multiple_list_field_is_filtered_by_any_of_its_values(
     assert all(english in lead[languages.name] for lead in leads)
     holding = [lead_id for lead_id in seeded.ids["lead"] if english in (sim.lead(lead_id)[languages.name] or [])]
     assert [lead["ID"] for lead in leads] == holding
+
+
+def test_the_seed_is_the_same_every_run() -> None:
+    portals = []
+    for _ in range(2):
+        with SimulatedBitrix24(rate_per_second=None) as sim:
+            seed_agency_portal(sim, scale=0.01, seed=9)
+            contacts = [sim.entities.record("contact", str(record_id)) for record_id in sim.entities.records["contact"]]
+            portals.append((sim.leads(), contacts, sim.entities.activities, sim.entities.bindings))
+    assert portals[0] == portals[1]
