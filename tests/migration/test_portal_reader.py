@@ -202,10 +202,14 @@ def test_a_rate_limited_read_is_retried_and_nothing_is_lost(portal: Portal) -> N
 
 
 def test_the_reader_cannot_write(portal: Portal) -> None:
+    requests_before = portal.sim.requests
     with pytest.raises(ValueError, match="only read"):
         portal.provider.read("crm.lead.update", {"id": 1, "fields": {"TITLE": "x"}})
     with pytest.raises(ValueError, match="only read"):
         portal.provider.read_batch({"one": ("crm.contact.add", {"fields": {"NAME": "x"}})})
+    with pytest.raises(ValueError, match="only read"):
+        portal.provider.read("batch", {"cmd": {"one": "crm.lead.delete?id=101"}})
+    assert portal.sim.requests == requests_before
 
 
 def test_a_file_link_off_the_portal_is_refused(portal: Portal) -> None:

@@ -304,10 +304,10 @@ class Bitrix24Provider(CrmProvider, LeadReader):
     # --- reads for the whole-portal move (migrate/bitrix24_portal.py) ----------------------------------
 
     def read(self, method: str, params: dict[str, Any]) -> Any:
-        """A read-only method's ``result``, paced and with this provider's error mapping; a method that
-        writes is refused before anything is sent (the portal stays untouched until the switch)."""
-        if method.rsplit(".", 1)[-1] in _WRITING_METHODS:
-            raise ValueError(f"{method} writes: the portal is only read")
+        """A reading method's ``result``, paced and with this provider's error mapping; any other
+        method (a write, a ``batch``) is refused before anything is sent: the portal stays untouched
+        until the switch."""
+        _check_reads(method)
         return self._call(method, params)
 
     def read_batch(
@@ -316,8 +316,7 @@ class Bitrix24Provider(CrmProvider, LeadReader):
         """Read-only sub-calls in one request (see :meth:`_batch`); a ``$result[...]`` reference to an
         earlier sub-call's answer is written :func:`batch_reference`."""
         for method, _ in commands.values():
-            if method.rsplit(".", 1)[-1] in _WRITING_METHODS:
-                raise ValueError(f"{method} writes: the portal is only read")
+            _check_reads(method)
         return self._batch(commands, totals)
 
     def download(self, url: str) -> bytes:
@@ -609,6 +608,15 @@ class Bitrix24Provider(CrmProvider, LeadReader):
         if not isinstance(fields, dict):
             raise RetryableCrmError("unexpected answer to crm.lead.fields", provider=self.name)
         return self._domain_fields_for(set(self.mapping.lead_fields.values()) - fields.keys())
+
+
+_READING_METHODS = frozenset({"list", "get", "fields"})
+"""How every method that only reads is named (``crm.lead.list``, ``user.get``, ``crm.deal.fields``)."""
+
+
+def _check_reads(method: str) -> None:
+    if method.rsplit(".", 1)[-1] not in _READING_METHODS:
+        raise ValueError(f"{method} is not a read: the portal is only read")
 
 
 def _marked_comments(record_id: str, marker: str) -> dict[str, Any]:
