@@ -381,6 +381,10 @@ class _Comment(NamedTuple):
     text: str
     created: str
     """ISO 8601 with the portal's offset, as ``CREATED`` reads (DOCS: crm-timeline-comment-list)."""
+    author_id: str | None = None
+    """Who wrote it (``AUTHOR_ID``); None: the webhook's user, who writes through the API."""
+    file_ids: tuple[int, ...] = ()
+    """Files attached to it (``FILES``), kept in :attr:`SimulatedBitrix24.entities`."""
 
 
 @dataclass(frozen=True)
@@ -446,6 +450,11 @@ class SimulatedBitrix24:
             "crm.settings.mode.get": self._settings_mode_get,
         }
         self._methods["batch"] = self._batch
+        from tests.simulators.bitrix24_portal import PortalEntities  # it builds on this module's helpers
+
+        self.entities = PortalEntities(self)
+        """The rest of a real portal: contacts, companies, deals, activities, users, statuses, files."""
+        self._methods |= self.entities.methods()
 
         url = httpx.URL(self.portal)
         self.router = respx.MockRouter(assert_all_called=False, assert_all_mocked=True)
@@ -530,8 +539,7 @@ class SimulatedBitrix24:
             moment = _now_iso(created_at.timestamp())
             lead.values.update(DATE_CREATE=moment, DATE_MODIFY=moment, MOVED_TIME=moment, LAST_ACTIVITY_TIME=moment)
         for text, written_at in comments:
-            lead.comments.append(_Comment(self._next_comment_id, text, _now_iso(written_at.timestamp())))
-            self._next_comment_id += 1
+            lead.comments.append(_Comment(self.next_comment_id(), text, _now_iso(written_at.timestamp())))
         return str(lead_id)
 
     def seed_closed_lead(self, *, phone: str, email: str | None = None, converted: bool = True) -> SeededClosedLead:
@@ -543,6 +551,42 @@ class SimulatedBitrix24:
         contact_id, company_id = str(1000 + int(lead_id)), str(2000 + int(lead_id))
         self._apply(self._stored(lead_id), {"CONTACT_ID": contact_id, "COMPANY_ID": company_id})
         return SeededClosedLead(lead_id, contact_id, company_id)
+
+    def store_lead(
+        self,
+        values: Mapping[str, Any],
+        multifields: Mapping[str, Iterable[tuple[str, str]]] | None = None,
+        comments: Iterable[tuple[str, datetime, str | None, tuple[int, ...]]] = (),
+    ) -> str:
+        """Store a lead as the portal holds it, values already in their stored form (a list field's
+        option ids, a file field's objects: what :meth:`seed_lead`'s write path would flatten);
+        ``multifields``: kind -> (value, value type); ``comments``: (text, when, author id, file ids).
+        ``DATE_CREATE`` is ``values``' or now."""
+        lead_id = self._create({})
+        lead = self._leads[lead_id]
+        lead.values.update(values)
+        for kind, items in (multifields or {}).items():
+            lead.multifields[kind] = [self.multifield_item(value, value_type) for value, value_type in items]
+        self._apply(lead, {})
+        for text, written_at, author_id, file_ids in comments:
+            moment = _now_iso(written_at.timestamp())
+            lead.comments.append(_Comment(self.next_comment_id(), text, moment, author_id, file_ids))
+        return str(lead_id)
+
+    def multifield_item(self, value: str, value_type: str) -> dict[str, str]:
+        """A new multi-field value: its ``ID`` is portal-wide, whatever record holds it."""
+        self._next_multifield_id += 1
+        return {"ID": str(self._next_multifield_id - 1), "VALUE_TYPE": value_type, "VALUE": value}
+
+    def store_values(self, lead_id: str, values: Mapping[str, Any]) -> None:
+        """Set a lead's values as they are stored, without the write path (a seed's file user field
+        names the lead it belongs to, so it comes after :meth:`store_lead`)."""
+        self._stored(lead_id).values.update(values)
+
+    def next_comment_id(self) -> int:
+        """Timeline comments of every entity share one sequence of ids."""
+        self._next_comment_id += 1
+        return self._next_comment_id - 1
 
     def leads(self) -> list[dict[str, Any]]:
         """Every lead as crm.lead.get returns it, oldest first."""
@@ -588,6 +632,9 @@ class SimulatedBitrix24:
         Every request is logged in :attr:`method_calls`, failed ones included (a retry shows twice).
         """
         path = request.url.path
+        download = self.entities.serve_file(request)
+        if download is not None:  # a file link is not a REST call: no method, no leaky bucket
+            return download
         webhook = _WEBHOOK_PATH.fullmatch(path)
         anonymous = _ANONYMOUS_PATH.fullmatch(path)
         found = webhook or anonymous
@@ -849,26 +896,9 @@ class SimulatedBitrix24:
 
     def _lead_list(self, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         """crm.lead.list: filter, order, select, 50 per page, ``next``/``total`` (DOCS: crm-lead-list)."""
-        order = _resolve_array_param(params, "order", {})
-        if not isinstance(order, dict | list):
-            raise _legacy("Parameter 'order' must be array.")  # restservice.php processMethodRequest
-        filters = _resolve_array_param(params, "filter", {})
-        if not isinstance(filters, dict | list):
-            raise _legacy("Parameter 'filter' must be array.")
-        select = _resolve_array_param(params, "select", [])
-        select = list(select.values()) if isinstance(select, dict) else select
-        select = [str(name) for name in select] if isinstance(select, list) else []
-        start = _php_intval(params.get("start", 0))
-
+        filters, order, select, start = list_params(params)
         rows = [lead for lead in self._leads.values() if self._matches(lead, filters)]
-        rows = self._sorted(rows, order if isinstance(order, dict) else {})
-        if start < 0:  # start=-1: no count, first page only (the "fast" list mode)
-            return [self._record(lead, select) for lead in rows[:PAGE_SIZE]], {}
-        page = rows[start : start + PAGE_SIZE]
-        extra: dict[str, Any] = {}
-        if start + PAGE_SIZE < len(rows):
-            extra["next"] = start + PAGE_SIZE
-        extra["total"] = len(rows)
+        page, extra = list_page(self._sorted(rows, order), start)
         return [self._record(lead, select) for lead in page], extra
 
     def _lead_fields(self, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -887,7 +917,7 @@ class SimulatedBitrix24:
             descriptor["title"] = title
             result[name] = descriptor
         for name in self.user_fields:
-            result[name] = _user_field_descriptor(name)
+            result[name] = self.entities.user_field_descriptor("lead", name) or _user_field_descriptor(name)
         return result, {}
 
     # --- crm.timeline.comment.add ------------------------------------------------------------------------
@@ -915,8 +945,7 @@ class SimulatedBitrix24:
         comment = fields.get("COMMENT")
         if not isinstance(comment, str) or not comment.strip():
             raise _ApiError(400, "INVALID_ARG_VALUE", "Empty comment.")
-        comment_id = self._next_comment_id
-        self._next_comment_id += 1
+        comment_id = self.next_comment_id()
         lead.comments.append(_Comment(comment_id, comment, _now_iso()))
         return comment_id, {}
 
@@ -928,8 +957,10 @@ class SimulatedBitrix24:
         filters = _resolve_array_param(params, "filter", {})
         if not isinstance(filters, dict) or not filters.get("ENTITY_ID") or not filters.get("ENTITY_TYPE"):
             raise _legacy("ENTITY_ID and ENTITY_TYPE are required in the filter.")
-        lead = self._leads.get(_php_intval(filters["ENTITY_ID"]))
-        comments = lead.comments if lead is not None and str(filters["ENTITY_TYPE"]).upper() == "LEAD" else []
+        entity_type = str(filters["ENTITY_TYPE"]).lower()
+        entity_id = _php_intval(filters["ENTITY_ID"])
+        lead = self._leads.get(entity_id) if entity_type == "lead" else None
+        comments = lead.comments if lead is not None else self.entities.comments_of(entity_type, entity_id)
         # "`%` — LIKE, substring search ... in any position" (DOCS: crm-timeline-comment-list);
         # MySQL's LIKE under the portal's default collation ignores case.
         needle = filters.get("%COMMENT")
@@ -947,12 +978,13 @@ class SimulatedBitrix24:
                 for key, value in {
                     "ID": str(comment.id),
                     "CREATED": comment.created,
-                    "ENTITY_ID": str(filters["ENTITY_ID"]),
-                    "ENTITY_TYPE": "lead",
-                    "AUTHOR_ID": str(self.user_id),
+                    "ENTITY_ID": str(entity_id),
+                    "ENTITY_TYPE": entity_type,
+                    "AUTHOR_ID": comment.author_id or str(self.user_id),
                     "COMMENT": comment.text,
+                    "FILES": self.entities.comment_files(comment) if comment.file_ids else None,
                 }.items()
-                if not wanted or "*" in wanted or key in wanted
+                if (not wanted or "*" in wanted or key in wanted) and value is not None
             }
             for comment in rows[start : start + PAGE_SIZE]
         ]
@@ -1039,9 +1071,8 @@ class SimulatedBitrix24:
             else:
                 lead.values[name] = _php_string(value)
         status = lead.values.get("STATUS_ID")
-        lead.values["STATUS_SEMANTIC_ID"] = {"CONVERTED": "S", "JUNK": "F"}.get(str(status), "P")
-        lead.values["HAS_PHONE"] = "Y" if lead.multifields.get("PHONE") else "N"
-        lead.values["HAS_EMAIL"] = "Y" if lead.multifields.get("EMAIL") else "N"
+        lead.values["STATUS_SEMANTIC_ID"] = self.entities.lead_semantics(str(status))
+        lead.values |= communication_flags(lead.multifields)
         if lead.values.get("COMPANY_ID") or lead.values.get("CONTACT_ID"):
             lead.values["IS_RETURN_CUSTOMER"] = "Y"  # DOCS: crm-lead-add note on IS_RETURN_CUSTOMER
 
@@ -1063,8 +1094,7 @@ class SimulatedBitrix24:
                     current["VALUE"] = value
                     current["VALUE_TYPE"] = value_type
             elif value:
-                stored.append({"ID": str(self._next_multifield_id), "VALUE_TYPE": value_type, "VALUE": value})
-                self._next_multifield_id += 1
+                stored.append(self.multifield_item(value, value_type))
         if not stored:
             del lead.multifields[kind]
 
@@ -1076,18 +1106,7 @@ class SimulatedBitrix24:
         list: "*" is every native field, "UF_*" every user field, multifields only when named; an
         empty select means "*" (DOCS: crm-lead-list, select).
         """
-        if select is None:
-            names = set(_RECORD_FIELDS) | set(self.user_fields) | set(MULTIFIELDS)
-        else:
-            wanted = set(select) or {"*"}
-            names = {name for name in wanted if name in _RECORD_FIELDS or name in self.user_fields}
-            names |= {name for name in wanted if name in MULTIFIELDS}
-            if "*" in wanted:
-                names |= set(_RECORD_FIELDS)
-            if "UF_*" in wanted:
-                names |= set(self.user_fields)
-            if names & set(MULTIFIELDS):
-                names.add("ID")  # restservice.php getList adds the identity field for multifields
+        names = selected_names(select, _RECORD_FIELDS, self.user_fields)
         record: dict[str, Any] = {}
         for name in (*_RECORD_FIELDS, *self.user_fields):
             if name in names:
@@ -1102,44 +1121,119 @@ class SimulatedBitrix24:
         if name in MULTIFIELDS:
             return [item["VALUE"] for item in lead.multifields.get(name, [])]
         if name in _RECORD_FIELDS or name in self.user_fields:
-            return [lead.values.get(name)]
+            value = lead.values.get(name)
+            return value if isinstance(value, list) else [value]  # a multiple field matches by any value
         return None
 
-    def _matches(self, lead: _Lead, filters: dict[str, Any] | list[Any]) -> bool:
-        """crm.lead.list filter: "=" (the default) is an exact match (DOCS: crm-lead-list, filter).
-
-        Strings compare case-insensitively, as MySQL's default collation does. Keys naming a field
-        the portal lacks (e.g. a dropped user field) are ignored, so such a filter matches every lead.
-        """
-        if not isinstance(filters, dict):
-            return True
-        for raw_key, expected in filters.items():
-            wanted = expected
-            parsed = _FILTER_KEY.match(str(raw_key))
-            if parsed is None:
-                continue
-            operator, name = parsed.group(1) or "=", parsed.group(2).upper()
-            actual = self._field_values(lead, name)
-            if actual is None:
-                continue
-            if name in BOOLEAN_USER_FIELDS:  # 1/0, true/false and Y/N all select Y/N values
-                wanted = [_yes_no(value) for value in expected] if isinstance(expected, list) else _yes_no(expected)
-            if not _filter_holds(operator, actual, wanted):
-                return False
-        return True
+    def _matches(self, lead: _Lead, filters: Mapping[str, Any]) -> bool:
+        """crm.lead.list filter (:func:`filter_matches`)."""
+        return filter_matches(filters, lambda name: self._field_values(lead, name), BOOLEAN_USER_FIELDS)
 
     @staticmethod
-    def _sorted(rows: list[_Lead], order: dict[str, Any]) -> list[_Lead]:
+    def _sorted(rows: list[_Lead], order: Mapping[str, Any]) -> list[_Lead]:
         """Sort by ``order`` ({"FIELD": "ASC"|"DESC"}); ID ascending when no order is given."""
-        result = sorted(rows, key=lambda lead: lead.id)
-        for name, direction in reversed(list(order.items())):
-            field_name = str(name).upper()
+        return sorted_rows(sorted(rows, key=lambda lead: lead.id), order, lambda lead, name: lead.values.get(name))
 
-            def key(lead: _Lead, field_name: str = field_name) -> tuple[int, float, str]:
-                return _sort_key(lead.values.get(field_name))
 
-            result.sort(key=key, reverse=str(direction).upper() == "DESC")
-        return result
+OPEN_CHANNEL_TYPES = frozenset({"OPENLINE", "IMOL"})
+"""IM value types an Open Channel chat writes (DOCS: crm/data-types, crm_multifield)."""
+
+
+def communication_flags(multifields: Mapping[str, list[dict[str, str]]]) -> dict[str, str]:
+    """``HAS_PHONE``, ``HAS_EMAIL`` and ``HAS_IMOL`` (Y/N) of a lead, contact or company by its multi-fields;
+    ``HAS_IMOL`` when a messenger handle is an Open Channel chat's (assumed from its title "Open Channel
+    Set"; DOCS: crm-lead-fields)."""
+    open_channel = any(item["VALUE_TYPE"] in OPEN_CHANNEL_TYPES for item in multifields.get("IM", []))
+    return {
+        "HAS_PHONE": "Y" if multifields.get("PHONE") else "N",
+        "HAS_EMAIL": "Y" if multifields.get("EMAIL") else "N",
+        "HAS_IMOL": "Y" if open_channel else "N",
+    }
+
+
+def list_page[T](rows: list[T], start: int) -> tuple[list[T], dict[str, Any]]:
+    """A list method's page: 50 rows from ``start`` with ``next``/``total`` (DOCS: crm-lead-list);
+    ``start=-1`` is the first 50 without a count (DOCS: settings/performance/huge-data)."""
+    if start < 0:
+        return rows[:PAGE_SIZE], {}
+    extra: dict[str, Any] = {"next": start + PAGE_SIZE} if start + PAGE_SIZE < len(rows) else {}
+    return rows[start : start + PAGE_SIZE], extra | {"total": len(rows)}
+
+
+def list_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[str], int]:
+    """A legacy list method's ``filter``, ``order``, ``select`` and ``start`` (restservice.php)."""
+    order = _resolve_array_param(params, "order", {})
+    if not isinstance(order, dict | list):
+        raise _legacy("Parameter 'order' must be array.")  # restservice.php processMethodRequest
+    filters = _resolve_array_param(params, "filter", {})
+    if not isinstance(filters, dict | list):
+        raise _legacy("Parameter 'filter' must be array.")
+    select = _resolve_array_param(params, "select", [])
+    select = list(select.values()) if isinstance(select, dict) else select
+    select = [str(name) for name in select] if isinstance(select, list) else []
+    return (
+        filters if isinstance(filters, dict) else {},
+        order if isinstance(order, dict) else {},
+        select,
+        _php_intval(params.get("start", 0)),
+    )
+
+
+def selected_names(select: list[str] | None, natives: Iterable[str], user_fields: Iterable[str]) -> set[str]:
+    """The fields a record answers with: every one for a get (``select=None``); for a list, "*" is every
+    native field, "UF_*" every user field, and multifields only when named, an empty select meaning
+    "*" (DOCS: crm-lead-list, select; crm-contact-list)."""
+    natives, user_fields = set(natives), set(user_fields)
+    if select is None:
+        return natives | user_fields | set(MULTIFIELDS)
+    wanted = set(select) or {"*"}
+    names = {name for name in wanted if name in natives or name in user_fields or name in MULTIFIELDS}
+    if "*" in wanted:
+        names |= natives
+    if "UF_*" in wanted:
+        names |= user_fields
+    if names & set(MULTIFIELDS):
+        names.add("ID")  # restservice.php getList adds the identity field for multifields
+    return names
+
+
+def filter_matches(
+    filters: Mapping[str, Any], values_of: Callable[[str], list[Any] | None], booleans: Iterable[str] = ()
+) -> bool:
+    """A list filter: "=" (the default) is an exact match (DOCS: crm-lead-list, filter).
+
+    Strings compare case-insensitively, as MySQL's default collation does. Keys naming a field
+    the portal lacks (``values_of`` None, e.g. a dropped user field) are ignored, so such a filter
+    matches every record. ``booleans``: Y/N user fields, selected by 1/0, true/false and Y/N alike.
+    """
+    boolean_names = set(booleans)
+    for raw_key, expected in filters.items():
+        wanted = expected
+        parsed = _FILTER_KEY.match(str(raw_key))
+        if parsed is None:
+            continue
+        operator, name = parsed.group(1) or "=", parsed.group(2).upper()
+        actual = values_of(name)
+        if actual is None:
+            continue
+        if name in boolean_names:
+            wanted = [_yes_no(value) for value in expected] if isinstance(expected, list) else _yes_no(expected)
+        if not _filter_holds(operator, actual, wanted):
+            return False
+    return True
+
+
+def sorted_rows[T](rows: list[T], order: Mapping[str, Any], value_of: Callable[[T, str], Any]) -> list[T]:
+    """Sort by ``order`` ({"FIELD": "ASC"|"DESC"}) over rows already in ID order."""
+    result = list(rows)
+    for name, direction in reversed(list(order.items())):
+        field_name = str(name).upper()
+
+        def key(row: T, field_name: str = field_name) -> tuple[int, float, str]:
+            return _sort_key(value_of(row, field_name))
+
+        result.sort(key=key, reverse=str(direction).upper() == "DESC")
+    return result
 
 
 def php_parse_str(query: str) -> dict[str, Any]:

@@ -112,6 +112,11 @@ class _Ref(str):
     """A ``$result[key][...]`` reference to an earlier sub-call of the same batch: sent as is."""
 
 
+def batch_reference(key: str, *path: str | int) -> str:
+    """``$result[key][0][ID]``: an earlier sub-call's answer, for a batch sub-call's parameter."""
+    return _Ref(f"$result[{key}]" + "".join(f"[{part}]" for part in path))
+
+
 @dataclass
 class _Prefetched:
     """Reads an operation's batches answered ahead of the primitive that needs them (one operation)."""
@@ -300,6 +305,38 @@ class Bitrix24Provider(CrmProvider, LeadReader):
         if isinstance(reset_at, int | float):
             return max(1.0, round(reset_at - self._wall_clock(), 1))
         return OPERATION_TIME_LIMIT_RETRY_AFTER_SECONDS
+
+    # --- reads for the whole-portal move (migrate/bitrix24_portal.py) ----------------------------------
+
+    def read(self, method: str, params: dict[str, Any]) -> Any:
+        """A reading method's ``result``, paced and with this provider's error mapping; any other
+        method (a write, a ``batch``) is refused before anything is sent: the portal stays untouched
+        until the switch."""
+        _check_reads(method)
+        return self._call(method, params)
+
+    def read_batch(
+        self, commands: Mapping[str, tuple[str, dict[str, Any]]], totals: dict[str, int] | None = None
+    ) -> dict[str, Any]:
+        """Read-only sub-calls in one request (see :meth:`_batch`); a ``$result[...]`` reference to an
+        earlier sub-call's answer is written :func:`batch_reference`."""
+        for method, _ in commands.values():
+            _check_reads(method)
+        return self._batch(commands, totals)
+
+    def download(self, url: str) -> bytes:
+        """The bytes behind a file link the portal gave (a path on the portal, or a full URL on its host),
+        paced like a request; the link's host must be the portal's (the webhook's token goes nowhere else)."""
+        portal = httpx.URL(self._settings.webhook.get())
+        target = portal.join(url)
+        if target.host != portal.host:
+            raise PermanentCrmError("a file link points outside the portal", provider=self.name)
+        if self.pacer is not None:
+            self.pacer.acquire(self.name)
+        response = send(self._client, self.name, self._client.build_request("GET", target), writes=False)
+        if not response.is_success:
+            raise error_for_status(self.name, response.status_code, f"file download: HTTP {response.status_code}")
+        return response.content
 
     # --- CrmProvider primitives ---------------------------------------------------------------------
 
@@ -576,6 +613,15 @@ class Bitrix24Provider(CrmProvider, LeadReader):
         if not isinstance(fields, dict):
             raise RetryableCrmError("unexpected answer to crm.lead.fields", provider=self.name)
         return self._domain_fields_for(set(self.mapping.lead_fields.values()) - fields.keys())
+
+
+_READING_METHODS = frozenset({"list", "get", "fields"})
+"""How every method that only reads is named (``crm.lead.list``, ``user.get``, ``crm.deal.fields``)."""
+
+
+def _check_reads(method: str) -> None:
+    if method.rsplit(".", 1)[-1] not in _READING_METHODS:
+        raise ValueError(f"{method} is not a read: the portal is only read")
 
 
 def _marked_comments(record_id: str, marker: str) -> dict[str, Any]:
