@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from tests.migration.schemas import (
 )
 
 USERS = {"7": "maria.k"}
+DOCS_START, DOCS_END = "<!-- plan:start -->", "<!-- plan:end -->"
 
 
 def plan_of(
@@ -416,3 +418,18 @@ def test_the_plan_command_says_what_is_wrong_with_the_users_file(tmp_path: Path)
 
     assert code == EXIT_USAGE
     assert "--users users.json: must be a JSON object" in output
+
+
+def test_the_docs_show_the_plan_of_the_agency_portal() -> None:
+    """docs/migration.md's "What moves where" is this plan; ``MIGRATION_PLAN_DOCS=docs/migration.md``
+    rewrites it after a change."""
+    rewrite = os.environ.get("MIGRATION_PLAN_DOCS")
+    docs = Path(rewrite) if rewrite else Path(__file__).parents[2] / "docs" / "migration.md"
+    text = docs.read_text(encoding="utf-8")
+    section = f"{DOCS_START}\n{plan_of().markdown()}\n{DOCS_END}"
+    if rewrite:
+        before, _, rest = text.partition(DOCS_START)
+        text = before + section + rest.partition(DOCS_END)[2]
+        docs.write_text(text, encoding="utf-8")
+
+    assert section in text, "docs/migration.md shows another plan: rewrite it (see the docstring)"

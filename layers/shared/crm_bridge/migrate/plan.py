@@ -170,6 +170,10 @@ class MigrationPlan:
     def report(self) -> str:
         return "\n".join(_report_lines(self))
 
+    def markdown(self) -> str:
+        """The plan as docs/migration.md shows it ("What moves where"): tables, entity by entity."""
+        return "\n".join(_markdown_lines(self))
+
 
 _ADAPTER = TypeAdapter(MigrationPlan)
 
@@ -632,9 +636,45 @@ def _placement(placement: Placement) -> str:
     head = f"{placement.field} {placement.label!r}{filled}"
     if placement.where is Where.NOT_MOVED:
         return f"{head}: not moved, because {placement.note}"
+    return f"{head} → {_destination(placement)}" + (f" ({placement.note})" if placement.note else "")
+
+
+def _destination(placement: Placement) -> str:
+    if placement.where is Where.NOT_MOVED:
+        return "not moved"
     where = {Where.SAME: "", Where.CUSTOM: "custom ", Where.TEXT: "text in "}[placement.where]
-    target = ", ".join(placement.attributes) or "(the record itself)"
-    return f"{head} → {where}{target}" + (f" ({placement.note})" if placement.note else "")
+    return where + (", ".join(placement.attributes) or "(the record itself)")
+
+
+def _markdown_lines(plan: MigrationPlan) -> list[str]:
+    lines = []
+    for entity in plan.entities:
+        lines += [f"### {entity.source} → {entity.target}", "", "| Bitrix24 field | EspoCRM | how, or why not |"]
+        lines.append("| --- | --- | --- |")
+        lines += [_row(f"`{p.field}` {p.label}", _destination(p), p.note) for p in entity.placements]
+        lines.append("")
+    lines += ["### Lead statuses → Lead.status", "", "| status | meaning | option |", "| --- | --- | --- |"]
+    lines += [_row(f"`{s.stage}` {s.name}", s.semantics, _option(s)) for s in plan.lead_statuses]
+    lines += ["", "### Deal pipelines → Opportunity.stage", ""]
+    lines += ["| pipeline | stage | meaning | probability | option |", "| --- | --- | --- | --- | --- |"]
+    lines += [
+        _row(s.pipeline, f"`{s.stage}` {s.name}", s.semantics, f"{s.probability}%", _option(s))
+        for s in plan.deal_stages
+    ]
+    lines += ["", "### Users → owners", "", "| Bitrix24 user | EspoCRM user | how |", "| --- | --- | --- |"]
+    lines += [
+        _row(f"{o.user_id} {o.name}{'' if o.active else ' (left)'}", o.user_name or "nobody", o.paired_by)
+        for o in plan.owners
+    ]
+    return lines
+
+
+def _row(*cells: str) -> str:
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+
+def _option(stage: StageOption) -> str:
+    return f"new: {stage.option}" if stage.new else stage.option
 
 
 def _stage(stage: StageOption) -> str:
