@@ -111,9 +111,9 @@ def test_a_field_with_an_espocrm_field_of_the_same_meaning_goes_there(
     assert (placement.where, placement.attributes) == (Where.SAME, attributes)
 
 
-def test_phones_keep_their_types(plan: MigrationPlan) -> None:
-    assert "WORK→Office" in placed(plan, "Lead", "PHONE").note
-    assert "MOBILE→Mobile" in placed(plan, "Contact", "PHONE").note
+def test_phones_keep_their_types_as_far_as_each_entity_has_them(plan: MigrationPlan) -> None:
+    assert "WORK→Office, MOBILE→Mobile, HOME→Home" in placed(plan, "Contact", "PHONE").note
+    assert "HOME→Other" in placed(plan, "Account", "PHONE").note  # an account's typeList has no Home
 
 
 @pytest.mark.parametrize(

@@ -78,16 +78,21 @@ NOT_MOVED: Mapping[str, NotMoved] = {
 }
 """System fields that are not data, with the reason (the plan names them, it never drops them silently)."""
 
-PHONE_TYPES: Mapping[str, str] = {
-    "WORK": "Office",
-    "MOBILE": "Mobile",
-    "HOME": "Home",
-    "FAX": "Fax",
-    "PAGER": "Other",
-    "MAILING": "Other",
-    "OTHER": "Other",
+_PHONE_KINDS = {"WORK": "Office", "MOBILE": "Mobile", "HOME": "Home", "FAX": "Fax"}
+_PHONE_TYPE_LISTS = {
+    "Lead": ("Mobile", "Office", "Home", "Fax", "Other"),
+    "Contact": ("Mobile", "Office", "Home", "Fax", "Other"),
+    "Account": ("Office", "Mobile", "Fax", "Other"),
 }
-"""Bitrix24's phone VALUE_TYPE → EspoCRM's phone type (``Lead.phoneNumber.typeList``)."""
+"""Each entity's ``phoneNumber.typeList`` in EspoCRM 8.4.2 (an account's has no Home)."""
+PHONE_TYPES: Mapping[str, Mapping[str, str]] = {
+    entity: {
+        kind: _PHONE_KINDS[kind] if _PHONE_KINDS.get(kind) in type_list else "Other"
+        for kind in ("WORK", "MOBILE", "HOME", "FAX", "PAGER", "MAILING", "OTHER")
+    }
+    for entity, type_list in _PHONE_TYPE_LISTS.items()
+}
+"""Bitrix24's phone VALUE_TYPE (``data-types.md#crm_multifield``) → EspoCRM's phone type, by entity."""
 
 MESSENGERS: Mapping[str, str] = {
     "TELEGRAM": "Telegram",
@@ -142,9 +147,11 @@ def _address(prefix: str, target: str) -> dict[str, Meaning]:
     }
 
 
-_PHONE = Meaning(
-    ("phoneNumber",), "every number, typed: " + ", ".join(f"{kind}→{to}" for kind, to in PHONE_TYPES.items())
-)
+def _phone(entity: str) -> Meaning:
+    types = ", ".join(f"{kind}→{to}" for kind, to in PHONE_TYPES[entity].items())
+    return Meaning(("phoneNumber",), f"every number, typed: {types}")
+
+
 _EMAIL = Meaning(("emailAddress",), "every address; EspoCRM's addresses have no kind (WORK, HOME...)")
 _WEBSITE = Meaning(("website",), "the first address; further ones to the description")
 _COMMON: dict[str, Meaning] = {
@@ -155,7 +162,6 @@ _PERSON: dict[str, Meaning] = {
     "HONORIFIC": Meaning(("salutationName",), "options by label"),
     "NAME": Meaning(("firstName",)),
     "LAST_NAME": Meaning(("lastName",)),
-    "PHONE": _PHONE,
     "EMAIL": _EMAIL,
     **_address("ADDRESS", "address"),
 }
@@ -164,6 +170,7 @@ STANDARD: Mapping[str, Mapping[str, Meaning | NotMoved]] = {
     "Lead": {
         **_COMMON,
         **_PERSON,
+        "PHONE": _phone("Lead"),
         "WEB": _WEBSITE,
         "POST": Meaning(("title",)),
         "COMPANY_TITLE": Meaning(("accountName",)),
@@ -178,6 +185,7 @@ STANDARD: Mapping[str, Mapping[str, Meaning | NotMoved]] = {
     "Contact": {
         **_COMMON,
         **_PERSON,
+        "PHONE": _phone("Contact"),
         "COMPANY_ID": Meaning(("account",)),
         "COMPANY_IDS": Meaning(("accounts",)),
         "WEB": Meaning(("cWeb",), "every address", create=("cWeb", "urlMultiple", "Website")),
@@ -188,7 +196,7 @@ STANDARD: Mapping[str, Mapping[str, Meaning | NotMoved]] = {
         "TITLE": Meaning(("name",)),
         "COMPANY_TYPE": Meaning(("type",), "options by label"),
         "INDUSTRY": Meaning(("industry",), "options by label"),
-        "PHONE": _PHONE,
+        "PHONE": _phone("Account"),
         "EMAIL": _EMAIL,
         "WEB": _WEBSITE,
         **_address("ADDRESS", "billingAddress"),
