@@ -3,7 +3,7 @@
 The portal: every standard field Bitrix24's documentation lists for lead, contact, company, deal and
 activity (b24restdocs ``api-reference/crm/*/crm-*-fields.md``, the answers' examples: type, title,
 multiple, read-only, status type), the study-abroad agency's user fields of every type, its lead
-statuses and two deal pipelines with custom (``UC_*``) stages, and ten people, two of whom left.
+statuses and two deal pipelines with custom (``UC_*``) stages, and six people, two of whom left.
 The status lists' stock ids are documented (``SOURCE``: WEB, PARTNER, OTHER...); their English
 labels are the ones a portal shows by default, assumed. EspoCRM: the stock fields of 8.4.2's
 ``entityDefs`` (stored ones; options of the stock enums), plus the lead fields the live flow's
@@ -317,11 +317,11 @@ STANDARD_FIELDS: Mapping[SourceEntity, tuple[StandardRow, ...]] = {
 """Bitrix24's documented standard fields, entity by entity: (name, type, title[, facts])."""
 
 
-def _user_field(name: str, type_: str, label: str, **facts: object) -> SourceField:
+def _user_field(
+    name: str, type_: str, label: str, *, options: tuple[Option, ...] = (), multiple: bool = False, **settings: object
+) -> SourceField:
     """A ``UF_CRM_*`` field as ``crm.*.fields`` and ``crm.*.userfield.list`` describe it."""
-    options = facts.pop("options", ())
-    multiple = bool(facts.pop("multiple", False))
-    return SourceField(name, type_, label, multiple=multiple, custom=True, options=options, settings=facts)  # type: ignore[arg-type]
+    return SourceField(name, type_, label, multiple=multiple, custom=True, options=options, settings=settings)
 
 
 PROGRAMS = _options(("61", "Bachelor"), ("62", "Master"), ("63", "Language course"))

@@ -309,7 +309,7 @@ class _Planner:
             holders = ", ".join(
                 held
                 for held, other in _standard_table(kind, entity).items()
-                if getattr(other, "create", None) == meaning.create
+                if isinstance(other, Meaning) and other.create == meaning.create
             )
             self._need(kind, source_field, CustomField(entity, name, espocrm_type, label, source_field=holders))
             return Placement(source_field.name, source_field.title, Where.CUSTOM, meaning.attributes, meaning.note)
