@@ -20,6 +20,7 @@ from crm_bridge.migrate.plan import UnplaceableError, make_plan
 from crm_bridge.migrate.reconcile import DIFFERS, ONLY_IN_FROM, ONLY_IN_TO, reconcile, write_report
 from crm_bridge.migrate.schema import SourceEntity, SourceSchema, TargetSchema
 from crm_bridge.providers import CrmProvider, build_provider
+from crm_bridge.providers.bitrix24 import Bitrix24Provider
 from crm_bridge.providers.espocrm import EspoCrmProvider
 from crm_bridge.providers.records import LeadReader
 from crm_bridge.settings import CrmProviderName, load_settings
@@ -97,21 +98,22 @@ class Schemas:
 type SchemaReader = Callable[[Mapping[str, str]], Schemas]
 
 
-def read_schemas(environ: Mapping[str, str]) -> Schemas:  # pragma: no cover - LEAD: wiring, see the docstring
-    """WIRING TO CONNECT ON MERGE (issue 23): the portal reader (``migrate/bitrix24_portal.py``) and
-    EspoCRM's schema reader (``migrate/espocrm_target.py``) are built on their own branches, so this
-    one codes against their announced names; until both are merged it says which is missing. The
-    ``type: ignore`` comments go with them (mypy then flags them as unused)."""
+def read_schemas(environ: Mapping[str, str]) -> Schemas:  # pragma: no cover - wiring, see the docstring
+    """WIRING TO CONNECT ON MERGE (issue 23): the portal reader (``migrate/bitrix24_portal.py``,
+    ``PortalReader``) and EspoCRM's schema reader (``migrate/espocrm_target.py``, ``read_schema``)
+    are built on their own branches; until both are merged this says which is missing. Their
+    ``type: ignore`` comments go with the merge (mypy then flags them as unused). The portal reader
+    does not count filled fields yet: the plan then places every field."""
     try:
-        from crm_bridge.migrate.bitrix24_portal import Bitrix24Portal  # type: ignore[import-not-found]
+        from crm_bridge.migrate.bitrix24_portal import PortalReader  # type: ignore[import-not-found]
         from crm_bridge.migrate.espocrm_target import read_schema  # type: ignore[import-not-found]
     except ImportError as missing:
         raise SettingsError(f"this build cannot read the CRMs' schemas yet: {missing.name} is missing") from None
     bitrix24, espocrm = _providers(CrmProviderName.BITRIX24.value, CrmProviderName.ESPOCRM.value, None, environ)
     try:
-        if not isinstance(espocrm, EspoCrmProvider):
-            raise SettingsError("EspoCRM's schema is read through its own provider")
-        source: SourceSchema = Bitrix24Portal(bitrix24).schema()
+        if not (isinstance(bitrix24, Bitrix24Provider) and isinstance(espocrm, EspoCrmProvider)):
+            raise SettingsError("each CRM's schema is read through its own provider")
+        source: SourceSchema = PortalReader(bitrix24).schema()
         target: TargetSchema = read_schema(espocrm)
     finally:
         bitrix24.close()
