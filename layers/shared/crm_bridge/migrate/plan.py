@@ -44,7 +44,10 @@ from crm_bridge.migrate.schema import (
 )
 
 SOURCE_RECORD_LABEL = "Source Record"
-"""The label of the key field a moved record carries (``cSourceRecord``: ``bitrix24:company:7``)."""
+"""The label of the key field a moved record carries (``cSourceRecord``: ``bitrix24:company:7``), as
+the live flow's provisioning labels the lead's."""
+SOURCE_CREATED_AT_LABEL = "Source Created At"
+"""… and of when its original was created (EspoCRM's own createdAt is the move's)."""
 
 _SINGLE_TYPES: Mapping[str, str] = {
     "string": "varchar",
@@ -323,7 +326,7 @@ class _Planner:
             and meaning.attributes[0] not in {"status", "stage"}
         ):
             owner, _, name = (meaning.options_of or f"{entity}.{meaning.attributes[0]}").partition(".")
-            statuses = self._statuses(source_field)
+            statuses = self._items(source_field)
             stock = SOURCES if _status_type(source_field) == "SOURCE" else {}
             self._choose(owner, name, [(status.id, status.label) for status in statuses], stock)
         return Placement(source_field.name, source_field.title, Where.SAME, meaning.attributes, meaning.note)
@@ -348,7 +351,9 @@ class _Planner:
             kind,
             entity,
             source_field,
-            CustomField(entity, self.source_created_at, "datetime", source_field.title, source_field=source_field.name),
+            CustomField(
+                entity, self.source_created_at, "datetime", SOURCE_CREATED_AT_LABEL, source_field=source_field.name
+            ),
             "EspoCRM sets createdAt itself (an API user's is ignored)",
         )
 
@@ -428,9 +433,9 @@ class _Planner:
     def _labels(self, source_field: SourceField) -> tuple[str, ...]:
         if source_field.type in ACTIVITY_ENUMS:
             return ACTIVITY_ENUMS[source_field.type]
-        return tuple(option.label for option in self._statuses(source_field))
+        return tuple(option.label for option in self._items(source_field))
 
-    def _statuses(self, source_field: SourceField) -> tuple[Option, ...]:
+    def _items(self, source_field: SourceField) -> tuple[Option, ...]:
         """A list's items: its own (an enumeration's), else its status list's (``crm.status.list``)."""
         return source_field.options or self.source.statuses.get(_status_type(source_field), ())
 
@@ -441,13 +446,13 @@ class _Planner:
         type is a conflict, unless ``any_type``: a field the live flow already writes this value to."""
         existing = self.target.fields.get(needed.entity, {}).get(needed.name)
         if existing is not None:
-            if existing.type in {"enum", "multiEnum"} and needed.options:
-                self._choose(needed.entity, needed.name, [(option, option) for option in needed.options])
-            elif existing.type != needed.type and not any_type:
+            if existing.type != needed.type and not any_type:
                 self.problems.append(
                     f"{kind}.{source_field.name}: EspoCRM's {needed.entity}.{needed.name} is a {existing.type}, "
                     f"the plan needs a {needed.type}"
                 )
+            elif existing.type in {"enum", "multiEnum"} and needed.options:
+                self._choose(needed.entity, needed.name, [(option, option) for option in needed.options])
             return existing
         key = (needed.entity, needed.name)
         planned = self.custom_fields.setdefault(key, needed)
