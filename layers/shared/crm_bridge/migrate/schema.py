@@ -164,3 +164,6 @@ class EnumOptions:
     options: tuple[str, ...]
     probabilities: Mapping[str, int] = field(default_factory=dict)
     """Opportunity stages only: won 100, lost 0, in progress by position (EspoCRM's ``probabilityMap``)."""
+    not_actual: tuple[str, ...] = ()
+    """Options that close a record (EspoCRM's ``notActualOptions``: ``Lead.status``'s "Dead" and the
+    portal's won and lost statuses among the new options)."""
