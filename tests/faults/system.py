@@ -26,6 +26,7 @@ import random
 import sys
 import time
 from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
 from pathlib import Path
@@ -131,13 +132,39 @@ LAYER_CLIENTS = (
     (aws_module, "secrets_provider"),
 )
 """The layer's module-level AWS clients: in Lambda each container has its own."""
+_ORIGINAL_CLIENTS = {(module, name): getattr(module, name) for module, name in LAYER_CLIENTS}
+_running: ContextVar[Container | None] = ContextVar("running_container", default=None)
+"""The container whose code runs: its invocation's thread, and every thread that work started
+(the layer starts them in the caller's context), so that work outliving a call stays its own."""
+
+
+class _ClientOfTheRunningContainer:
+    """In place of a layer's cached client: the running container's, else the process's."""
+
+    def __init__(self, key: tuple[ModuleType, str]) -> None:
+        self.key = key
+
+    def __call__(self) -> Any:
+        container = _running.get()
+        return container.client(self.key) if container else _ORIGINAL_CLIENTS[self.key]()
+
+    def cache_clear(self) -> None:
+        _ORIGINAL_CLIENTS[self.key].cache_clear()
+
+
+def install_containers(env: pytest.MonkeyPatch) -> None:
+    """boto3's default session and the layer's clients follow the running container."""
+    default_session = boto3._get_default_session
+    env.setattr(boto3, "_get_default_session", lambda: c.session if (c := _running.get()) else default_session())
+    for key in LAYER_CLIENTS:
+        env.setattr(*key, _ClientOfTheRunningContainer(key))
 
 
 class Container:
     """One function's Lambda container in this process: its role's credentials as boto3's default
     session, its own layer clients and its own environment (as deployed, with the test's CRM), in
-    place while it runs (its cold start, each invocation). ``others``: variables of the other
-    functions, which this one does not have."""
+    place while it runs (its cold start, each invocation, the threads these start). ``others``:
+    variables of the other functions, which this one does not have."""
 
     def __init__(
         self, credentials: dict[str, str], environment: dict[str, str], others: frozenset[str] = frozenset()
@@ -146,7 +173,10 @@ class Container:
         self.environment = environment
         self.others = others - environment.keys()
         self.session = session_of(credentials)
-        self._clients = {(module, name): cache(getattr(module, name).__wrapped__) for module, name in LAYER_CLIENTS}
+        self._clients = {key: cache(original.__wrapped__) for key, original in _ORIGINAL_CLIENTS.items()}
+
+    def client(self, key: tuple[ModuleType, str]) -> Any:
+        return self._clients[key]()
 
     def renewed(self, changes: dict[str, str]) -> Container:
         """The same function in a new container (a deployment's cold start), its environment changed."""
@@ -154,20 +184,15 @@ class Container:
 
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
-        default, outside = boto3.DEFAULT_SESSION, {key: getattr(*key) for key in self._clients}
+        token = _running.set(self)
         environment = os.environ.copy()
-        boto3.DEFAULT_SESSION = self.session
-        for (module, name), client in self._clients.items():
-            setattr(module, name, client)
         for name in self.others:
             os.environ.pop(name, None)
         os.environ.update(self.environment)
         try:
             yield
         finally:
-            boto3.DEFAULT_SESSION = default
-            for (module, name), client in outside.items():
-                setattr(module, name, client)
+            _running.reset(token)
             os.environ.clear()
             os.environ.update(environment)
 
@@ -342,6 +367,7 @@ def running_system(
     clock = Clock()
     clock.install(env)
     speed_up_moto(env)
+    install_containers(env)
     _clear_caches()
     try:
         with deployed_aws(REQUIRED_PARAMETERS | (parameters or {}), secrets) as deployment:
