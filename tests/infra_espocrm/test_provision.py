@@ -276,7 +276,7 @@ def test_partly_provisioned_completes_what_is_missing(sim: EspoAdminSimulator) -
         search("Role", "name", ROLE),
         Call("GET", f"Role/{role_id}"),
         search("User", "userName", "crm-bridge"),
-        Call("PUT", "Admin/fieldManager/Lead/cUserType", {"options": ["", "Student", "Parent", "Other"]}),
+        Call("PUT", "Admin/fieldManager/Lead/cUserType", {"type": "enum", "options": ["", "Student", "Parent", "Other"]}),
         *[Call("POST", "Admin/fieldManager/Lead", body) for _, body in created],
         Call("PUT", f"Role/{role_id}", {"data": {"Lead": LEAD_GRANTS, "Account": {}}, "assignmentPermission": "all"}),
         Call(
