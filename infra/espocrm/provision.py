@@ -461,7 +461,7 @@ def _options_update(
             {"name": "probabilityMap"}
         ]
     added = [option for option in options if option not in (existing.get("options") or [])]
-    change = f"add option(s) {', '.join(added)}" if added else "set the probabilities of"
+    change = f"add option(s) {', '.join(added)} to" if added else "set the probabilities of"
     return Action(
         ActionKind.UPDATE_FIELD, "PUT", f"Admin/fieldManager/{entity}/{attribute}", body, f"{change} field {what}"
     )
