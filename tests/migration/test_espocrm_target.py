@@ -283,6 +283,11 @@ def _write_portal(writer: EspoCrmTarget, run: str, owner: str) -> dict[str, Any]
             "accountId": account.record_id,
             "assignedUserId": owner,
             "cUfTelegram": "@aigerim_s",
+            "phoneNumberData": [
+                {"phoneNumber": "+77011234567", "primary": True, "type": "Mobile"},
+                {"phoneNumber": "+77272501234", "primary": False, "type": "Office"},
+            ],
+            "emailAddressData": [{"emailAddress": f"aigerim.{run}@example.com", "primary": True}],
             "cUfPrograms": ["MBA", "MSc"],
         },
         files={"cUfPassport": [PASSPORT]},
@@ -419,6 +424,11 @@ def test_every_entity_is_written_with_its_links_owner_dates_files_and_comments(t
     contact = target.read("Contact", ids["Contact"])
     assert contact["accountId"] == ids["Account"]
     assert sorted(contact["cUfPrograms"]) == ["MBA", "MSc"]
+    assert [(phone["phoneNumber"], phone["type"]) for phone in contact["phoneNumberData"]] == [
+        ("+77011234567", "Mobile"),
+        ("+77272501234", "Office"),
+    ]
+    assert contact["emailAddress"] == f"aigerim.{target.run}@example.com"
     deal = target.read("Opportunity", ids["Opportunity"])
     assert (deal["accountId"], deal["contactsIds"]) == (ids["Account"], [ids["Contact"]])
     assert (deal["stage"], deal["amount"], deal["amountCurrency"]) == ("Visa", 12500.5, "EUR")

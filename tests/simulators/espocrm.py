@@ -1251,7 +1251,13 @@ class SimulatedEspoCrm:
         return self._json(200, self._record_view(entity, values))
 
     def _derive(self, entity: str, values: dict[str, Any], data: Mapping[str, Any]) -> None:
-        """An Opportunity's probability follows its stage unless given (``Hooks/Opportunity/Probability``)."""
+        """A phone or e-mail field's primary value is its list's primary item; an Opportunity's
+        probability follows its stage unless given (``Hooks/Opportunity/Probability``)."""
+        for name, definition in self.moved.definitions[entity].items():
+            items = data.get(f"{name}Data")
+            if definition.get("type") in ("phone", "email") and isinstance(items, list):
+                primary = [item.get(name) for item in items if isinstance(item, dict) and item.get("primary")]
+                values[name] = primary[0] if primary else None
         if entity == "Opportunity" and "stage" in data and "probability" not in data:
             probabilities = self.moved.definitions["Opportunity"]["stage"].get("probabilityMap") or {}
             values["probability"] = probabilities.get(values["stage"], 0)

@@ -28,6 +28,7 @@ What the real EspoCRM 8.4.2 does that shapes this (tests/fixtures/espocrm-8.4.2/
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -312,14 +313,23 @@ def _filled(record: Mapping[str, Any], field: str) -> bool:
 
 def _same(stored: Any, wanted: Any) -> bool:
     """Whether EspoCRM's value is the one the move would write: numbers by value (a currency comes
-    back as a float), id lists and multi-enums as sets (their order is the server's)."""
+    back as a float), lists in any order (id lists, multi-enums: their order is the server's), and
+    the items of a phone or e-mail list by the keys the move gave (the server adds ``optOut``,
+    ``invalid``)."""
     if isinstance(wanted, bool) or isinstance(stored, bool):
         return bool(stored is wanted)
     if isinstance(wanted, int | float) and isinstance(stored, int | float):
         return float(stored) == float(wanted)
     if isinstance(wanted, list) and isinstance(stored, list):
-        return sorted(map(str, stored)) == sorted(map(str, wanted))
+        if all(isinstance(item, Mapping) for item in (*wanted, *stored)):
+            keys = {key for item in wanted for key in item}
+            stored = [{key: item.get(key) for key in keys} for item in stored]
+        return sorted(map(_canonical, stored)) == sorted(map(_canonical, wanted))
     return bool(stored == wanted)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def espocrm_moment(moment: datetime) -> str:
