@@ -16,6 +16,10 @@ files, so that the provider is tested against what the server really sends, quir
 * a wrong key is a 401 with an empty body, malformed JSON a 500 with an empty body;
 * an HMAC API user cannot log in with ``X-Api-Key`` (EspoCRM looks the key up per auth method).
 
+With ``migration_role=True`` it also plays the role provisioning gives a whole-CRM move (fixtures
+42-58, tests/simulators/espocrm_records.py): Account, Contact, Opportunity, Call, Meeting, Task and
+Email records, notes on any of them, attachments, the metadata, labels and active users.
+
 Where no recording exists the behaviour follows the EspoCRM source (see
 ``/work/shared/research/espocrm-api.md``); those places say so in their docstrings.
 """
