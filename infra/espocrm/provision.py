@@ -744,6 +744,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _unique(specs: list[FieldSpec]) -> list[FieldSpec]:
+    """Each field once: a plan may name one the mapping creates already (the first one wins)."""
+    found: dict[tuple[str, str], FieldSpec] = {}
+    for spec in specs:
+        found.setdefault((spec.entity, spec.attribute), spec)
+    return list(found.values())
+
+
 def _provisioning(path: Path) -> Provisioning:
     try:
         return Provisioning.from_json(json.loads(path.read_text(encoding="utf-8")))
@@ -786,7 +794,7 @@ def run(argv: Sequence[str] | None, out: TextIO, stdin: TextIO) -> int:
         raise ProvisioningError(str(exc)) from None
     provisioning = _provisioning(args.plan) if args.plan else None
     desired = Desired(
-        fields=field_specs(mapping) + (move_field_specs(provisioning, mapping) if provisioning else []),
+        fields=_unique(field_specs(mapping) + (move_field_specs(provisioning, mapping) if provisioning else [])),
         enum_options=provisioning.enum_options if provisioning else (),
         currencies=provisioning.currencies if provisioning else (),
         migration=provisioning is not None,

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from crm_bridge.errors import CrmConfigurationError
 from crm_bridge.field_mapping import load_field_mapping
 from crm_bridge.migrate.espocrm_target import (
     Comment,
@@ -532,3 +533,23 @@ def test_an_attribute_the_target_lacks_is_reported_not_lost_unseen(target: Targe
     )
 
     assert written.ignored == ("cUfNotProvisioned",)
+
+
+@pytest.fixture(params=["simulator", pytest.param("real-espocrm", marks=pytest.mark.real_espocrm)])
+def live_role_provider(request: pytest.FixtureRequest) -> Iterator[EspoCrmProvider]:
+    """The API user as the live flow's provisioning leaves it: leads only."""
+    if request.param == "simulator":
+        with SimulatedEspoCrm(api_key=API_KEY) as sim:
+            provider = _provider(sim.base_url, API_KEY)
+            yield provider
+    else:
+        real: RealEspoCrm = request.getfixturevalue("real_espocrm")
+        provider = _provider(real.site.url, real.api_key)
+        yield provider
+    provider.close()
+
+
+def test_without_the_migration_role_the_schema_names_what_the_role_lacks(live_role_provider: EspoCrmProvider) -> None:
+    lacking = "Account, Contact, Opportunity, Call, Meeting, Task, Email, User"
+    with pytest.raises(CrmConfigurationError, match=f"does not read all of {lacking}: provision --plan"):
+        read_schema(live_role_provider)

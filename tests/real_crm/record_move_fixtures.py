@@ -315,6 +315,13 @@ def record(recorder: Recorder) -> None:
         keep=lambda body: {e: {"fields": body[e]["fields"]} for e in SCHEMA_ENTITIES},
     )
     r.exchange(
+        "59_api_app_user",
+        "The API user and its role's access table (what read_schema checks before reading)",
+        "GET",
+        "App/user",
+        keep=lambda body: {"user": body["user"], "acl": {"table": body["acl"]["table"]}},
+    )
+    r.exchange(
         "58_api_user_list",
         "The users the migration role reads: active ones only (an inactive user and API users are not listed)",
         "GET",

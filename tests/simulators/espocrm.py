@@ -17,7 +17,7 @@ files, so that the provider is tested against what the server really sends, quir
 * an HMAC API user cannot log in with ``X-Api-Key`` (EspoCRM looks the key up per auth method).
 
 With ``migration_role=True`` it also plays the role provisioning gives a whole-CRM move (fixtures
-42-58, tests/simulators/espocrm_records.py): Account, Contact, Opportunity, Call, Meeting, Task and
+42-59, tests/simulators/espocrm_records.py): Account, Contact, Opportunity, Call, Meeting, Task and
 Email records, notes on any of them, attachments, the metadata, labels and active users.
 
 Where no recording exists the behaviour follows the EspoCRM source (see
@@ -252,9 +252,7 @@ _FORBIDDEN_SCOPES = frozenset(
     }
 )
 # Controllers that exist in EspoCRM but are not simulated: a plain 404, not "does not exist".
-_UNSIMULATED_CONTROLLERS = frozenset(
-    {"App", "Metadata", "I18n", "Settings", "User", "Team", "Stream", "GlobalSearch", "Activities", "OpenApi"}
-)
+_UNSIMULATED_CONTROLLERS = frozenset({"App", "Settings", "Team", "Stream", "GlobalSearch", "Activities", "OpenApi"})
 _ACCESS_REASON = {
     "GET": "No read access.",
     "POST": "No create access.",
@@ -921,14 +919,15 @@ class SimulatedEspoCrm:
             ("lead.update", {"method__in": ["PUT", "PATCH"], "path__regex": lead + "$"}, self._update_lead),
             ("lead.delete", {"method": "DELETE", "path__regex": lead + "$"}, self._delete_lead),
             ("note.create", {"method": "POST", "path": f"{api}/Note"}, self._create_note),
+            ("app.user", {"method": "GET", "path": f"{api}/App/user"}, self._app_user),
+            ("metadata", {"method": "GET", "path": f"{api}/Metadata"}, self._metadata),
+            ("i18n", {"method": "GET", "path": f"{api}/I18n"}, self._labels),
+            ("users", {"method": "GET", "path": f"{api}/User"}, self._users),
         ]
         if self._migration_role:
             entity = rf"^{api}/(?P<entity>{'|'.join(MOVED_ENTITIES)})"
             record = entity + r"/(?P<record_id>[^/]+)"
             routes += [
-                ("metadata", {"method": "GET", "path": f"{api}/Metadata"}, self._metadata),
-                ("i18n", {"method": "GET", "path": f"{api}/I18n"}, self._labels),
-                ("users", {"method": "GET", "path": f"{api}/User"}, self._users),
                 ("attachment.create", {"method": "POST", "path": f"{api}/Attachment"}, self._create_attachment),
                 (
                     "attachment.file",
@@ -1178,17 +1177,34 @@ class SimulatedEspoCrm:
 
     # --- the whole-CRM move's entities (migration role) ------------------------------------------
 
+    def _readable(self) -> tuple[str, ...]:
+        """The moved entities whose metadata the role shows: ``Metadata`` leaves out what it cannot read."""
+        return tuple(self.moved.definitions) if self._migration_role else ("Lead", "Note")
+
+    def _app_user(self, request: httpx.Request) -> httpx.Response:
+        """The API user and its role's access table (fixture 59); the live role's lacks the move's scopes."""
+        recorded = copy.deepcopy(fixture("59_api_app_user")["response"]["body"])
+        recorded["user"].update(id=self._t.api_user_id, name=self._t.api_user_name, userName=self._t.api_user_name)
+        if not self._migration_role:
+            table = recorded["acl"]["table"]
+            no_access = dict.fromkeys(("read", "stream", "edit", "delete", "create"), "no")
+            table.update(dict.fromkeys(MOVED_ENTITIES, no_access), Import=False)
+            table["User"] = {**table["User"], "read": "own"}
+        return self._json(200, recorded)
+
     def _metadata(self, request: httpx.Request) -> httpx.Response:
-        """The moved entities' field definitions (fixture 56, cut as recorded)."""
-        return self._json(200, {"entityDefs": {e: {"fields": d} for e, d in self.moved.definitions.items()}})
+        """The field definitions of what the role reads (fixture 56, cut as recorded)."""
+        readable = self._readable()
+        return self._json(200, {"entityDefs": {e: {"fields": self.moved.definitions[e]} for e in readable}})
 
     def _labels(self, request: httpx.Request) -> httpx.Response:
-        return self._json(200, self.moved.labels)
+        return self._json(200, {entity: self.moved.labels[entity] for entity in self._readable()})
 
     def _users(self, request: httpx.Request) -> httpx.Response:
-        """Active, non-API users only, whatever is asked (fixture 58: the mandatory access filter)."""
+        """Active, non-API users only, whatever is asked (fixture 58: the mandatory access filter);
+        none to the live flow's role (User read own: the API user, which is never listed)."""
         params = self._search_params(request)
-        users = self.moved.active_users()
+        users = self.moved.active_users() if self._migration_role else []
         page = users[params.offset : params.offset + params.max_size]
         wanted = {"id", *(params.select or ["name", "userName", "emailAddress", "isActive"])}
         return self._json(

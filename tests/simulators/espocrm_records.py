@@ -1,7 +1,7 @@
 """The entities a whole-CRM move writes besides leads, as EspoCRM 8.4.2 answers a migration role.
 
 Part of :class:`tests.simulators.espocrm.SimulatedEspoCrm` (``migration_role=True``: the role
-``infra/espocrm/provision.py --plan`` gives). Built from the recordings 42-58:
+``infra/espocrm/provision.py --plan`` gives). Built from the recordings 42-59:
 
 * the fields of Account, Contact, Opportunity, Call, Meeting, Task, Email (and Lead's, Note's) are
   the real server's metadata (56) and labels (57), with the key field provisioning adds; custom fields

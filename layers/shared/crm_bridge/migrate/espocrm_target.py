@@ -11,7 +11,7 @@ HMAC, time budget and typed errors). Every write is idempotent the way the lead 
   and is written only when the record's stream lacks that marker;
 * a file field is filled only while it is empty.
 
-What the real EspoCRM 8.4.2 does that shapes this (tests/fixtures/espocrm-8.4.2/42-58):
+What the real EspoCRM 8.4.2 does that shapes this (tests/fixtures/espocrm-8.4.2/42-59):
 
 * ``createdAt`` and ``createdById`` sent by an API user are silently ignored, on records and notes:
   a note's original author and date go into its text (:func:`~crm_bridge.providers.lead_draft.copied_comment`);
@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from crm_bridge.errors import RetryableCrmError
+from crm_bridge.errors import CrmConfigurationError
 from crm_bridge.field_mapping import MappedField, ProviderMapping
 from crm_bridge.migrate.schema import CustomField, TargetField, TargetSchema, TargetUser
 from crm_bridge.providers.espocrm import EspoCrmProvider, write_outcome
@@ -112,8 +112,18 @@ class Comment:
 
 
 def read_schema(provider: EspoCrmProvider) -> TargetSchema:
-    """The fields of the moved entities (type, options, label, custom) and the users (by the API
-    user's role, which must read ``User``: provisioning's migration role)."""
+    """The fields of the moved entities (type, options, label, custom) and the active users, once the
+    API user's role (``App/user``'s access table, fixture 59) reads every moved entity and the users:
+    provisioning's migration role."""
+    table = _mapping(_mapping(_object(provider, "App/user").get("acl")).get("table"))
+    unreadable = [scope for scope in (*KEYED_ENTITIES, "User") if _mapping(table.get(scope)).get("read") != "all"]
+    if unreadable:
+        # Metadata alone cannot tell: it shows an unreadable entity's fields that a readable one
+        # refers to (the live role sees Account.industry, Lead's options).
+        raise CrmConfigurationError(
+            f"the API user's role does not read all of {', '.join(unreadable)}: provision --plan gives it the move's",
+            provider=provider.name,
+        )
     metadata = _object(provider, "Metadata")
     translations = _object(provider, "I18n")
     definitions = _mapping(metadata.get("entityDefs"))
@@ -124,12 +134,6 @@ def read_schema(provider: EspoCrmProvider) -> TargetSchema:
         )
         for entity in SCHEMA_ENTITIES
     }
-    missing = [entity for entity in SCHEMA_ENTITIES if not fields[entity]]
-    if missing:
-        raise RetryableCrmError(
-            f"the API user sees no fields of {', '.join(missing)}: its role lacks them (provision --plan adds them)",
-            provider=provider.name,
-        )
     return TargetSchema(fields, _users(provider))
 
 
