@@ -788,13 +788,14 @@ def run(argv: Sequence[str] | None, out: TextIO, stdin: TextIO) -> int:
     """The command without process concerns: 0 when EspoCRM is ready, 1 when something needs a human."""
     args = _parser().parse_args(argv)
     url = _check_url(args.url)
+    provisioning = _provisioning(args.plan) if args.plan else None
     try:
         mapping = load_field_mapping(args.mapping_file).espocrm
+        fields = field_specs(mapping) + (move_field_specs(provisioning, mapping) if provisioning else [])
     except SettingsError as exc:
         raise ProvisioningError(str(exc)) from None
-    provisioning = _provisioning(args.plan) if args.plan else None
     desired = Desired(
-        fields=_unique(field_specs(mapping) + (move_field_specs(provisioning, mapping) if provisioning else [])),
+        fields=_unique(fields),
         enum_options=provisioning.enum_options if provisioning else (),
         currencies=provisioning.currencies if provisioning else (),
         migration=provisioning is not None,

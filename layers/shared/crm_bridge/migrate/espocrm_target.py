@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from crm_bridge.errors import CrmConfigurationError
+from crm_bridge.errors import CrmConfigurationError, SettingsError
 from crm_bridge.field_mapping import MappedField, ProviderMapping
 from crm_bridge.migrate.schema import CustomField, TargetField, TargetSchema, TargetUser
 from crm_bridge.providers.espocrm import EspoCrmProvider, write_outcome
@@ -63,7 +63,10 @@ def source_key(provider: str, kind: str, record_id: str) -> str:
 
 def source_record_attribute(mapping: ProviderMapping) -> str:
     """The attribute that holds the key: the one the lead mapping writes ``source_record`` to."""
-    return mapping.lead_fields[MappedField.SOURCE_RECORD]
+    attribute = mapping.lead_fields.get(MappedField.SOURCE_RECORD)
+    if attribute is None:
+        raise SettingsError("the field mapping names no source_record field: a move keeps each record's original there")
+    return attribute
 
 
 def source_record_fields(mapping: ProviderMapping) -> tuple[CustomField, ...]:
