@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 from moto import mock_aws
 
@@ -613,3 +614,24 @@ def test_a_plan_field_of_a_type_provisioning_does_not_make_is_refused(sim: EspoA
     with pytest.raises(provision.ProvisioningError, match="not 'address'"):
         run("--plan", str(path))
     assert sim.writes() == []
+
+
+@pytest.mark.parametrize(
+    "name", ["52_admin_update_enum_without_type", "54_admin_update_stage_probabilities_without_param_list"]
+)
+def test_the_admin_simulator_answers_field_updates_as_recorded(sim: EspoAdminSimulator, name: str) -> None:
+    recorded = fixture(name)
+    sim.entity_fields["Opportunity"]["stage"] = dict(fixture("53_admin_read_opportunity_stage")["response"]["body"])
+
+    with httpx.Client(auth=("admin", ADMIN_PASSWORD)) as client:
+        response = client.request(
+            recorded["request"]["method"],
+            f"{SITE}/api/v1/{recorded['request']['path'].lstrip('/')}",
+            json=recorded["request"]["body"],
+        )
+
+    assert response.status_code == recorded["response"]["status"]
+    if recorded["response"]["body_raw"] == "":
+        assert response.content == b""
+    else:  # the probabilities sent without the parameter list are not saved
+        assert response.json()["probabilityMap"] == recorded["response"]["body"]["probabilityMap"]

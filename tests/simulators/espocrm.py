@@ -875,16 +875,9 @@ class SimulatedEspoCrm:
     def seed_user(self, user_name: str, name: str, email: str | None = None, *, active: bool = True) -> str:
         """A salesperson (or one who left: ``active`` False) of the install."""
         user_id = self.moved.new_id()
-        self.moved.users.append(
-            {
-                "id": user_id,
-                "userName": user_name,
-                "name": name,
-                "emailAddress": email,
-                "isActive": active,
-                "type": "regular",
-            }
-        )
+        admin_id = self.moved.users[0]["id"]
+        user = {"userName": user_name, "name": name, "emailAddress": email, "isActive": active, "type": "regular"}
+        self.moved.users.append({"id": user_id, **user, "createdById": admin_id})
         return user_id
 
     def record(self, entity: str, record_id: str) -> dict[str, Any]:
@@ -1206,7 +1199,7 @@ class SimulatedEspoCrm:
         params = self._search_params(request)
         users = self.moved.active_users() if self._migration_role else []
         page = users[params.offset : params.offset + params.max_size]
-        wanted = {"id", *(params.select or ["name", "userName", "emailAddress", "isActive"])}
+        wanted = {"id", "type", "createdById", *(params.select or ["name", "userName", "emailAddress", "isActive"])}
         return self._json(
             200, {"total": len(users), "list": [{k: v for k, v in u.items() if k in wanted} for u in page]}
         )
@@ -1225,9 +1218,9 @@ class SimulatedEspoCrm:
         )
         self.moved.files[stored.id] = stored
         answer = {
+            **fixture("44_create_attachment")["response"]["body"],
             "id": stored.id,
             "name": stored.name,
-            "deleted": False,
             "type": stored.type,
             "size": len(content),
             "field": stored.field,

@@ -64,6 +64,12 @@ def recorded_labels() -> dict[str, dict[str, Any]]:
     return dict(fixture(_I18N)["response"]["body"])
 
 
+def recorded_admin() -> dict[str, Any]:
+    from tests.simulators.espocrm import fixture
+
+    return dict(fixture("58_api_user_list")["response"]["body"]["list"][0])
+
+
 @dataclass
 class StoredFile:
     id: str
@@ -84,7 +90,8 @@ class MovedRecords:
     labels: dict[str, dict[str, Any]] = field(default_factory=lambda: copy.deepcopy(recorded_labels()))
     records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: {e: {} for e in MOVED_ENTITIES})
     files: dict[str, StoredFile] = field(default_factory=dict)
-    users: list[dict[str, Any]] = field(default_factory=list)
+    users: list[dict[str, Any]] = field(default_factory=lambda: [recorded_admin()])
+    """The install's administrator first, as recorded (fixture 58)."""
     currencies: list[str] = field(default_factory=lambda: ["USD"])
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
