@@ -2,6 +2,13 @@
 
     ESPOCRM_ADMIN_PASSWORD=... python -m infra.espocrm.provision --url https://crm.example.com --env prod
     python -m infra.espocrm.provision --url https://crm.example.com --dry-run   # read only: the plan
+    ESPOCRM_ADMIN_PASSWORD=... python -m infra.espocrm.provision --url https://crm.example.com --plan move.json
+
+``--plan`` reads what a whole-CRM move's plan asks for (``crm_bridge.migrate.schema.Provisioning`` as
+JSON): custom fields on any entity, options of ``Lead.status`` and ``Opportunity.stage`` (with their
+probabilities), currencies; it adds the key field every moved record carries (``cSourceRecord``)
+and gives the role what the move does besides leads (:data:`MIGRATION_PERMISSIONS`), which the live
+flow never needs: a role provisioned without ``--plan`` keeps to leads.
 
 Why a command rather than screenshots: the field mapping (``crm_bridge.field_mapping``, the single
 source of truth) decides which ``c…`` attributes the provider writes, and EspoCRM silently drops
@@ -16,6 +23,11 @@ EspoCRM facts relied on (shared/research/espocrm-api.md §7 and §10, fixtures 3
   ``referralCode`` on Lead is the attribute ``cReferralCode`` (31, 34); creating it again is a 409
   (32); reading one that does not exist is a 500 "Can't read field defs Lead.cX." (FieldManager::read);
 * a Role carries per-scope levels in ``data`` plus ``assignmentPermission``;
+* a field manager update (PUT) without ``type`` is a 500 "No type." (fixture 52), and keeps a
+  parameter such as ``probabilityMap`` only when ``fieldManagerAdditionalParamList`` names it (53, 54);
+* a link to another entity is made by ``POST EntityManager/action/createLink`` (55): the field
+  manager's ``link`` type alone makes a field without a relation;
+* an amount in a currency missing from ``Settings.currencyList`` is a 400 ``validCurrency`` (48);
 * an API user is ``type: api`` with ``authMethod`` ApiKey or Hmac; the server generates the key
   (and the HMAC secret) and shows it to admins in its answer; ``POST UserSecurity/apiKey/generate``
   issues a new one.
@@ -29,7 +41,7 @@ import json
 import os
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -46,6 +58,8 @@ from crm_bridge.field_mapping import (
     MappedField,
     load_field_mapping,
 )
+from crm_bridge.migrate.espocrm_target import SOURCE_RECORD_LENGTH, source_record_fields
+from crm_bridge.migrate.schema import CustomField, EnumOptions, Provisioning
 
 ENTITY = "Lead"
 DEFAULT_ROLE_NAME = "crm-bridge API"
@@ -59,6 +73,33 @@ LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 # salespeople (assignment all, else 403 "Assignment failure"). It never deletes.
 LEAD_PERMISSIONS: dict[str, str] = {"create": "yes", "read": "all", "edit": "all", "delete": "no", "stream": "all"}
 ROLE_REQUIRED: dict[str, str] = {"assignmentPermission": "all"}
+MIGRATED_SCOPES = ("Account", "Contact", "Opportunity", "Call", "Meeting", "Task", "Email")
+MIGRATION_PERMISSIONS: dict[str, Any] = {
+    **{scope: dict(LEAD_PERMISSIONS) for scope in MIGRATED_SCOPES},
+    "User": {"read": "all"},
+    "Import": True,
+}
+"""A move's role beyond leads: its entities written as leads are; users read (to pair owners by
+e-mail); ``Import``, without which an Email archived from another address than the API user's own
+is a 403 "Not allowed 'from' address." (``RecordHooks/Email/CheckFromAddress``, fixtures 46, 47)."""
+MOVE_FIELD_TYPES = frozenset(
+    {
+        "varchar",
+        "text",
+        "enum",
+        "multiEnum",
+        "int",
+        "float",
+        "currency",
+        "bool",
+        "date",
+        "datetime",
+        "url",
+        "file",
+        "attachmentMultiple",
+        "link",
+    }
+)
 # Set when the role is created; later hand edits of these are the admin's business.
 ROLE_DEFAULTS: dict[str, str] = {
     "userPermission": "no",
@@ -103,7 +144,9 @@ class AuthMethod(StrEnum):
 
 class ActionKind(StrEnum):
     CREATE_FIELD = "create field"
+    CREATE_LINK = "create link"
     UPDATE_FIELD = "update field"
+    UPDATE_SETTINGS = "update settings"
     CREATE_ROLE = "create role"
     UPDATE_ROLE = "update role"
     CREATE_USER = "create user"
@@ -117,10 +160,12 @@ NEW_ROLE_ID = "<id of the new role>"
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """One custom Lead field the mapping writes to, as the field manager creates it."""
+    """One custom field (of Lead, for the mapping; of any entity, for a move) as the field manager
+    creates it; a link as the entity manager does (``definition`` then holds its ``entity``)."""
 
     attribute: str
     definition: dict[str, Any]
+    entity: str = ENTITY
 
     @property
     def type(self) -> str:
@@ -131,8 +176,10 @@ class FieldSpec:
         return list(self.definition.get("options", []))
 
     def describe(self) -> str:
-        if self.type == "enum":
-            return f"enum: {', '.join(option for option in self.options if option)}"
+        if self.type in ("enum", "multiEnum"):
+            return f"{self.type}: {', '.join(option for option in self.options if option)}"
+        if self.type == "link":
+            return f"link to {self.definition['entity']}"
         if self.type == "varchar":
             return f"varchar({self.definition['maxLength']})"
         return self.type
@@ -143,6 +190,10 @@ class Desired:
     """The state crm-bridge needs in EspoCRM."""
 
     fields: list[FieldSpec]
+    enum_options: tuple[EnumOptions, ...] = ()
+    currencies: tuple[str, ...] = ()
+    migration: bool = False
+    """The role gets :data:`MIGRATION_PERMISSIONS` too (``--plan``)."""
     role_name: str = DEFAULT_ROLE_NAME
     api_user: str = DEFAULT_API_USER
     auth_method: AuthMethod = AuthMethod.API_KEY
@@ -208,8 +259,38 @@ def field_specs(mapping: EspoCrmMapping) -> list[FieldSpec]:
     ]
 
 
-def role_body(name: str) -> dict[str, Any]:
-    return {"name": name, **ROLE_REQUIRED, **ROLE_DEFAULTS, "data": {ENTITY: dict(LEAD_PERMISSIONS)}}
+def move_field_specs(provisioning: Provisioning, mapping: EspoCrmMapping) -> list[FieldSpec]:
+    """The key field on every moved entity, then the plan's custom fields, as the admin API creates them."""
+    keys = [
+        _move_field_spec(item, mapping.custom_prefix, SOURCE_RECORD_LENGTH) for item in source_record_fields(mapping)
+    ]
+    return keys + [_move_field_spec(item, mapping.custom_prefix) for item in provisioning.fields]
+
+
+def _move_field_spec(item: CustomField, custom_prefix: bool, length: int = _DEFAULT_VARCHAR_LENGTH) -> FieldSpec:
+    if item.type not in MOVE_FIELD_TYPES:
+        raise ProvisioningError(
+            f"{item.entity}.{item.name}: provisioning creates {', '.join(sorted(MOVE_FIELD_TYPES))} fields, "
+            f"not {item.type!r}"
+        )
+    name = _creation_name(item.name, custom_prefix)
+    definition: dict[str, Any] = {"name": name, "type": item.type, "label": item.label}
+    if item.type == "varchar":
+        definition["maxLength"] = length
+    if item.type == "enum":
+        definition["options"] = ["", *item.options]  # "": a record may have no value (as _definition says)
+    if item.type == "multiEnum":
+        definition["options"] = list(item.options)
+    if item.type == "link":
+        if not item.foreign_entity:
+            raise ProvisioningError(f"{item.entity}.{item.name}: a link field names the entity it points to")
+        definition["entity"] = item.foreign_entity
+    return FieldSpec(item.name, definition, item.entity)
+
+
+def role_body(name: str, *, migration: bool = False) -> dict[str, Any]:
+    data = {ENTITY: dict(LEAD_PERMISSIONS), **(MIGRATION_PERMISSIONS if migration else {})}
+    return {"name": name, **ROLE_REQUIRED, **ROLE_DEFAULTS, "data": data}
 
 
 # --- the admin API ---------------------------------------------------------------------------------
@@ -259,9 +340,9 @@ class EspoAdmin:
             )
         return response
 
-    def read_field(self, attribute: str) -> dict[str, Any] | None:
-        """The field's definition, or None when Lead has no such field."""
-        path = f"Admin/fieldManager/{ENTITY}/{attribute}"
+    def read_field(self, attribute: str, entity: str = ENTITY) -> dict[str, Any] | None:
+        """The field's definition, or None when the entity has no such field."""
+        path = f"Admin/fieldManager/{entity}/{attribute}"
         response = self.request("GET", path)
         if response.status_code == 200:
             return _object(response, path)
@@ -313,79 +394,159 @@ def plan(admin: EspoAdmin, desired: Desired) -> Plan:
     result = Plan()
     for spec in desired.fields:
         _plan_field(admin, spec, result)
+    for item in desired.enum_options:
+        _plan_enum_options(admin, item, result)
+    if desired.currencies:
+        _plan_currencies(admin, desired.currencies, result)
     role = admin.find("Role", "name", desired.role_name)
-    role_id = _plan_role(role, desired.role_name, result)
+    role_id = _plan_role(role, desired.role_name, result, migration=desired.migration)
     user = admin.find("User", "userName", desired.api_user)
     _plan_user(user, role_id, desired, result)
     return result
 
 
 def _plan_field(admin: EspoAdmin, spec: FieldSpec, result: Plan) -> None:
-    existing = admin.read_field(spec.attribute)
+    where = "" if spec.entity == ENTITY else f"{spec.entity}."
+    existing = admin.read_field(spec.attribute, spec.entity)
     if existing is None:
-        result.actions.append(
-            Action(
-                ActionKind.CREATE_FIELD,
-                "POST",
-                f"Admin/fieldManager/{ENTITY}",
-                spec.definition,
-                f"create field {spec.attribute} ({spec.describe()})",
-            )
-        )
+        result.actions.append(_creation(spec, f"create field {where}{spec.attribute} ({spec.describe()})"))
         return
     if existing.get("type") != spec.type:
         result.problems.append(
-            f"field {spec.attribute} is a {existing.get('type')} field, the mapping needs {spec.describe()}: change "
-            f"the mapping, or delete the field in Administration > Entity Manager > {ENTITY} and run this again"
+            f"field {where}{spec.attribute} is a {existing.get('type')} field, the mapping needs {spec.describe()}: "
+            f"change the mapping, or delete the field in Administration > Entity Manager > {spec.entity} and run "
+            "this again"
         )
         return
     current = [str(option) for option in existing.get("options") or []]
     missing = [option for option in spec.options if option and option not in current]
     if missing:
         result.actions.append(
-            Action(
-                ActionKind.UPDATE_FIELD,
-                "PUT",
-                f"Admin/fieldManager/{ENTITY}/{spec.attribute}",
-                {"options": [*current, *missing]},
-                f"add option(s) {', '.join(missing)} to field {spec.attribute}",
-            )
+            _options_update(spec.entity, spec.attribute, existing, [*current, *missing], {}, where + spec.attribute)
         )
         return
-    result.lines.append(f"field {spec.attribute} ({spec.describe()}) exists")
+    result.lines.append(f"field {where}{spec.attribute} ({spec.describe()}) exists")
 
 
-def _plan_role(role: dict[str, Any] | None, name: str, result: Plan) -> str:
+def _creation(spec: FieldSpec, summary: str) -> Action:
+    if spec.type != "link":
+        return Action(ActionKind.CREATE_FIELD, "POST", f"Admin/fieldManager/{spec.entity}", spec.definition, summary)
+    name = spec.definition["name"]
+    body = {
+        "entity": spec.entity,
+        "entityForeign": spec.definition["entity"],
+        "link": name,
+        "linkForeign": f"{name}{spec.entity}",  # the other end, unique on the foreign entity
+        "label": spec.definition["label"],
+        "labelForeign": f"{spec.definition['label']} ({spec.entity})",
+        "linkType": "manyToOne",
+    }
+    return Action(ActionKind.CREATE_LINK, "POST", "EntityManager/action/createLink", body, summary)
+
+
+def _options_update(
+    entity: str,
+    attribute: str,
+    existing: dict[str, Any],
+    options: list[str],
+    probabilities: Mapping[str, int],
+    what: str,
+) -> Action:
+    """A field manager update adding options: with its ``type`` (else a 500 "No type.", fixture 52) and,
+    for stage probabilities, the parameter list that lets ``probabilityMap`` be saved (fixtures 53, 54)."""
+    body: dict[str, Any] = {"type": existing.get("type"), "options": options}
+    if probabilities:
+        body["probabilityMap"] = {**_mapping_at(existing, "probabilityMap"), **probabilities}
+        body["fieldManagerAdditionalParamList"] = existing.get("fieldManagerAdditionalParamList") or [
+            {"name": "probabilityMap"}
+        ]
+    added = [option for option in options if option not in (existing.get("options") or [])]
+    change = f"add option(s) {', '.join(added)} to" if added else "set the probabilities of"
+    return Action(
+        ActionKind.UPDATE_FIELD, "PUT", f"Admin/fieldManager/{entity}/{attribute}", body, f"{change} field {what}"
+    )
+
+
+def _plan_enum_options(admin: EspoAdmin, item: EnumOptions, result: Plan) -> None:
+    """Options (the portal's stages) an existing enum lacks, appended after the ones it has."""
+    what = f"{item.entity}.{item.attribute}"
+    existing = admin.read_field(item.attribute, item.entity)
+    if existing is None or existing.get("type") not in ("enum", "multiEnum"):
+        result.problems.append(f"{what} is not an enum field of this EspoCRM: its options cannot be added")
+        return
+    current = [str(option) for option in existing.get("options") or []]
+    missing = [option for option in item.options if option not in current]
+    known = _mapping_at(existing, "probabilityMap")
+    probabilities = {stage: value for stage, value in item.probabilities.items() if known.get(stage) != value}
+    if missing or probabilities:
+        result.actions.append(
+            _options_update(item.entity, item.attribute, existing, [*current, *missing], probabilities, what)
+        )
+        return
+    result.lines.append(f"field {what} has the options {', '.join(item.options)}")
+
+
+def _plan_currencies(admin: EspoAdmin, codes: tuple[str, ...], result: Plan) -> None:
+    response = admin.request("GET", "Settings")
+    if response.status_code != 200:
+        raise _refused("GET Settings", response)
+    current = [str(code) for code in _object(response, "Settings").get("currencyList") or []]
+    missing = [code for code in codes if code not in current]
+    if not missing:
+        result.lines.append(f"currencies {', '.join(codes)} are allowed")
+        return
+    result.actions.append(
+        Action(
+            ActionKind.UPDATE_SETTINGS,
+            "PUT",
+            "Settings",
+            {"currencyList": [*current, *missing]},
+            f"allow currency(ies) {', '.join(missing)}",
+        )
+    )
+
+
+def _plan_role(role: dict[str, Any] | None, name: str, result: Plan, *, migration: bool = False) -> str:
     grants = ", ".join(f"{action} {level}" for action, level in LEAD_PERMISSIONS.items())
+    scopes = f"; for a move also {', '.join(MIGRATION_PERMISSIONS)}" if migration else ""
     if role is None:
         result.actions.append(
             Action(
                 ActionKind.CREATE_ROLE,
                 "POST",
                 "Role",
-                role_body(name),
-                f"create role {name!r} ({ENTITY}: {grants}; assignment all)",
+                role_body(name, migration=migration),
+                f"create role {name!r} ({ENTITY}: {grants}; assignment all{scopes})",
             )
         )
         return NEW_ROLE_ID
     role_id = str(role["id"])
     data = _mapping_at(role, "data")
-    lead = _mapping_at(data, ENTITY)
-    lead_ok = all(lead.get(action) == level for action, level in LEAD_PERMISSIONS.items())
+    wanted: dict[str, Any] = {ENTITY: LEAD_PERMISSIONS, **(MIGRATION_PERMISSIONS if migration else {})}
+    granted = {scope: _granted(data.get(scope), levels) for scope, levels in wanted.items()}
     required_ok = all(role.get(key) == value for key, value in ROLE_REQUIRED.items())
-    if lead_ok and required_ok:
-        result.lines.append(f"role {name!r} exists and allows what crm-bridge does")
+    if all(data.get(scope) == value for scope, value in granted.items()) and required_ok:
+        result.lines.append(
+            f"role {name!r} exists and allows what crm-bridge does{' and the move' if migration else ''}"
+        )
     else:
         result.actions.append(
             Action(
                 ActionKind.UPDATE_ROLE,
                 "PUT",
                 f"Role/{role_id}",
-                {"data": {**data, ENTITY: {**lead, **LEAD_PERMISSIONS}}, **ROLE_REQUIRED},
-                f"set role {name!r} to {ENTITY}: {grants}; assignment all",
+                {"data": {**data, **granted}, **ROLE_REQUIRED},
+                f"set role {name!r} to {ENTITY}: {grants}; assignment all{scopes}",
             )
         )
     return role_id
+
+
+def _granted(current: Any, wanted: Any) -> Any:
+    """A scope's levels with ours applied over what an admin set by hand (a boolean scope: ours)."""
+    if isinstance(wanted, dict):
+        return {**(current if isinstance(current, dict) else {}), **wanted}
+    return wanted
 
 
 def _mapping_at(record: dict[str, Any], key: str) -> dict[str, Any]:
@@ -470,7 +631,7 @@ def apply(
     for action in actions:
         body = _with_role_id(action.body, role_id)
         response = admin.request(action.method, action.path, body=body)
-        if action.kind is ActionKind.CREATE_FIELD and response.status_code == 409:
+        if action.kind in (ActionKind.CREATE_FIELD, ActionKind.CREATE_LINK) and response.status_code == 409:
             on_done(action, "already there (created meanwhile)")  # fixture 32: a repeat create is fine
             continue
         if response.status_code != 200:
@@ -573,8 +734,31 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--region", help="AWS region for the SSM parameters")
     parser.add_argument("--store-in-ssm", action="store_true", help="store the credentials in SSM instead of printing")
     parser.add_argument("--new-key", action="store_true", help="issue a new key for an existing API user (rotation)")
+    parser.add_argument(
+        "--plan",
+        type=Path,
+        help="a whole-CRM move's provisioning JSON (crm_bridge.migrate.schema.Provisioning): its custom fields, "
+        "stage options and currencies, and the role's access to every moved entity",
+    )
     parser.add_argument("--dry-run", action="store_true", help="show the plan; write nothing")
     return parser
+
+
+def _unique(specs: list[FieldSpec]) -> list[FieldSpec]:
+    """Each field once: a plan may name one the mapping creates already (the first one wins)."""
+    found: dict[tuple[str, str], FieldSpec] = {}
+    for spec in specs:
+        found.setdefault((spec.entity, spec.attribute), spec)
+    return list(found.values())
+
+
+def _provisioning(path: Path) -> Provisioning:
+    try:
+        return Provisioning.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except OSError as exc:
+        raise ProvisioningError(f"cannot read the plan {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ProvisioningError(f"the plan {path} is not a provisioning plan: {exc}") from None
 
 
 def _password(stdin: TextIO) -> str:
@@ -604,12 +788,17 @@ def run(argv: Sequence[str] | None, out: TextIO, stdin: TextIO) -> int:
     """The command without process concerns: 0 when EspoCRM is ready, 1 when something needs a human."""
     args = _parser().parse_args(argv)
     url = _check_url(args.url)
+    provisioning = _provisioning(args.plan) if args.plan else None
     try:
         mapping = load_field_mapping(args.mapping_file).espocrm
+        fields = field_specs(mapping) + (move_field_specs(provisioning, mapping) if provisioning else [])
     except SettingsError as exc:
         raise ProvisioningError(str(exc)) from None
     desired = Desired(
-        fields=field_specs(mapping),
+        fields=_unique(fields),
+        enum_options=provisioning.enum_options if provisioning else (),
+        currencies=provisioning.currencies if provisioning else (),
+        migration=provisioning is not None,
         role_name=args.role_name,
         api_user=args.api_user,
         auth_method=AuthMethod.HMAC if args.auth_method == "hmac" else AuthMethod.API_KEY,
@@ -629,8 +818,9 @@ def run(argv: Sequence[str] | None, out: TextIO, stdin: TextIO) -> int:
 
 
 def _provision(admin: EspoAdmin, desired: Desired, storage: Storage, *, dry_run: bool, out: TextIO) -> int:
-    out.write(f"EspoCRM {admin.site_url} (admin {admin.user!r}): {len(desired.fields)} mapped custom fields on ")
-    out.write(f"{ENTITY}, role {desired.role_name!r}, API user {desired.api_user!r}\n")
+    fields = "custom fields for the mapping and the move" if desired.migration else f"mapped custom fields on {ENTITY}"
+    out.write(f"EspoCRM {admin.site_url} (admin {admin.user!r}): {len(desired.fields)} {fields}, ")
+    out.write(f"role {desired.role_name!r}, API user {desired.api_user!r}\n")
     result = plan(admin, desired)
     for line in result.lines:
         out.write(f"  = {line}\n")

@@ -7,11 +7,17 @@ What was not recorded follows the EspoCRM source: reading a missing field is a 5
 repeated user name is a 409 ``userNameExists`` (``RecordHooks/User/BeforeCreate``); an API user's
 key (and, for Hmac, secret) is generated on create and on ``UserSecurity/apiKey/generate`` and
 shown to admins (``Classes/Record/User/OutputFilter``); searches take ``searchParams`` JSON.
+
+For a whole-CRM move (recorded in 46-49): fields of any entity; an update without ``type`` is a 500
+with an empty body ("No type." in the server's log, 47); ``probabilityMap`` is kept only when
+``fieldManagerAdditionalParamList`` names it (48); ``EntityManager/action/createLink`` makes a
+``c``-prefixed link field and answers ``true`` (49); ``Settings`` holds ``currencyList`` (46).
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import itertools
 import json
 import secrets
@@ -29,6 +35,22 @@ API = f"{SITE}/api/v1"
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "correct-horse-battery-staple"
 _DROPPED = frozenset({"host", "connection", "date"})
+_ENUM_PARAMS = frozenset({"type", "options", "default", "style", "label", "audited", "maxLength", "isSorted"})
+"""What an enum's update keeps whatever the parameter list (``fields/enum.json`` params)."""
+_STOCK_STATUSES = ["New", "Assigned", "In Process", "Converted", "Recycled", "Dead"]
+_STOCK_STAGES = ["Prospecting", "Qualification", "Proposal", "Negotiation", "Closed Won", "Closed Lost"]
+NATIVE_LEAD_STATUS: dict[str, Any] = {
+    **fixture("56_api_metadata_moved_entities")["response"]["body"]["entityDefs"]["Lead"]["fields"]["status"],
+    "options": _STOCK_STATUSES,
+    "label": "Status",
+}
+"""Lead.status as a fresh install has it (the recording's metadata, before the plan's options)."""
+_RECORDED_STAGE = fixture("53_admin_read_opportunity_stage")["response"]["body"]
+NATIVE_OPPORTUNITY_STAGE: dict[str, Any] = {
+    **_RECORDED_STAGE,
+    "options": _STOCK_STAGES,
+    "probabilityMap": {stage: _RECORDED_STAGE["probabilityMap"][stage] for stage in _STOCK_STAGES},
+}
 
 
 def _recorded_headers(name: str) -> list[tuple[str, str]]:
@@ -48,7 +70,13 @@ class EspoAdminSimulator:
     """Stateful: fields, roles and users persist across requests, so a second run sees the first."""
 
     def __init__(self, *, admin_password: str = ADMIN_PASSWORD, admin_is_admin: bool = True) -> None:
-        self.fields: dict[str, dict[str, Any]] = {}
+        self.entity_fields: dict[str, dict[str, dict[str, Any]]] = {
+            "Lead": {"status": dict(NATIVE_LEAD_STATUS)},
+            "Opportunity": {"stage": copy.deepcopy(NATIVE_OPPORTUNITY_STAGE)},
+        }
+        self.fields = self.entity_fields["Lead"]
+        """Lead's fields (what the mapping's provisioning creates)."""
+        self.settings: dict[str, Any] = {"currencyList": ["USD"], "defaultCurrency": "USD"}
         self.roles: dict[str, dict[str, Any]] = {}
         self.users: dict[str, dict[str, Any]] = {}
         self.calls: list[Call] = []
@@ -70,8 +98,8 @@ class EspoAdminSimulator:
 
     # --- seeding -------------------------------------------------------------------------------
 
-    def seed_field(self, attribute: str, definition: dict[str, Any]) -> None:
-        self.fields[attribute] = {**definition, "isCustom": True}
+    def seed_field(self, attribute: str, definition: dict[str, Any], entity: str = "Lead") -> None:
+        self.entity_fields.setdefault(entity, {})[attribute] = {**definition, "isCustom": True}
 
     def seed_role(self, **record: Any) -> str:
         role_id = next(self._ids)
@@ -100,12 +128,19 @@ class EspoAdminSimulator:
             return httpx.Response(401, headers=_recorded_headers("19_wrong_api_key"), content=b"")
         if not self._admin_is_admin:
             return httpx.Response(403, headers=_recorded_headers("33_apikey_cannot_use_admin_api"), content=b"")
+        return self._route(request.method, path, body)
+
+    def _route(self, method: str, path: str, body: Any) -> httpx.Response:
         parts = path.split("/")
         if parts[:2] == ["Admin", "fieldManager"]:
-            return self._field_manager(request.method, parts[2:], body)
+            return self._field_manager(method, parts[2:], body)
+        if path == "EntityManager/action/createLink" and method == "POST":
+            return self._create_link(body)
+        if path == "Settings":
+            return self._settings(method, body)
         if parts[0] in ("Role", "User"):
-            return self._records(request.method, parts, body)
-        if path == "UserSecurity/apiKey/generate" and request.method == "POST":
+            return self._records(method, parts, body)
+        if path == "UserSecurity/apiKey/generate" and method == "POST":
             user = self.users[body["id"]]
             self._issue_key(user)
             return self._ok(user)
@@ -113,13 +148,14 @@ class EspoAdminSimulator:
 
     def _field_manager(self, method: str, parts: list[str], body: Any) -> httpx.Response:
         scope, name = parts[0], (parts[1] if len(parts) > 1 else None)
+        fields = self.entity_fields.setdefault(scope, {})
         if method == "GET" and name is not None:
-            if name in self.fields and name not in self.race_fields:
-                return self._ok(self._field_answer(name))
+            if name in fields and name not in self.race_fields:
+                return self._ok(self._field_answer(fields, name))
             return self._error(500, f"Can't read field defs {scope}.{name}.")
         if method == "POST":
             attribute = "c" + body["name"][0].upper() + body["name"][1:]
-            if attribute in self.fields or attribute in self.race_fields:
+            if attribute in fields or attribute in self.race_fields:
                 recorded = fixture("32_admin_create_field_again")["response"]
                 answer = json.loads(json.dumps(recorded["body"]).replace("cReferralCode", attribute))
                 headers = [
@@ -128,18 +164,44 @@ class EspoAdminSimulator:
                 ]
                 return httpx.Response(409, headers=headers, json=answer)
             definition = {key: value for key, value in body.items() if key not in ("name", "label")}
-            self.fields[attribute] = {**definition, "isCustom": True, "label": body.get("label")}
-            return self._ok(self._field_answer(attribute))
-        if method == "PUT" and name in self.fields:
-            self.fields[name].update(body)
-            return self._ok(self._field_answer(name))
+            fields[attribute] = {**definition, "isCustom": True, "label": body.get("label")}
+            return self._ok(self._field_answer(fields, attribute))
+        if method == "PUT" and name in fields:
+            return self._update_field(fields, name, body)
         return self._error(400, "")
 
-    def _field_answer(self, attribute: str) -> dict[str, Any]:
-        """As 31/34: the definition, ``isCustom`` and the label last."""
-        stored = self.fields[attribute]
+    def _update_field(self, fields: dict[str, dict[str, Any]], name: str, body: dict[str, Any]) -> httpx.Response:
+        if "type" not in body:
+            return self._error(500, None)  # fixture 52: FieldManager::prepareFieldDefs "No type."
+        additional = {item["name"] for item in body.get("fieldManagerAdditionalParamList") or []}
+        fields[name].update({key: value for key, value in body.items() if key in _ENUM_PARAMS or key in additional})
+        return self._ok(self._field_answer(fields, name))
+
+    def _settings(self, method: str, body: Any) -> httpx.Response:
+        if method == "PUT":
+            self.settings.update(body)
+        return self._ok(self.settings)
+
+    def _create_link(self, body: dict[str, Any]) -> httpx.Response:
+        """Both ends' link fields, ``c``-prefixed as fields are (49); the answer is ``true``."""
+        for entity, link, label in (
+            (body["entity"], body["link"], body["label"]),
+            (body["entityForeign"], body["linkForeign"], body["labelForeign"]),
+        ):
+            attribute = "c" + link[0].upper() + link[1:]
+            fields = self.entity_fields.setdefault(entity, {})
+            if attribute in fields:
+                return self._error(409, f"Link {link} already exists.")
+            fields[attribute] = {"type": "link" if entity == body["entity"] else "linkMultiple", "label": label}
+        return httpx.Response(200, headers=_recorded_headers("31_admin_create_field_referralCode"), json=True)
+
+    @staticmethod
+    def _field_answer(fields: dict[str, dict[str, Any]], attribute: str) -> dict[str, Any]:
+        """As 31/34: the definition, ``isCustom`` (a custom field's) and the label last."""
+        stored = fields[attribute]
         answer = {key: value for key, value in stored.items() if key not in ("isCustom", "label")}
-        return {**answer, "isCustom": True, "label": stored.get("label")}
+        custom = {"isCustom": True} if stored.get("isCustom") else {}
+        return {**answer, **custom, "label": stored.get("label")}
 
     def _records(self, method: str, parts: list[str], body: Any) -> httpx.Response:
         entity, record_id = parts[0], (parts[1] if len(parts) > 1 else None)
@@ -173,9 +235,10 @@ class EspoAdminSimulator:
     def _ok(self, body: Any) -> httpx.Response:
         return httpx.Response(200, headers=_recorded_headers("31_admin_create_field_referralCode"), json=body)
 
-    def _error(self, status: int, reason: str) -> httpx.Response:
+    def _error(self, status: int, reason: str | None) -> httpx.Response:
         headers = [(k, v) for k, v in _recorded_headers("33_apikey_cannot_use_admin_api") if k != "X-Status-Reason"]
-        return httpx.Response(status, headers=[*headers, ("X-Status-Reason", reason)], content=b"")
+        reasons = [("X-Status-Reason", reason)] if reason is not None else []
+        return httpx.Response(status, headers=[*headers, *reasons], content=b"")
 
 
 def _matches(record: dict[str, Any], where: list[dict[str, Any]]) -> bool:

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 from moto import mock_aws
 
 from crm_bridge.field_mapping import load_field_mapping
+from crm_bridge.migrate.schema import CustomField, EnumOptions, Provisioning
 from infra.espocrm import provision
 from tests.infra_espocrm.admin_simulator import ADMIN_PASSWORD, SITE, Call, EspoAdminSimulator
 from tests.simulators.espocrm import fixture
@@ -276,7 +278,9 @@ def test_partly_provisioned_completes_what_is_missing(sim: EspoAdminSimulator) -
         search("Role", "name", ROLE),
         Call("GET", f"Role/{role_id}"),
         search("User", "userName", "crm-bridge"),
-        Call("PUT", "Admin/fieldManager/Lead/cUserType", {"options": ["", "Student", "Parent", "Other"]}),
+        Call(
+            "PUT", "Admin/fieldManager/Lead/cUserType", {"type": "enum", "options": ["", "Student", "Parent", "Other"]}
+        ),
         *[Call("POST", "Admin/fieldManager/Lead", body) for _, body in created],
         Call("PUT", f"Role/{role_id}", {"data": {"Lead": LEAD_GRANTS, "Account": {}}, "assignmentPermission": "all"}),
         Call(
@@ -490,3 +494,144 @@ def test_the_real_command_exits_1_without_traceback_or_password() -> None:
     assert result.stderr.startswith("error: EspoCRM rejected the credentials of admin user 'admin' (HTTP 401)")
     assert "Traceback" not in result.stderr
     assert "hunter2-secret" not in result.stdout + result.stderr
+
+
+# --- a whole-CRM move (--plan) ---------------------------------------------------------------------
+
+MOVE_PLAN = Provisioning(
+    fields=(
+        CustomField("Contact", "cUfNote", "text", "Note"),
+        CustomField("Contact", "cUfSource", "enum", "Source", ("Fair", "Agent")),
+        CustomField("Contact", "cUfPrograms", "multiEnum", "Programs", ("MBA", "BSc")),
+        CustomField("Account", "cUfStaff", "int", "Staff"),
+        CustomField("Account", "cUfRating", "float", "Rating"),
+        CustomField("Opportunity", "cUfFee", "currency", "Fee"),
+        CustomField("Opportunity", "cUfPaid", "bool", "Paid"),
+        CustomField("Opportunity", "cUfIntake", "date", "Intake"),
+        CustomField("Call", "cUfRecordedAt", "datetime", "Recorded At"),
+        CustomField("Account", "cUfSite", "url", "Site"),
+        CustomField("Contact", "cUfPassport", "file", "Passport"),
+        CustomField("Account", "cUfDocuments", "attachmentMultiple", "Documents"),
+        CustomField("Contact", "cUfTelegram", "varchar", "Telegram"),
+        CustomField("Lead", "cUfAgent", "link", "Agent", foreign_entity="Contact"),
+    ),
+    enum_options=(
+        EnumOptions("Lead", "status", ("Applied", "New")),
+        EnumOptions(
+            "Opportunity", "stage", ("Visa", "Enrolled", "Rejected"), {"Visa": 60, "Enrolled": 100, "Rejected": 0}
+        ),
+    ),
+    currencies=("EUR", "KZT", "USD"),
+)
+MOVED_SCOPES = ("Account", "Contact", "Opportunity", "Call", "Meeting", "Task", "Email")
+
+
+def plan_file(tmp_path: Path) -> str:
+    path = tmp_path / "provisioning.json"
+    path.write_text(json.dumps(MOVE_PLAN.to_json()), encoding="utf-8")
+    return str(path)
+
+
+def test_the_plan_json_round_trips() -> None:
+    assert Provisioning.from_json(json.loads(json.dumps(MOVE_PLAN.to_json()))) == MOVE_PLAN
+    with pytest.raises(ValueError, match="customFields"):
+        Provisioning.from_json({"customFields": {"entity": "Lead"}})
+    with pytest.raises(ValueError, match="'type'"):
+        Provisioning.from_json({"customFields": [{"entity": "Lead", "name": "cX", "label": "X"}]})
+
+
+def test_a_move_plan_creates_fields_links_stages_currencies_and_the_migration_role(
+    sim: EspoAdminSimulator, tmp_path: Path
+) -> None:
+    code, out = run("--plan", plan_file(tmp_path))
+
+    assert code == 0, out
+    created = {
+        (c.path, c.body["name"]): c.body for c in sim.writes() if c.method == "POST" and "fieldManager" in c.path
+    }
+    for entity in MOVED_SCOPES:  # the key every moved record carries
+        key = created[(f"Admin/fieldManager/{entity}", "sourceRecord")]
+        assert key == {"name": "sourceRecord", "type": "varchar", "label": "Source Record", "maxLength": 64}
+    assert created[("Admin/fieldManager/Contact", "ufSource")]["options"] == ["", "Fair", "Agent"]
+    assert created[("Admin/fieldManager/Contact", "ufPrograms")]["options"] == ["MBA", "BSc"]
+    assert created[("Admin/fieldManager/Account", "ufDocuments")]["type"] == "attachmentMultiple"
+    assert {body["type"] for body in created.values()} >= {
+        "text", "enum", "multiEnum", "int", "float", "currency", "bool", "date", "datetime", "url", "file",
+        "attachmentMultiple", "varchar",
+    }  # fmt: skip
+    link = next(c.body for c in sim.writes() if c.path == "EntityManager/action/createLink")
+    assert (link["entity"], link["entityForeign"], link["link"], link["linkType"]) == (
+        "Lead",
+        "Contact",
+        "ufAgent",
+        "manyToOne",
+    )
+    assert sim.entity_fields["Lead"]["cUfAgent"]["type"] == "link"
+    assert sim.entity_fields["Lead"]["status"]["options"][-1] == "Applied"
+    assert sim.entity_fields["Lead"]["status"]["options"].count("New") == 1
+    stage = sim.entity_fields["Opportunity"]["stage"]
+    assert stage["options"][-3:] == ["Visa", "Enrolled", "Rejected"]
+    assert stage["probabilityMap"] == {
+        "Prospecting": 10, "Qualification": 20, "Proposal": 50, "Negotiation": 80, "Closed Won": 100,
+        "Closed Lost": 0, "Visa": 60, "Enrolled": 100, "Rejected": 0,
+    }  # fmt: skip
+    assert sim.settings["currencyList"] == ["USD", "EUR", "KZT"]
+    data = next(iter(sim.roles.values()))["data"]
+    assert data["Lead"] == LEAD_GRANTS
+    assert all(data[scope] == LEAD_GRANTS for scope in MOVED_SCOPES)
+    assert (data["User"], data["Import"]) == ({"read": "all"}, True)
+
+
+def test_a_move_plan_applied_twice_changes_nothing(sim: EspoAdminSimulator, tmp_path: Path) -> None:
+    assert run("--plan", plan_file(tmp_path))[0] == 0
+    sim.calls.clear()
+
+    code, out = run("--plan", plan_file(tmp_path))
+
+    assert code == 0, out
+    assert sim.writes() == []
+    assert "Nothing to change." in out
+
+
+def test_a_move_plan_dry_run_only_reads_and_says_what_it_would_do(sim: EspoAdminSimulator, tmp_path: Path) -> None:
+    code, out = run("--plan", plan_file(tmp_path), "--dry-run")
+
+    assert code == 0, out
+    assert sim.writes() == []
+    assert "  + create field Contact.cUfPrograms (multiEnum: MBA, BSc)" in out
+    assert "  + create field Lead.cUfAgent (link to Contact)" not in out  # Lead's fields are named bare
+    assert "  + create field cUfAgent (link to Contact)" in out
+    assert "  + add option(s) Applied to field Lead.status" in out
+    assert "  + add option(s) Visa, Enrolled, Rejected to field Opportunity.stage" in out
+    assert "  + allow currency(ies) EUR, KZT" in out
+    assert "for a move also Account, Contact, Opportunity, Call, Meeting, Task, Email, User, Import" in out
+
+
+def test_a_plan_field_of_a_type_provisioning_does_not_make_is_refused(sim: EspoAdminSimulator, tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(Provisioning(fields=(CustomField("Contact", "cUfX", "address", "X"),)).to_json()))
+
+    with pytest.raises(provision.ProvisioningError, match="not 'address'"):
+        run("--plan", str(path))
+    assert sim.writes() == []
+
+
+@pytest.mark.parametrize(
+    "name", ["52_admin_update_enum_without_type", "54_admin_update_stage_probabilities_without_param_list"]
+)
+def test_the_admin_simulator_answers_field_updates_as_recorded(sim: EspoAdminSimulator, name: str) -> None:
+    recorded = fixture(name)
+    sim.entity_fields["Opportunity"]["stage"] = dict(fixture("53_admin_read_opportunity_stage")["response"]["body"])
+
+    with httpx.Client(auth=("admin", ADMIN_PASSWORD)) as client:
+        response = client.request(
+            recorded["request"]["method"],
+            f"{SITE}/api/v1/{recorded['request']['path'].lstrip('/')}",
+            json=recorded["request"]["body"],
+        )
+
+    assert response.status_code == recorded["response"]["status"]
+    if recorded["response"]["body_raw"] == "":
+        assert response.content == b""
+    else:  # the probabilities sent without the parameter list are not saved
+        assert response.json()["probabilityMap"] == recorded["response"]["body"]["probabilityMap"]

@@ -16,6 +16,10 @@ files, so that the provider is tested against what the server really sends, quir
 * a wrong key is a 401 with an empty body, malformed JSON a 500 with an empty body;
 * an HMAC API user cannot log in with ``X-Api-Key`` (EspoCRM looks the key up per auth method).
 
+With ``migration_role=True`` it also plays the role provisioning gives a whole-CRM move (fixtures
+42-59, tests/simulators/espocrm_records.py): Account, Contact, Opportunity, Call, Meeting, Task and
+Email records, notes on any of them, attachments, the metadata, labels and active users.
+
 Where no recording exists the behaviour follows the EspoCRM source (see
 ``/work/shared/research/espocrm-api.md``); those places say so in their docstrings.
 """
@@ -45,6 +49,7 @@ import phonenumbers
 import respx
 
 from tests.simulators.base import Failure, SeededClosedLead
+from tests.simulators.espocrm_records import MOVED_ENTITIES, MovedRecords, StoredFile, file_from_data_url
 
 FIXTURES_DIR = Path(__file__).parents[1] / "fixtures" / "espocrm-8.4.2"
 
@@ -219,6 +224,10 @@ _WRITABLE_NATIVE = frozenset(
         "assignedUserId",
         "teamsIds",
         "campaignId",
+        # What a converted lead became (fixture 51): the whole-CRM move links them.
+        "createdAccountId",
+        "createdContactId",
+        "createdOpportunityId",
     }
 )
 # What selecting ``name`` pulls in (Lead.json name.dependeeAttributeList), and what the ACL needs.
@@ -243,9 +252,7 @@ _FORBIDDEN_SCOPES = frozenset(
     }
 )
 # Controllers that exist in EspoCRM but are not simulated: a plain 404, not "does not exist".
-_UNSIMULATED_CONTROLLERS = frozenset(
-    {"App", "Metadata", "I18n", "Settings", "User", "Team", "Stream", "GlobalSearch", "Activities", "OpenApi"}
-)
+_UNSIMULATED_CONTROLLERS = frozenset({"App", "Settings", "Team", "Stream", "GlobalSearch", "Activities", "OpenApi"})
 _ACCESS_REASON = {
     "GET": "No read access.",
     "POST": "No create access.",
@@ -294,6 +301,8 @@ _PHONE_LENGTHS_8_13_24: dict[int, frozenset[int]] = {
     598: frozenset(range(6, 14)),  # UY
 }
 _CUSTOM_NAME = re.compile(r"^c[A-Z]")
+_NOT_SETTABLE_MOVED = frozenset({"id", "createdAt", "createdById", "modifiedAt", "modifiedById", "deleted"})
+"""Sent by an API user, ignored without an error (fixtures 42, 43)."""
 _MAINTENANCE = "Application is in maintenance mode."
 _DROPPED_RESPONSE_HEADERS = frozenset({"host", "connection"})
 
@@ -708,6 +717,8 @@ class SimulatedEspoCrm:
     """
 
     provider_name = "espocrm"
+    moved: MovedRecords
+    """With ``migration_role``: the other entities a whole-CRM move writes (tests/simulators/espocrm_records.py)."""
 
     def __init__(
         self,
@@ -715,7 +726,11 @@ class SimulatedEspoCrm:
         api_key: str = "test-espo-api-key-0123456789",
         hmac_secret: str | None = None,
         custom_attributes: Iterable[str] = DEFAULT_CUSTOM_ATTRIBUTES,
+        *,
+        migration_role: bool = False,
     ) -> None:
+        """``migration_role``: the API user's role is the one ``provision --plan`` gives (every moved
+        entity, users, Import); else the live flow's (leads only: the others are a 403)."""
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.hmac_secret = hmac_secret
@@ -728,6 +743,8 @@ class SimulatedEspoCrm:
         self._state = _State()
         self._api_root = urlsplit(self.base_url).path + API_ROOT
         self._t = _templates()
+        self._migration_role = migration_role
+        self.moved = MovedRecords()
         self.router = respx.MockRouter(assert_all_called=False, assert_all_mocked=True, base_url=self.base_url)
         self._add_routes()
 
@@ -855,6 +872,28 @@ class SimulatedEspoCrm:
         if attribute in self._custom:
             self._custom.remove(attribute)
 
+    def seed_user(self, user_name: str, name: str, email: str | None = None, *, active: bool = True) -> str:
+        """A salesperson (or one who left: ``active`` False) of the install."""
+        user_id = self.moved.new_id()
+        admin_id = self.moved.users[0]["id"]
+        user = {"userName": user_name, "name": name, "emailAddress": email, "isActive": active, "type": "regular"}
+        self.moved.users.append({"id": user_id, **user, "createdById": admin_id})
+        return user_id
+
+    def record(self, entity: str, record_id: str) -> dict[str, Any]:
+        """A moved record as ``GET {entity}/{id}`` shows it."""
+        return self._record_view(entity, self.moved.records[entity][record_id])
+
+    def moved_records(self, entity: str) -> list[dict[str, Any]]:
+        return [self._record_view(entity, values) for values in self.moved.records[entity].values()]
+
+    def stream(self, entity: str, record_id: str) -> list[dict[str, Any]]:
+        """The Posts on a record (a lead's too), oldest first."""
+        return [n for n in self._state.notes if n["parentId"] == record_id and n["parentType"] == entity]
+
+    def file(self, file_id: str) -> StoredFile:
+        return self.moved.files[file_id]
+
     @property
     def custom_attributes(self) -> tuple[str, ...]:
         """The custom attributes the simulated install currently has."""
@@ -873,8 +912,28 @@ class SimulatedEspoCrm:
             ("lead.update", {"method__in": ["PUT", "PATCH"], "path__regex": lead + "$"}, self._update_lead),
             ("lead.delete", {"method": "DELETE", "path__regex": lead + "$"}, self._delete_lead),
             ("note.create", {"method": "POST", "path": f"{api}/Note"}, self._create_note),
-            ("fallback", {}, self._fallback),
+            ("app.user", {"method": "GET", "path": f"{api}/App/user"}, self._app_user),
+            ("metadata", {"method": "GET", "path": f"{api}/Metadata"}, self._metadata),
+            ("i18n", {"method": "GET", "path": f"{api}/I18n"}, self._labels),
+            ("users", {"method": "GET", "path": f"{api}/User"}, self._users),
         ]
+        if self._migration_role:
+            entity = rf"^{api}/(?P<entity>{'|'.join(MOVED_ENTITIES)})"
+            record = entity + r"/(?P<record_id>[^/]+)"
+            routes += [
+                ("attachment.create", {"method": "POST", "path": f"{api}/Attachment"}, self._create_attachment),
+                (
+                    "attachment.file",
+                    {"method": "GET", "path__regex": rf"^{api}/Attachment/file/(?P<file_id>[^/]+)$"},
+                    self._read_file,
+                ),
+                ("record.create", {"method": "POST", "path__regex": entity + "$"}, self._create_record),
+                ("record.search", {"method": "GET", "path__regex": entity + "$"}, self._search_records),
+                ("record.stream", {"method": "GET", "path__regex": record + "/stream$"}, self._read_record_stream),
+                ("record.read", {"method": "GET", "path__regex": record + "$"}, self._read_record),
+                ("record.update", {"method__in": ["PUT", "PATCH"], "path__regex": record + "$"}, self._update_record),
+            ]
+        routes.append(("fallback", {}, self._fallback))
         for name, lookups, handler in routes:
             self.router.route(name=name, **lookups).mock(side_effect=self._guarded(handler))
 
@@ -981,10 +1040,10 @@ class SimulatedEspoCrm:
             headers.append(("X-Status-Reason", reason))
         return httpx.Response(status, headers=self._dated(headers), content=b"")
 
-    def _validation_error(self, attribute: str, check: str) -> _Reject:
+    def _validation_error(self, attribute: str, check: str, entity: str = "Lead") -> _Reject:
         body = copy.deepcopy(self._t.validation_body)
         body["messageTranslation"]["data"] = {"field": attribute, "type": check}
-        reason = f"Field validation failure; entityType: Lead, field: {attribute}, type: {check}."
+        reason = f"Field validation failure; entityType: {entity}, field: {attribute}, type: {check}."
         return _Reject(self._json(400, body, reason=reason, ok=False))
 
     # --- Lead handlers -------------------------------------------------------------------------
@@ -1069,10 +1128,14 @@ class SimulatedEspoCrm:
     def _read_stream(self, request: httpx.Request, lead_id: str) -> httpx.Response:
         if lead_id not in self._state.leads:
             return self._empty(404)
+        return self._stream_page(request, lead_id)
+
+    def _stream_page(self, request: httpx.Request, parent_id: str) -> httpx.Response:
+        """A record's stream, newest first (fixture 18)."""
         query = _php_query(request.url.params.multi_items())
         max_size = _intval(query["maxSize"]) if query.get("maxSize") not in (None, "") else MAX_SIZE_LIMIT
         offset = _intval(query.get("offset") or 0)
-        notes = [note for note in reversed(self._state.notes) if note["parentId"] == lead_id]
+        notes = [note for note in reversed(self._state.notes) if note["parentId"] == parent_id]
         page = notes[offset : offset + max_size]
         rows = [{key: note.get(key) for key in self._t.stream_keys[note["type"]]} for note in page]
         return self._json(200, {"total": len(notes), "list": rows, "pinnedList": []})
@@ -1084,20 +1147,217 @@ class SimulatedEspoCrm:
         """
         data = self._json_body(request)
         parent_type, parent_id = data.get("parentType"), data.get("parentId")
-        if (parent_type or parent_id) and (parent_type != "Lead" or parent_id not in self._state.leads):
+        if (parent_type or parent_id) and not self._streamable(parent_type, parent_id):
             return self._empty(403, reason="No create access.")
         if data.get("type", "Post") != "Post":
             return self._empty(403, reason="Only 'Post' type allowed.")
-        attachments = data.get("attachmentsIds") if isinstance(data.get("attachmentsIds"), list) else []
+        attachments = [str(i) for i in data.get("attachmentsIds") or [] if isinstance(i, str)]
         note = self._add_note(
             str(parent_id) if parent_id else None,
             "Post",
+            parentType=parent_type,
             post=data.get("post"),
-            attachmentsIds=list(attachments or []),
-            attachmentsNames={},
-            attachmentsTypes={},
+            attachmentsIds=attachments,
+            attachmentsNames=self.moved.file_names(attachments),
+            attachmentsTypes={i: self.moved.files[i].type for i in attachments if i in self.moved.files},
         )
         return self._json(200, {key: note.get(key) for key in self._t.note_create_keys})
+
+    def _streamable(self, parent_type: Any, parent_id: Any) -> bool:
+        if parent_type == "Lead":
+            return parent_id in self._state.leads
+        return self._migration_role and parent_id in self.moved.records.get(str(parent_type), {})
+
+    # --- the whole-CRM move's entities (migration role) ------------------------------------------
+
+    def _readable(self) -> tuple[str, ...]:
+        """The moved entities whose metadata the role shows: ``Metadata`` leaves out what it cannot read."""
+        return tuple(self.moved.definitions) if self._migration_role else ("Lead", "Note")
+
+    def _app_user(self, request: httpx.Request) -> httpx.Response:
+        """The API user and its role's access table (fixture 59); the live role's lacks the move's scopes."""
+        recorded = copy.deepcopy(fixture("59_api_app_user")["response"]["body"])
+        recorded["user"].update(id=self._t.api_user_id, name=self._t.api_user_name, userName=self._t.api_user_name)
+        if not self._migration_role:
+            table = recorded["acl"]["table"]
+            no_access = dict.fromkeys(("read", "stream", "edit", "delete", "create"), "no")
+            table.update(dict.fromkeys(MOVED_ENTITIES, no_access), Import=False)
+            table["User"] = {**table["User"], "read": "own"}
+        return self._json(200, recorded)
+
+    def _metadata(self, request: httpx.Request) -> httpx.Response:
+        """The field definitions of what the role reads (fixture 56, cut as recorded)."""
+        readable = self._readable()
+        return self._json(200, {"entityDefs": {e: {"fields": self.moved.definitions[e]} for e in readable}})
+
+    def _labels(self, request: httpx.Request) -> httpx.Response:
+        return self._json(200, {entity: self.moved.labels[entity] for entity in self._readable()})
+
+    def _users(self, request: httpx.Request) -> httpx.Response:
+        """Active, non-API users only, whatever is asked (fixture 58: the mandatory access filter);
+        none to the live flow's role (User read own: the API user, which is never listed)."""
+        params = self._search_params(request)
+        users = self.moved.active_users() if self._migration_role else []
+        page = users[params.offset : params.offset + params.max_size]
+        wanted = {"id", "type", "createdById", *(params.select or ["name", "userName", "emailAddress", "isActive"])}
+        return self._json(
+            200, {"total": len(users), "list": [{k: v for k, v in u.items() if k in wanted} for u in page]}
+        )
+
+    def _create_attachment(self, request: httpx.Request) -> httpx.Response:
+        """``file`` as a ``data:`` URL (fixture 44); answers the attachment without its bytes."""
+        data = self._json_body(request)
+        mime, content = file_from_data_url(str(data.get("file") or ""))
+        stored = StoredFile(
+            self.moved.new_id(),
+            str(data.get("name") or ""),
+            str(data.get("type") or mime),
+            content,
+            data.get("field"),
+            data.get("relatedType") or data.get("parentType"),
+        )
+        self.moved.files[stored.id] = stored
+        answer = {
+            **fixture("44_create_attachment")["response"]["body"],
+            "id": stored.id,
+            "name": stored.name,
+            "type": stored.type,
+            "size": len(content),
+            "field": stored.field,
+            "createdAt": _timestamp(_now()),
+            "role": data.get("role") or "Attachment",
+            "relatedType": stored.related_type,
+            "createdById": self._t.api_user_id,
+            "createdByName": self._t.api_user_name,
+        }
+        return self._json(200, answer)
+
+    def _read_file(self, request: httpx.Request, file_id: str) -> httpx.Response:
+        stored = self.moved.files.get(file_id)
+        if stored is None:
+            return self._empty(404)
+        return httpx.Response(200, headers={"Content-Type": stored.type}, content=stored.content)
+
+    def _create_record(self, request: httpx.Request, entity: str) -> httpx.Response:
+        data = self._record_values(entity, self._json_body(request), creating=True)
+        moment = _timestamp(_now())
+        values = {"id": self.moved.new_id(), "createdAt": moment, "modifiedAt": moment, **data}
+        values["createdById"] = self._t.api_user_id
+        self._derive(entity, values, data)
+        self.moved.records[entity][values["id"]] = values
+        return self._json(200, self._record_view(entity, values))
+
+    def _read_record(self, request: httpx.Request, entity: str, record_id: str) -> httpx.Response:
+        values = self.moved.records[entity].get(record_id)
+        if values is None:
+            return self._empty(404, reason=f"Record {record_id} does not exist.")
+        return self._json(200, self._record_view(entity, values))
+
+    def _update_record(self, request: httpx.Request, entity: str, record_id: str) -> httpx.Response:
+        values = self.moved.records[entity].get(record_id)
+        if values is None:
+            return self._empty(404, reason=f"Record {record_id} not found.")
+        data = self._record_values(entity, self._json_body(request), creating=False)
+        values.update(data)
+        values["modifiedAt"] = _timestamp(_now())
+        self._derive(entity, values, data)
+        return self._json(200, self._record_view(entity, values))
+
+    def _derive(self, entity: str, values: dict[str, Any], data: Mapping[str, Any]) -> None:
+        """A phone or e-mail field's primary value is its list's primary item; an Opportunity's
+        probability follows its stage unless given (``Hooks/Opportunity/Probability``)."""
+        for name, definition in self.moved.definitions[entity].items():
+            items = data.get(f"{name}Data")
+            if definition.get("type") in ("phone", "email") and isinstance(items, list):
+                primary = [item.get(name) for item in items if isinstance(item, dict) and item.get("primary")]
+                values[name] = primary[0] if primary else None
+        if entity == "Opportunity" and "stage" in data and "probability" not in data:
+            probabilities = self.moved.definitions["Opportunity"]["stage"].get("probabilityMap") or {}
+            values["probability"] = probabilities.get(values["stage"], 0)
+
+    def _search_records(self, request: httpx.Request, entity: str) -> httpx.Response:
+        params = self._search_params(request)
+        attributes = self.moved.attributes(entity)
+        for item in params.where:
+            if not isinstance(item, dict) or item.get("attribute") not in {*attributes, "id"}:
+                return self._empty(400, reason=f"Not existing attribute '{item.get('attribute')}' in where.")
+        found = [
+            values
+            for values in self.moved.records[entity].values()
+            if all(_positive(str(w["type"]), values.get(str(w["attribute"])), w.get("value")) for w in params.where)
+        ]
+        found.sort(key=lambda values: str(values.get(params.order_by) or ""), reverse=params.order == "DESC")
+        page = found[params.offset : params.offset + params.max_size]
+        wanted = {*(params.select or attributes), *_ALWAYS_SELECTED}
+        rows = [{k: v for k, v in self._record_view(entity, values).items() if k in wanted} for values in page]
+        return self._json(200, {"total": len(found), "list": rows})
+
+    def _read_record_stream(self, request: httpx.Request, entity: str, record_id: str) -> httpx.Response:
+        if record_id not in self.moved.records[entity]:
+            return self._empty(404)
+        return self._stream_page(request, record_id)
+
+    def _record_values(self, entity: str, data: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
+        """What a write keeps: the entity's settable attributes (others dropped silently, 42/43),
+        checked as ``FieldValidationManager`` does: required on a create (49), enum options, the
+        currency list (48)."""
+        attributes = self.moved.attributes(entity)
+        kept = {
+            key: value
+            for key, value in data.items()
+            if key in attributes and key not in _NOT_SETTABLE_MOVED and not attributes[key][1].get("readOnly")
+        }
+        fields = dict(attributes.values())
+        for name, definition in fields.items():
+            check = self._moved_check(name, definition, kept, creating=creating)
+            if check is not None:
+                raise self._validation_error(name, check, entity)
+        return kept
+
+    def _moved_check(
+        self, name: str, definition: Mapping[str, Any], data: Mapping[str, Any], *, creating: bool
+    ) -> str | None:
+        kind = definition.get("type")
+        main = f"{name}Id" if kind in ("link", "file") else name
+        if definition.get("required") and (creating or main in data) and data.get(main) in (None, "", []):
+            return "required"
+        value = data.get(name)
+        options = definition.get("options")
+        if (
+            kind == "enum"
+            and name in data
+            and options is not None
+            and value not in (*options, *([None] if "" in options else []))
+        ):
+            return "valid"
+        if kind == "multiEnum" and isinstance(value, list) and options is not None and set(value) - set(options):
+            return "valid"
+        currency = data.get(f"{name}Currency")
+        if kind == "currency" and currency is not None and currency not in self.moved.currencies:
+            return "validCurrency"
+        return None
+
+    def _record_view(self, entity: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Every attribute (nulls and empty id lists included), names of files, and a person's name."""
+        view: dict[str, Any] = {"id": values["id"]}
+        for attribute, (name, definition) in self.moved.attributes(entity).items():
+            empty: Any = [] if attribute.endswith("Ids") or attribute.endswith("Data") else None
+            view[attribute] = copy.deepcopy(values.get(attribute, empty))
+            if definition.get("type") == "attachmentMultiple":
+                view[f"{name}Names"] = self.moved.file_names(view[attribute])
+            if definition.get("type") == "file":
+                view[f"{name}Name"] = self.moved.file_names([view[attribute]] if view[attribute] else []).get(
+                    view[attribute]
+                )
+        if "firstName" in view or "lastName" in view:
+            view["name"] = " ".join(part for part in (view.get("firstName"), view.get("lastName")) if part)
+        view.update(
+            createdAt=values["createdAt"],
+            modifiedAt=values["modifiedAt"],
+            createdById=values["createdById"],
+            createdByName=self._t.api_user_name,
+        )
+        return view
 
     def _fallback(self, request: httpx.Request) -> httpx.Response:
         """Every other API path: admin-only, forbidden scopes, unknown controllers."""
@@ -1394,7 +1654,7 @@ class SimulatedEspoCrm:
             createdAt=moment,
             modifiedAt=moment,
             parentId=parent_id,
-            parentType="Lead" if parent_id else None,
+            parentType="Lead" if parent_id and parent else None,
             parentName=parent.values["name"] if parent else None,
             relatedName=None,
             createdById=self._t.api_user_id,

@@ -169,8 +169,8 @@ def test_satisfies_the_simulated_crm_protocol() -> None:
 def test_the_recordings_are_all_copied() -> None:
     names = fixture_names()
     assert names[0] == "02_create_lead"
-    assert names[-1] == "41_invalid_phone_unknown_to_libphonenumber_8_13_24"
-    assert len(names) == 39
+    assert names[-1] == "59_api_app_user"
+    assert len(names) == 57
 
 
 # --- CRUD replays ------------------------------------------------------------------------------

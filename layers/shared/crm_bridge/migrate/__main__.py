@@ -106,7 +106,7 @@ def read_schemas(environ: Mapping[str, str]) -> Schemas:  # pragma: no cover - w
     does not count filled fields yet: the plan then places every field."""
     try:
         from crm_bridge.migrate.bitrix24_portal import PortalReader
-        from crm_bridge.migrate.espocrm_target import read_schema  # type: ignore[import-not-found]
+        from crm_bridge.migrate.espocrm_target import read_schema
     except ImportError as missing:
         raise SettingsError(f"this build cannot read the CRMs' schemas yet: {missing.name} is missing") from None
     bitrix24, espocrm = _providers(CrmProviderName.BITRIX24.value, CrmProviderName.ESPOCRM.value, None, environ)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class SourceEntity(StrEnum):
@@ -153,6 +154,8 @@ class CustomField:
     options: tuple[str, ...] = ()
     source_field: str = ""
     """The Bitrix24 field it holds, for the plan's report."""
+    foreign_entity: str = ""
+    """A ``link`` field only: the entity it points to (a Bitrix24 ``crm`` binding: ``Contact``, ``Account``)."""
 
 
 @dataclass(frozen=True)
@@ -167,3 +170,81 @@ class EnumOptions:
     not_actual: tuple[str, ...] = ()
     """Options that close a record (EspoCRM's ``notActualOptions``: ``Lead.status``'s "Dead" and the
     portal's won and lost statuses among the new options)."""
+
+
+@dataclass(frozen=True)
+class Provisioning:
+    """What provisioning creates for a move (``python -m infra.espocrm.provision --plan FILE``), as the
+    plan writes it: custom fields, options of existing enums, and the currencies the records hold
+    (EspoCRM refuses an amount in a currency its settings do not list: ``validCurrency``)."""
+
+    fields: tuple[CustomField, ...] = ()
+    enum_options: tuple[EnumOptions, ...] = ()
+    currencies: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "customFields": [
+                {
+                    "entity": item.entity,
+                    "name": item.name,
+                    "type": item.type,
+                    "label": item.label,
+                    "options": list(item.options),
+                    "sourceField": item.source_field,
+                    "foreignEntity": item.foreign_entity,
+                }
+                for item in self.fields
+            ],
+            "enumOptions": [
+                {
+                    "entity": item.entity,
+                    "attribute": item.attribute,
+                    "options": list(item.options),
+                    "probabilities": dict(item.probabilities),
+                    "notActual": list(item.not_actual),
+                }
+                for item in self.enum_options
+            ],
+            "currencies": list(self.currencies),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> Provisioning:
+        """The inverse of :meth:`to_json`; a missing or mistyped key is a ``ValueError`` naming it."""
+        try:
+            fields = tuple(
+                CustomField(
+                    entity=str(item["entity"]),
+                    name=str(item["name"]),
+                    type=str(item["type"]),
+                    label=str(item["label"]),
+                    options=tuple(str(option) for option in item.get("options") or ()),
+                    source_field=str(item.get("sourceField") or ""),
+                    foreign_entity=str(item.get("foreignEntity") or ""),
+                )
+                for item in _items(data, "customFields")
+            )
+            enum_options = tuple(
+                EnumOptions(
+                    entity=str(item["entity"]),
+                    attribute=str(item["attribute"]),
+                    options=tuple(str(option) for option in item["options"]),
+                    probabilities={str(key): int(value) for key, value in (item.get("probabilities") or {}).items()},
+                    not_actual=tuple(str(option) for option in item.get("notActual") or ()),
+                )
+                for item in _items(data, "enumOptions")
+            )
+        except (KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"not a provisioning plan: {error!r} missing or of the wrong type") from None
+        currencies = data.get("currencies") or []
+        if not isinstance(currencies, list):
+            raise ValueError("not a provisioning plan: currencies is not a list")
+        return cls(fields, enum_options, tuple(str(code) for code in currencies))
+
+
+def _items(data: Mapping[str, object], key: str) -> list[Mapping[str, Any]]:
+    items = data.get(key) or []
+    if not isinstance(items, list) or not all(isinstance(item, Mapping) for item in items):
+        raise ValueError(f"not a provisioning plan: {key} is not a list of objects")
+    return items

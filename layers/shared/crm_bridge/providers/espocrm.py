@@ -195,17 +195,31 @@ class EspoCrmProvider(CrmProvider, LeadReader):
             return RefusedCrmError(reason_header or "service unavailable", provider=self.name, status=503)
         return error_for_status(self.name, status, reason_header or f"HTTP {status}")
 
-    def _search(
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """One call of the API user beyond leads (the whole-CRM move: ``migrate/espocrm_target.py``),
+        with this provider's authentication, budget and typed errors."""
+        return self._request(method, path, params=params, body=body, headers=headers)
+
+    def search(
         self,
         where: list[dict[str, Any]],
         *,
+        entity: str = "Lead",
         select: list[str] | None = None,
         max_size: int = 5,
         order: str = "ASC",
         order_by: str = "createdAt",
         totals: list[int] | None = None,
     ) -> list[dict[str, Any]]:
-        """Leads matching ``where``; ``totals`` receives how many match in all."""
+        """Records of ``entity`` matching ``where``; ``totals`` receives how many match in all."""
         search_params = {
             "where": where,
             "select": ["id", *(select or [])],
@@ -213,7 +227,7 @@ class EspoCrmProvider(CrmProvider, LeadReader):
             "order": order,
             "maxSize": max_size,
         }
-        response = self._request("GET", "Lead", params={"searchParams": json.dumps(search_params)})
+        response = self._request("GET", entity, params={"searchParams": json.dumps(search_params)})
         found = json_body(response, self.name)
         if not isinstance(found, dict):
             return []
@@ -221,17 +235,17 @@ class EspoCrmProvider(CrmProvider, LeadReader):
             totals.append(found["total"])
         return list(found.get("list", []))
 
-    def _record(self, response: httpx.Response) -> dict[str, Any]:
+    def record_of(self, response: httpx.Response) -> dict[str, Any]:
         record = json_body(response, self.name)
         if not isinstance(record, dict) or "id" not in record:
             raise RetryableCrmError("unexpected answer: no record", provider=self.name, status=response.status_code)
         return record
 
     def _read(self, record_id: str) -> dict[str, Any]:
-        return self._record(self._request("GET", f"Lead/{record_id}"))
+        return self.record_of(self._request("GET", f"Lead/{record_id}"))
 
     def _write(self, method: str, path: str, payload: dict[str, Any], **kwargs: Any) -> WriteOutcome:
-        return _outcome(payload, self._record(self._request(method, path, body=payload, **kwargs)))
+        return write_outcome(payload, self.record_of(self._request(method, path, body=payload, **kwargs)))
 
     # --- CrmProvider primitives ---------------------------------------------------------------------
 
@@ -262,7 +276,7 @@ class EspoCrmProvider(CrmProvider, LeadReader):
             for attribute, value in (("phoneNumber", phone), ("emailAddress", email))
             if value
         ]
-        found = self._search(
+        found = self.search(
             [{"type": "or", "value": clauses}] if len(clauses) > 1 else clauses, select=["status"], max_size=_MATCHES
         )
         if not found:
@@ -281,14 +295,12 @@ class EspoCrmProvider(CrmProvider, LeadReader):
 
     def _find_created_by(self, operation_id: UUID) -> ExistingLead | None:
         marker = operation_marker(operation_id)
-        found = self._search(
-            [{"type": "contains", "attribute": "description", "value": marker}], select=["description"]
-        )
+        found = self.search([{"type": "contains", "attribute": "description", "value": marker}], select=["description"])
         matches = [lead for lead in found if marker in str(lead.get("description") or "")]
         return ExistingLead(str(matches[0]["id"])) if matches else None
 
     def _find_by_attribute(self, attribute: str, value: str) -> ExistingLead | None:
-        found = self._search([{"type": "equals", "attribute": attribute, "value": value}], select=[attribute])
+        found = self.search([{"type": "equals", "attribute": attribute, "value": value}], select=[attribute])
         # Never trust the filter alone: a lead is this one only if it carries the value.
         matches = [lead for lead in found if lead.get(attribute) == value]
         return ExistingLead(str(matches[0]["id"])) if matches else None
@@ -304,7 +316,7 @@ class EspoCrmProvider(CrmProvider, LeadReader):
                 raise DuplicateLeadFound(ExistingLead(str(confirmed["id"]), confirmed))
             # EspoCRM matched on the name alone: a different person with the same name.
             return self._write("POST", "Lead", payload, headers={"X-Skip-Duplicate-Check": "true"})
-        return _outcome(payload, self._record(response))
+        return write_outcome(payload, self.record_of(response))
 
     def _update(self, record_id: str, patch: dict[str, Any]) -> WriteOutcome:
         return self._write("PUT", f"Lead/{record_id}", patch)
@@ -387,7 +399,7 @@ class EspoCrmProvider(CrmProvider, LeadReader):
             moment = f"{since.astimezone(UTC):%Y-%m-%d %H:%M:%S}"
             where.append({"type": "greaterThanOrEquals", "attribute": "modifiedAt", "value": moment})
         totals: list[int] = []
-        found = self._search(where, max_size=_READ_PAGE, order_by="id", totals=totals)
+        found = self.search(where, max_size=_READ_PAGE, order_by="id", totals=totals)
         leads = []
         for row in found:
             record = self._read(str(row["id"]))
@@ -423,7 +435,7 @@ class EspoCrmProvider(CrmProvider, LeadReader):
         return (field_name,)
 
     def _missing_mapped_fields(self) -> list[str] | None:
-        newest = self._search([], max_size=1, order="DESC")
+        newest = self.search([], max_size=1, order="DESC")
         if not newest:
             return None  # an empty CRM: nothing to read the attribute list from yet
         attributes = set(self._read(str(newest[0]["id"])))
@@ -447,7 +459,7 @@ def _contact_values_in_order(record: Mapping[str, Any], attribute: str, data_att
     return values
 
 
-def _outcome(payload: dict[str, Any], record: dict[str, Any]) -> WriteOutcome:
+def write_outcome(payload: dict[str, Any], record: dict[str, Any]) -> WriteOutcome:
     """The written record's id, and the attributes we sent that it does not have (silently dropped)."""
     return WriteOutcome(str(record["id"]), ignored_fields=tuple(sorted(payload.keys() - record.keys())))
 

@@ -312,10 +312,19 @@ def copy_summary(lead: CrmLead, unrecognised: Iterable[str] = ()) -> str:
 
 def copied_note(lead: CrmLead, note: RecordedNote) -> str:
     """A note of the original lead, as a note on its copy: who wrote it where and when, then its text."""
-    heading = f"{_provider_label(lead.provider)} comment"
+    return copied_comment(lead.provider, lead.key, note)
+
+
+def copied_comment(provider: str, source_key: str, note: RecordedNote, author: str | None = None) -> str:
+    """A comment of the record ``source_key`` as a note on its copy: where and when it was written (and
+    by whom: a note's own author and date are the API user's and the moment of the copy), its text,
+    and the import marker that lets a rerun find it."""
+    heading = f"{_provider_label(provider)} comment"
     if note.created_at is not None:
         heading += f" of {moment_text(note.created_at)}"
-    return f"{heading}:\n{note.text}\n{import_marker(lead.key, note.note_id)}"
+    if author:
+        heading += f" by {author}"
+    return f"{heading}:\n{note.text}\n{import_marker(source_key, note.note_id)}"
 
 
 def draft_from_copy(lead: CrmLead, phone: str | None, email: str | None, unrecognised: Iterable[str]) -> LeadDraft:
