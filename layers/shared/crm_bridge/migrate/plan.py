@@ -33,6 +33,7 @@ from crm_bridge.migrate.schema import (
     CustomField,
     EnumOptions,
     Option,
+    Provisioning,
     Semantics,
     SourceEntity,
     SourceField,
@@ -165,6 +166,11 @@ class MigrationPlan:
 
     def to_json(self) -> str:
         return _ADAPTER.dump_json(self, indent=2).decode()
+
+    def provisioning(self, currencies: Collection[str] = ()) -> Provisioning:
+        """What ``provision --plan`` reads for this plan: its custom fields and options, and the
+        currencies the records hold (the plan's schemas do not name them)."""
+        return Provisioning(self.custom_fields, self.enum_options, tuple(sorted(currencies)))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> MigrationPlan:
@@ -472,9 +478,7 @@ class _Planner:
         existing = self._options(entity, attribute)
         chosen = {}
         for item_id, label in items:
-            option = (stock or {}).get(item_id)
-            if option is None or option.casefold() not in existing:
-                option = existing.get(label.casefold())
+            option = existing_option(existing, item_id, label, stock)
             if option is None:
                 option = existing[label.casefold()] = label
                 self.additions.setdefault((entity, attribute), _Additions()).options.append(label)
@@ -569,6 +573,18 @@ class _Planner:
                 "pair them in the users file or name a --default-owner"
             )
         return owner(None, "nobody: their records stay unassigned (no --default-owner)")
+
+
+def existing_option(
+    existing: Mapping[str, str], item_id: str, label: str, stock: Mapping[str, str] | None = None
+) -> str | None:
+    """The option a list item takes among ``existing`` (casefolded → option): the stock one of the
+    same meaning, else one of the same name (case aside); None: a new option (its label). The plan
+    chooses by it and the move writes by it, so both agree on every value."""
+    option = (stock or {}).get(item_id)
+    if option is None or option.casefold() not in existing:
+        option = existing.get(label.casefold())
+    return option
 
 
 def _as(note: str, needed: CustomField, existing: TargetField | None) -> str:
