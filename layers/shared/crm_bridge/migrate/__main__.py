@@ -16,9 +16,13 @@ from typing import Any, TextIO
 from crm_bridge.errors import CrmError, SettingsError
 from crm_bridge.field_mapping import load_field_mapping
 from crm_bridge.migrate.backfill import ACTIONS, FAILED, Backfill
-from crm_bridge.migrate.plan import UnplaceableError, make_plan
+from crm_bridge.migrate.bitrix24_portal import PortalReader
+from crm_bridge.migrate.espocrm_target import EspoCrmTarget, read_schema
+from crm_bridge.migrate.move import Move
+from crm_bridge.migrate.plan import MigrationPlan, UnplaceableError, make_plan
 from crm_bridge.migrate.reconcile import DIFFERS, ONLY_IN_FROM, ONLY_IN_TO, reconcile, write_report
 from crm_bridge.migrate.schema import SourceEntity, SourceSchema, TargetSchema
+from crm_bridge.migrate.transform import MoveContext
 from crm_bridge.providers import CrmProvider, build_provider
 from crm_bridge.providers.bitrix24 import Bitrix24Provider
 from crm_bridge.providers.espocrm import EspoCrmProvider
@@ -83,6 +87,18 @@ def _parser() -> argparse.ArgumentParser:
         help="the EspoCRM user who owns the records of people who left or are unpaired",
     )
     planning.add_argument("--out", type=Path, default=Path("plan.json"), help="where the plan goes (default plan.json)")
+    moving = commands.add_parser(
+        "move",
+        help="move the whole Bitrix24 portal into EspoCRM as the plan says (after provision --plan): every entity "
+        "with its links, owners, notes and files; rerun to continue an interrupted move",
+    )
+    moving.add_argument("--plan", type=Path, default=Path("plan.json"), help="the plan (default plan.json)")
+    moving.add_argument("--report", type=Path, help="the CSV report (default: a dated file here)")
+    moving.add_argument("--checkpoint", type=Path, help="where progress is kept (default .move-bitrix24-espocrm.json)")
+    moving.add_argument("--dry-run", action="store_true", help="read both CRMs, write nothing, count what it would do")
+    moving.add_argument("--restart", action="store_true", help="ignore an interrupted run's checkpoint")
+    moving.add_argument("--no-progress", action="store_true", help="no progress bars")
+    moving.add_argument("--requests-per-second", type=float, help="pace of requests to Bitrix24 (as for backfill)")
     return parser
 
 
@@ -98,17 +114,9 @@ class Schemas:
 type SchemaReader = Callable[[Mapping[str, str]], Schemas]
 
 
-def read_schemas(environ: Mapping[str, str]) -> Schemas:  # pragma: no cover - wiring, see the docstring
-    """WIRING TO CONNECT ON MERGE (issue 23): the portal reader (``migrate/bitrix24_portal.py``,
-    ``PortalReader``) and EspoCRM's schema reader (``migrate/espocrm_target.py``, ``read_schema``)
-    are built on their own branches; until both are merged this says which is missing. Their
-    ``type: ignore`` comments go with the merge (mypy then flags them as unused). The portal reader
-    does not count filled fields yet: the plan then places every field."""
-    try:
-        from crm_bridge.migrate.bitrix24_portal import PortalReader
-        from crm_bridge.migrate.espocrm_target import read_schema
-    except ImportError as missing:
-        raise SettingsError(f"this build cannot read the CRMs' schemas yet: {missing.name} is missing") from None
+def read_schemas(environ: Mapping[str, str]) -> Schemas:  # pragma: no cover - wiring of the two readers
+    """Both schemas through their readers (``PortalReader.schema``, ``read_schema``). The portal
+    reader does not count filled fields yet: the plan then places every field."""
     bitrix24, espocrm = _providers(CrmProviderName.BITRIX24.value, CrmProviderName.ESPOCRM.value, None, environ)
     try:
         if not (isinstance(bitrix24, Bitrix24Provider) and isinstance(espocrm, EspoCrmProvider)):
@@ -148,8 +156,9 @@ def run(
     schemas: SchemaReader = read_schemas,
 ) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "plan":
-        return _plan(args, schemas, environ or os.environ, out)
+    if args.command in ("plan", "move"):  # the whole portal into EspoCRM: no --from, --to
+        planning = args.command == "plan"
+        return _plan(args, schemas, environ or os.environ, out) if planning else _move(args, environ or os.environ, out)
     if args.source == args.target:
         print("error: --from and --to name the same CRM", file=out)
         return EXIT_USAGE
@@ -239,6 +248,54 @@ def _plan(args: argparse.Namespace, schemas: SchemaReader, environ: Mapping[str,
     print(plan.report(), file=out)
     print(f"\nplan: {args.out} (provisioning reads its custom fields and options)", file=out)
     return 0
+
+
+def _move(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO) -> int:
+    try:
+        plan = MigrationPlan.from_json(args.plan.read_bytes())
+    except (OSError, ValueError) as exc:
+        print(f"error: --plan {args.plan}: not a plan written by the plan command ({type(exc).__name__})", file=out)
+        return EXIT_USAGE
+    try:
+        bitrix24, espocrm = _providers(
+            CrmProviderName.BITRIX24.value, CrmProviderName.ESPOCRM.value, args.requests_per_second, environ
+        )
+    except SettingsError as exc:
+        print(f"error: the move reads Bitrix24 and writes EspoCRM, configured as for the functions: {exc}", file=out)
+        return EXIT_USAGE
+    kind = "dry-run" if args.dry_run else "move"
+    move = None
+    try:
+        if not (isinstance(bitrix24, Bitrix24Provider) and isinstance(espocrm, EspoCrmProvider)):  # pragma: no cover
+            raise SettingsError("the move reads Bitrix24 and writes EspoCRM through their own providers")
+        reader = PortalReader(bitrix24)
+        source, target = reader.schema(), read_schema(espocrm)
+        move = Move(
+            reader,
+            EspoCrmTarget(espocrm, target),
+            MoveContext(plan, source, target),
+            checkpoint_path=args.checkpoint or Path(".move-bitrix24-espocrm.json"),
+            report_path=args.report or Path(f"{kind}-bitrix24-espocrm-{_stamp()}.csv"),
+            dry_run=args.dry_run,
+            restart=args.restart,
+            progress=None if args.no_progress else _progress_bar(),
+        )
+        checkpoint = move.run()
+    except KeyboardInterrupt:
+        print("\ninterrupted; run the same command again to continue", file=out)
+        return EXIT_INTERRUPTED
+    except CrmError as error:
+        print(f"error: {error.provider} failed: {error} (kind {error.kind.value}); rerun to continue", file=out)
+        return EXIT_INCOMPLETE
+    finally:
+        bitrix24.close()
+        espocrm.close()
+    verb = "would be" if args.dry_run else "were"
+    print(f"{kind} bitrix24 -> espocrm: records by entity, what {verb} done:", file=out)
+    print("\n".join(move.summary()), file=out)
+    print(f"notes: {move.notes_copied}; files: {move.files_copied}; report: {checkpoint.report}", file=out)
+    failed = sum(counts[FAILED] for counts in move.counts.values())
+    return EXIT_INCOMPLETE if failed else 0
 
 
 def _user_mapping(path: Path) -> dict[str, str]:

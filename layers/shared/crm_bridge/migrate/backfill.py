@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 from crm_bridge.delivery.backoff import RetrySchedule
 from crm_bridge.errors import CrmError, ErrorKind
@@ -56,7 +56,7 @@ class Checkpoint:
         return (self.source, self.target, self.since) == (source, target, since.isoformat() if since else None)
 
     @classmethod
-    def load(cls, path: Path) -> Checkpoint | None:
+    def load(cls, path: Path) -> Self | None:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:

@@ -150,19 +150,20 @@ class PortalReader:
 
     # --- records -----------------------------------------------------------------------------------
 
-    def records(self, entity: SourceEntity) -> Iterator[dict[str, Any]]:
+    def records(self, entity: SourceEntity, *, after: int = 0) -> Iterator[dict[str, Any]]:
         """Every record of ``entity`` with every field (user fields, the multi-fields named; an
-        activity with its COMMUNICATIONS and FILES), in ID order, ``pages_per_batch`` pages of 50 a request."""
+        activity with its COMMUNICATIONS and FILES), in ID order, ``pages_per_batch`` pages of 50 a request;
+        ``after``: only those of a greater ID (a resumed move)."""
         method = f"crm.{entity}.list"
         select = ["*", "UF_*"] if entity is not SourceEntity.ACTIVITY else ["*", "COMMUNICATIONS", "FILES"]
         if entity in _HAS_MULTIFIELDS:
             select += MULTIFIELDS
-        last = 0
+        last = after
         while True:
             commands: dict[str, tuple[str, dict[str, Any]]] = {}
             for index in range(self._pages_per_batch):
-                after: Any = last if index == 0 else batch_reference(f"p{index - 1}", PAGE - 1, "ID")
-                listing = {"filter": {">ID": after}, "order": {"ID": "ASC"}, "select": select, "start": -1}
+                bound: Any = last if index == 0 else batch_reference(f"p{index - 1}", PAGE - 1, "ID")
+                listing = {"filter": {">ID": bound}, "order": {"ID": "ASC"}, "select": select, "start": -1}
                 commands[f"p{index}"] = (method, listing)
             answers = self._batch(commands, checked=False)  # pages after a short one are not used
             for index in range(self._pages_per_batch):
