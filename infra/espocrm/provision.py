@@ -95,6 +95,8 @@ MOVE_FIELD_TYPES = frozenset(
         "date",
         "datetime",
         "url",
+        "urlMultiple",
+        "array",
         "file",
         "attachmentMultiple",
         "link",

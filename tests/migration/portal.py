@@ -438,7 +438,8 @@ class _Seeder:
                 "FILES": (file_id,) if file_id else (),
             }
             communications = [
-                {"ID": str(number), "TYPE": "PHONE" if type_id == "2" else "EMAIL", "VALUE": f"student{number}",
+                {"ID": str(number), "TYPE": "PHONE" if type_id == "2" else "EMAIL",
+                 "VALUE": f"+90 532 000 {number:04d}" if type_id == "2" else f"student{number}@mail.example",
                  "ENTITY_ID": owner_id, "ENTITY_TYPE_ID": str(ENTITY_TYPE_IDS[entity])}
             ] if type_id in ("2", "4") else []  # fmt: skip
             # A deal's call or meeting shows on its student's contact too (a second binding).

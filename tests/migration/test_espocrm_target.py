@@ -106,7 +106,7 @@ class _SimulatedAdmin:
         return self.sim.file(file_id).content
 
 
-class _RealAdmin:
+class RealAdmin:
     def __init__(self, real: RealEspoCrm) -> None:
         self._http = httpx.Client(
             base_url=f"{real.site.url}/api/v1/", auth=(real.site.admin_user, real.site.admin_password), timeout=120
@@ -148,23 +148,27 @@ def _provider(url: str, api_key: str) -> EspoCrmProvider:
     return provider
 
 
-def _simulated_plan(sim: SimulatedEspoCrm) -> None:
-    """What ``provision --plan PLAN`` leaves in the simulator (the command itself is tested on the
+def simulated_plan(sim: SimulatedEspoCrm, plan: Provisioning = PLAN) -> None:
+    """What ``provision --plan`` leaves in the simulator (the command itself is tested on the
     admin simulator in tests/infra_espocrm and on the real server here)."""
     mapping = load_field_mapping().espocrm
-    fields = [*provision.move_field_specs(PLAN, mapping)]
+    fields = [*provision.move_field_specs(plan, mapping)]
     for spec in fields:
         if spec.entity != "Lead" or spec.attribute not in sim.custom_attributes:
             definition = {key: value for key, value in spec.definition.items() if key not in ("name", "label")}
             sim.moved.add_field(spec.entity, spec.attribute, definition, spec.definition["label"])
-    for item in PLAN.enum_options:
+        if spec.entity == "Lead":
+            suffixes = {"currency": ("", "Currency"), "file": ("Id",), "attachmentMultiple": ("Ids",), "link": ("Id",)}
+            for suffix in suffixes.get(str(spec.definition.get("type")), ("",)):
+                sim.add_attribute(spec.attribute + suffix)
+    for item in plan.enum_options:
         definition = sim.moved.definitions[item.entity][item.attribute]
         definition["options"] = [*definition["options"], *item.options]
         if item.probabilities:
             definition["probabilityMap"] = {**definition["probabilityMap"], **item.probabilities}
         if item.entity == "Lead":
             sim.define_field(item.attribute, options=definition["options"])
-    sim.moved.currencies += PLAN.currencies
+    sim.moved.currencies += plan.currencies
 
 
 @pytest.fixture(params=["simulator", pytest.param("real-espocrm", marks=pytest.mark.real_espocrm)])
@@ -174,15 +178,15 @@ def target(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.M
         lead_links = [f"{item.name}Id" for item in PLAN.fields if item.entity == "Lead" and item.type == "link"]
         customs = (*DEFAULT_CUSTOM_ATTRIBUTES, *lead_links)
         with SimulatedEspoCrm(api_key=API_KEY, custom_attributes=customs, migration_role=True) as sim:
-            _simulated_plan(sim)
+            simulated_plan(sim)
             provider = _provider(sim.base_url, API_KEY)
             yield Target(provider, _SimulatedAdmin(sim), run)
             provider.close()
         return
     real: RealEspoCrm = request.getfixturevalue("real_espocrm")
-    admin = _RealAdmin(real)
-    with _live_role_kept(admin):
-        code, out = _provision_real(real, tmp_path, monkeypatch)
+    admin = RealAdmin(real)
+    with live_role_kept(admin):
+        code, out = provision_real(real, tmp_path, monkeypatch)
         assert code == 0, out
         provider = _provider(real.site.url, real.api_key)
         try:
@@ -192,10 +196,12 @@ def target(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.M
     admin.close()
 
 
-def _provision_real(real: RealEspoCrm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str]:
-    """``provision --plan PLAN`` against the real server, as an operator runs it."""
+def provision_real(
+    real: RealEspoCrm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *args: str, plan: Provisioning = PLAN
+) -> tuple[int, str]:
+    """``provision --plan`` against the real server, as an operator runs it."""
     plan_file = tmp_path / "provisioning.json"
-    plan_file.write_text(json.dumps(PLAN.to_json()), encoding="utf-8")
+    plan_file.write_text(json.dumps(plan.to_json()), encoding="utf-8")
     monkeypatch.setenv(provision.PASSWORD_VARIABLE, real.site.admin_password)
     out = io.StringIO()
     code = provision.run(["--url", real.site.url, "--plan", str(plan_file), *args], out, io.StringIO())
@@ -203,7 +209,7 @@ def _provision_real(real: RealEspoCrm, tmp_path: Path, monkeypatch: pytest.Monke
 
 
 @contextmanager
-def _live_role_kept(admin: _RealAdmin) -> Iterator[None]:
+def live_role_kept(admin: RealAdmin) -> Iterator[None]:
     """Other tests of the session expect the live flow's role (leads only): given back afterwards."""
     roles = admin.request("GET", "Role", params={"select": "id,name,data"}).json()["list"]
     role = next(role for role in roles if role["name"] == provision.DEFAULT_ROLE_NAME)
@@ -217,13 +223,13 @@ def _live_role_kept(admin: _RealAdmin) -> Iterator[None]:
 def test_the_move_provisioning_on_the_real_server_is_idempotent(
     real_espocrm: RealEspoCrm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    admin = _RealAdmin(real_espocrm)
+    admin = RealAdmin(real_espocrm)
     try:
-        with _live_role_kept(admin):
-            assert _provision_real(real_espocrm, tmp_path, monkeypatch)[0] == 0
+        with live_role_kept(admin):
+            assert provision_real(real_espocrm, tmp_path, monkeypatch)[0] == 0
 
-            code, out = _provision_real(real_espocrm, tmp_path, monkeypatch)
-            dry_code, dry_out = _provision_real(real_espocrm, tmp_path, monkeypatch, "--dry-run")
+            code, out = provision_real(real_espocrm, tmp_path, monkeypatch)
+            dry_code, dry_out = provision_real(real_espocrm, tmp_path, monkeypatch, "--dry-run")
 
             assert (code, dry_code) == (0, 0), out + dry_out
             assert "Nothing to change." in out

@@ -848,6 +848,12 @@ class SimulatedEspoCrm:
         """Undo :meth:`reject_attribute`: the admin fixed the field."""
         self._rejected.pop(attribute, None)
 
+    def add_attribute(self, attribute: str) -> None:
+        """A custom attribute provisioning created on Lead (``cTitle``, a currency's ``cXCurrency``, a
+        file's ``cXId``): writable and read back."""
+        if attribute not in self._custom:
+            self._custom.append(attribute)
+
     def require_attribute(self, attribute: str) -> None:
         """Make a (custom) field required, as an admin may: a create without a value for it is a
         400 ``{field: attribute, type: required}``, as is an update that empties it."""

@@ -26,6 +26,7 @@ from crm_bridge.migrate.schema import (
     TargetSchema,
     TargetUser,
 )
+from crm_bridge.normalization import normalize_phone
 
 ENTITY_OF_TYPE: Mapping[str, SourceEntity] = {
     "1": SourceEntity.LEAD,
@@ -245,6 +246,8 @@ class _Shaper:
                 self.files[attribute] = files
             return
         if source_type == "money":
+            if attribute.endswith("Currency"):
+                return  # set with its amount, from the one value "1500|EUR"
             amount, _, currency = str(value).partition("|")
             self.attributes[attribute] = float(amount)
             if currency:
@@ -291,7 +294,7 @@ class _Shaper:
         types = PHONE_TYPES.get(self.entity, {})
         self.attributes["phoneNumberData"] = [
             {
-                "phoneNumber": str(item["VALUE"]),
+                "phoneNumber": _phone(str(item["VALUE"])),
                 "primary": index == 0,
                 "type": types.get(str(item.get("VALUE_TYPE")), "Other"),
             }
@@ -398,6 +401,7 @@ class _Shaper:
         start, end = (_moment(record.get(name)) for name in ("START_TIME", "END_TIME"))
         description = _plain(record.get("DESCRIPTION") or "")
         if entity == "Email":
+            values["subject"] = values["name"]  # required by the real server (fixture 49); name is its alias
             values |= {"dateSent": start or end, "isHtml": str(record.get("DESCRIPTION_TYPE")) == _HTML}
             values["body"] = description
             self._addresses()
@@ -433,8 +437,8 @@ class _Shaper:
         ours = owner.email if owner and owner.email else None
         incoming = str(self.record.get("DIRECTION")) == "1"
         sender, receivers = (theirs[:1], [ours]) if incoming else ([ours], theirs)
-        if sender and sender[0]:
-            self.attributes["from"] = sender[0]
+        if (sender and sender[0]) or ours:  # the server requires a sender (fixture 49): the owner's if unknown
+            self.attributes["from"] = sender[0] if sender and sender[0] else ours
         to = [address for address in receivers if address]
         if to:
             self.attributes["to"] = ";".join(to)
@@ -462,6 +466,15 @@ _ACTIVITY_FIELDS = frozenset(
     }
 )
 """The activity fields :meth:`_Shaper.activity` shapes (their meaning depends on the entity)."""
+
+
+def _phone(value: str) -> str:
+    """A number as EspoCRM stores it (E.164: it parses what starts with +), so a rerun compares equal;
+    one that is no phone number as the portal holds it."""
+    try:
+        return normalize_phone(value)
+    except ValueError:
+        return value
 
 
 def _messenger_attribute(kind: str) -> str:

@@ -1,0 +1,308 @@
+"""The whole portal moved (#23): ``python -m crm_bridge.migrate move`` with the agency's portal at a small
+scale, into the EspoCRM simulator and the real EspoCRM 8.4.2, provisioned from the plan first as an
+operator does. Every seeded record is found with its links, owner, stage name, list labels, chat
+handles, files and notes; a rerun writes nothing; an interrupted run resumes without duplicates.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crm_bridge.field_mapping import load_field_mapping
+from crm_bridge.migrate.__main__ import EXIT_INTERRUPTED, run
+from crm_bridge.migrate.bitrix24_portal import PortalReader
+from crm_bridge.migrate.espocrm_target import EspoCrmTarget, read_schema, source_key
+from crm_bridge.migrate.plan import MigrationPlan, make_plan
+from crm_bridge.migrate.schema import ACTIVITY_TARGETS, TARGET_ENTITY, SourceEntity
+from crm_bridge.providers import build_provider
+from crm_bridge.providers.bitrix24 import Bitrix24Provider
+from crm_bridge.providers.espocrm import EspoCrmProvider
+from crm_bridge.settings import CrmProviderName, load_settings
+from tests.migration.portal import AgencyPortal, seed_agency_portal
+from tests.migration.test_espocrm_target import RealAdmin, live_role_kept, provision_real, simulated_plan
+from tests.real_crm.fixtures import RealEspoCrm
+from tests.simulators.bitrix24 import SimulatedBitrix24
+from tests.simulators.espocrm import SimulatedEspoCrm
+
+SCALE = 0.02
+BITRIX24_TOKEN = "move0bitrix0token42"
+API_KEY = "move-espo-key-3b9e"
+
+
+@dataclass
+class World:
+    """The seeded portal, a provisioned EspoCRM, the plan, and the command's environment."""
+
+    bitrix24: SimulatedBitrix24
+    portal: AgencyPortal
+    espocrm: EspoCrmProvider
+    plan: MigrationPlan
+    env: dict[str, str]
+    workdir: Path
+    owners: dict[str, str]
+    """Bitrix24 user id → the EspoCRM user id that owns their records."""
+    requests: Counter[str]
+
+    def move(self, *args: str) -> tuple[int, str]:
+        out = io.StringIO()
+        files = ["--plan", str(self.workdir / "plan.json"), "--checkpoint", str(self.workdir / "move.json")]
+        code = run(["move", *files, "--report", str(self.workdir / "move.csv"), "--no-progress", *args], out, self.env)
+        return code, out.getvalue()
+
+    def report(self) -> list[dict[str, str]]:
+        with (self.workdir / "move.csv").open(encoding="utf-8") as file:
+            return list(csv.DictReader(file))
+
+
+def _provider(env: dict[str, str], name: CrmProviderName) -> Any:
+    return build_provider(load_settings({**env, "CRM_PROVIDER": "espocrm"}), load_field_mapping(), name=name)
+
+
+def _filled(reader: PortalReader) -> dict[SourceEntity, set[str]]:
+    """The fields some record holds a value in (and the messenger kinds in use: ``IM.TELEGRAM``), so
+    that provisioning creates only what the portal uses, as the plan's ``filled`` allows."""
+    filled: dict[SourceEntity, set[str]] = {}
+    for kind in (SourceEntity.COMPANY, SourceEntity.CONTACT, SourceEntity.DEAL, SourceEntity.LEAD):
+        names = filled.setdefault(kind, set())
+        for record in reader.records(kind):
+            names |= {name for name, value in record.items() if value not in (None, "", [], {})}
+            names |= {f"IM.{item['VALUE_TYPE']}" for item in record.get("IM") or ()}
+    return filled
+
+
+def _planned(
+    bitrix24: SimulatedBitrix24, espocrm: EspoCrmProvider, env: dict[str, str], users: dict[str, str]
+) -> MigrationPlan:
+    portal = _provider(env, CrmProviderName.BITRIX24)
+    assert isinstance(portal, Bitrix24Provider)
+    try:
+        reader = PortalReader(portal)
+        plan = make_plan(
+            reader.schema(),
+            read_schema(espocrm),
+            user_mapping={"1": users["aylin"]},
+            default_owner=users["office"],
+            filled=_filled(reader),
+        )
+    finally:
+        portal.close()
+    return plan
+
+
+def _currencies(bitrix24: SimulatedBitrix24) -> set[str]:
+    return {"EUR", "USD", "TRY"}  # what the seeder gives records (tests/migration/portal.py)
+
+
+@pytest.fixture(params=["simulator", pytest.param("real-espocrm", marks=pytest.mark.real_espocrm)])
+def world(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    run_id = uuid.uuid4().hex[:8]
+    requests: Counter[str] = Counter()
+    original = EspoCrmProvider._request
+
+    def counted(self: EspoCrmProvider, method: str, path: str, **kwargs: Any) -> Any:
+        requests[method] += 1
+        return original(self, method, path, **kwargs)
+
+    monkeypatch.setattr(EspoCrmProvider, "_request", counted)
+    real: RealEspoCrm | None = request.getfixturevalue("real_espocrm") if request.param == "real-espocrm" else None
+    with SimulatedBitrix24(token=BITRIX24_TOKEN, rate_per_second=None) as bitrix24:
+        portal = seed_agency_portal(bitrix24, scale=SCALE)
+        env = {"BITRIX24_WEBHOOK_URL": bitrix24.webhook_url, "BITRIX24_REQUESTS_PER_SECOND": "5"}
+        if real is None:
+            with SimulatedEspoCrm(api_key=API_KEY, migration_role=True) as sim:
+                users = {
+                    "aylin": sim.seed_user(f"aylin.{run_id}", "Aylin Koç", "aylin@agency.example"),
+                    "office": sim.seed_user(f"office.{run_id}", "Office", "office@agency.example"),
+                }
+                env |= {"ESPOCRM_URL": sim.base_url, "ESPOCRM_API_KEY": API_KEY}
+                yield from _world(
+                    bitrix24, portal, env, tmp_path, users, requests, lambda plan: simulated_plan(sim, plan)
+                )
+            return
+        bitrix24.router.route(host="127.0.0.1").pass_through()  # the real server is on loopback
+        admin = RealAdmin(real)
+        try:
+            users = {
+                name: admin.seed_user(
+                    f"{name}.{run_id}", f"{name.title()} {run_id}", f"{name}.{run_id}@agency.example", active=True
+                )
+                for name in ("aylin", "office")
+            }
+            env |= {"ESPOCRM_URL": real.site.url, "ESPOCRM_API_KEY": real.api_key}
+
+            def provision(plan: Any) -> None:
+                code, out = provision_real(real, tmp_path, monkeypatch, plan=plan)
+                assert code == 0, out
+
+            with live_role_kept(admin):
+                # The role reads every moved entity only once provisioned for a move: a first
+                # provisioning of the key fields lets the plan read the schema it places into.
+                provision(MigrationPlan((), (), (), (), (), ()).provisioning())
+                yield from _world(bitrix24, portal, env, tmp_path, users, requests, provision)
+        finally:
+            admin.close()
+
+
+def _world(
+    bitrix24: SimulatedBitrix24,
+    portal: AgencyPortal,
+    env: dict[str, str],
+    workdir: Path,
+    users: dict[str, str],
+    requests: Counter[str],
+    provision: Any,
+) -> Iterator[World]:
+    espocrm = _provider(env, CrmProviderName.ESPOCRM)
+    try:
+        user_names = {user.id: user.user_name for user in read_schema(espocrm).users}
+        plan = _planned(bitrix24, espocrm, env, {name: user_names[user_id] for name, user_id in users.items()})
+        provision(plan.provisioning(_currencies(bitrix24)))
+        (workdir / "plan.json").write_text(plan.to_json(), encoding="utf-8")
+        owners = {user_id: users["aylin"] if user_id == "1" else users["office"] for user_id in portal.users}
+        requests.clear()
+        bitrix24.reset_counts()
+        yield World(bitrix24, portal, espocrm, plan, env, workdir, owners, requests)
+    finally:
+        espocrm.close()
+
+
+def _copies(world: World) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every seeded record's copy, read in full, by (kind, Bitrix24 id); a missing one fails."""
+    target = EspoCrmTarget(world.espocrm, read_schema(world.espocrm))
+    copies = {}
+    for kind, ids in world.portal.ids.items():
+        for record_id in ids:
+            entity = _entity(world, kind, record_id)
+            found = target.find(entity, source_key("bitrix24", kind, record_id))
+            assert found is not None, (kind, record_id)
+            copies[(kind, record_id)] = found
+    return copies
+
+
+def _entity(world: World, kind: str, record_id: str) -> str:
+    if kind == "activity":
+        return ACTIVITY_TARGETS[world.bitrix24.entities.activities[int(record_id)]["TYPE_ID"]]
+    return TARGET_ENTITY[SourceEntity(kind)]
+
+
+def _stream(world: World, entity: str, record_id: str) -> list[dict[str, Any]]:
+    response = world.espocrm.request("GET", f"{entity}/{record_id}/stream", params={"maxSize": "200"})
+    return [note for note in response.json()["list"] if note.get("type") == "Post"]
+
+
+def test_the_agency_portal_moves_whole_and_a_rerun_writes_nothing(world: World) -> None:
+    code, out = world.move()
+    first_requests = world.bitrix24.requests, dict(world.requests)
+
+    assert code == 0, out
+    copies = _copies(world)
+    portal = world.bitrix24.entities
+    stages = {stage.stage: stage.option for stage in world.plan.deal_stages}
+    statuses = {stage.stage: stage.option for stage in world.plan.lead_statuses}
+    for (kind, record_id), copy in copies.items():
+        source = portal.activities[int(record_id)] if kind == "activity" else portal.record(kind, record_id)
+        owner = source.get("RESPONSIBLE_ID") if kind == "activity" else source.get("ASSIGNED_BY_ID")
+        assert copy["assignedUserId"] == world.owners[str(owner)], (kind, record_id)
+        if kind == "contact" and source.get("COMPANY_ID"):
+            assert copy["accountId"] == copies[("company", str(source["COMPANY_ID"]))]["id"]
+        if kind == "deal":
+            assert copy["stage"] == stages[source["STAGE_ID"]]
+            assert copies[("contact", str(source["CONTACT_ID"]))]["id"] in copy["contactsIds"]
+            assert copy["amountCurrency"] == "EUR"
+        if kind == "lead" and record_id not in world.portal.chat_only_leads:
+            assert copy["status"] == statuses[source["STATUS_ID"]]
+        if kind == "activity":
+            owner_kind = {"1": "lead", "2": "deal", "3": "contact", "4": "company"}[str(source["OWNER_TYPE_ID"])]
+            assert copy["parentId"] == copies[(owner_kind, str(source["OWNER_ID"]))]["id"]
+    for lead_id, (contact_id, company_id, deal_id) in world.portal.converted_leads.items():
+        lead = copies[("lead", lead_id)]
+        assert lead["createdContactId"] == copies[("contact", contact_id)]["id"]
+        assert lead["createdOpportunityId"] == copies[("deal", deal_id)]["id"]
+        if company_id:
+            assert lead["createdAccountId"] == copies[("company", company_id)]["id"]
+    for lead_id in world.portal.chat_only_leads:  # an Open Channel lead: its title and its chat handle
+        lead = copies[("lead", lead_id)]
+        assert lead["cTitle"].startswith("Telegram chat #")
+        assert lead.get("cImOpenline") or lead.get("cImImol")
+    master_stage = next(s.option for s in world.plan.deal_stages if s.pipeline == "Master")
+    assert master_stage.startswith("Master: ")
+    levels = {"Foundation", "Bachelor", "Master", "PhD"}
+    program_level = {f.name for f in world.plan.custom_fields if f.label == "Program level" and f.entity == "Lead"}
+    held = [
+        copy[name] for (kind, _), copy in copies.items() if kind == "lead" for name in program_level if copy.get(name)
+    ]
+    assert held
+    assert set(held) <= levels  # labels, never the option ids
+    note_files = []
+    for (kind, record_id), count in world.portal.comments.items():
+        copy = copies[(kind, record_id)]
+        posts = _stream(world, _entity(world, kind, record_id), copy["id"])
+        assert len(posts) == count, (kind, record_id)
+        assert all(" by " in post["post"].splitlines()[0] for post in posts)  # its author, in the text
+        note_files += [file_id for post in posts for file_id in post.get("attachmentsIds") or ()]
+    file_fields = {f.name for f in world.plan.custom_fields if f.type in ("file", "attachmentMultiple")}
+    record_files = [
+        file_id
+        for copy in copies.values()
+        for name in (*file_fields, "attachments")
+        for file_id in (copy.get(f"{name}Ids") or ([copy[f"{name}Id"]] if copy.get(f"{name}Id") else []))
+    ]
+    assert len(record_files) + len(note_files) == len(world.portal.file_ids)  # every file, once
+    assert not [row for row in world.report() if row["action"] == "failed"]
+    print(f"\nfirst move: {first_requests[0]} Bitrix24 requests, EspoCRM requests {first_requests[1]}")
+
+    world.requests.clear()
+    world.bitrix24.reset_counts()
+    code, out = world.move()
+
+    assert code == 0, out
+    assert {row["action"] for row in world.report()} == {"unchanged"}, out
+    assert "notes: 0; files: 0" in out
+    assert world.requests["POST"] == world.requests["PUT"] == 0
+    print(f"rerun: {world.bitrix24.requests} Bitrix24 requests, EspoCRM requests {dict(world.requests)}")
+
+
+def test_an_interrupted_move_resumes_where_it_stopped_without_duplicates(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = EspoCrmTarget.write
+    writes = Counter[str]()
+
+    def write(self: EspoCrmTarget, entity: str, key: str, *args: Any, **kwargs: Any) -> Any:
+        writes["all"] += 1
+        if writes["all"] == 30:  # among the contacts
+            raise KeyboardInterrupt
+        return original(self, entity, key, *args, **kwargs)
+
+    monkeypatch.setattr(EspoCrmTarget, "write", write)
+    code, out = world.move()
+    assert code == EXIT_INTERRUPTED, out
+    monkeypatch.setattr(EspoCrmTarget, "write", original)
+
+    code, out = world.move()
+
+    assert code == 0, out
+    copies = _copies(world)
+    assert len(copies) == sum(len(ids) for ids in world.portal.ids.values())
+    rows = world.report()
+    keys = [row["source_record"] for row in rows]
+    assert len(keys) == len(set(keys)) == len(copies)  # each record once across both runs
+    assert {row["action"] for row in rows} == {"created"}
+
+
+def test_a_dry_run_counts_what_the_plan_expects_and_writes_nothing(world: World) -> None:
+    code, out = world.move("--dry-run")
+
+    assert code == 0, out
+    assert world.requests["POST"] == world.requests["PUT"] == 0
+    for kind, ids in world.portal.ids.items():
+        assert f"  {kind}: created {len(ids)}" in out, out
