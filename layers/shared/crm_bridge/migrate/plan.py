@@ -332,8 +332,8 @@ class _Planner:
             and meaning.attributes[0] not in {"status", "stage"}
         ):
             owner, _, name = (meaning.options_of or f"{entity}.{meaning.attributes[0]}").partition(".")
-            statuses = self._items(source_field)
-            stock = SOURCES if _status_type(source_field) == "SOURCE" else {}
+            statuses = list_items(self.source, source_field)
+            stock = SOURCES if status_type(source_field) == "SOURCE" else {}
             self._choose(owner, name, [(status.id, status.label) for status in statuses], stock)
         return Placement(source_field.name, source_field.title, Where.SAME, meaning.attributes, meaning.note)
 
@@ -439,11 +439,7 @@ class _Planner:
     def _labels(self, source_field: SourceField) -> tuple[str, ...]:
         if source_field.type in ACTIVITY_ENUMS:
             return ACTIVITY_ENUMS[source_field.type]
-        return tuple(option.label for option in self._items(source_field))
-
-    def _items(self, source_field: SourceField) -> tuple[Option, ...]:
-        """A list's items: its own (an enumeration's), else its status list's (``crm.status.list``)."""
-        return source_field.options or self.source.statuses.get(_status_type(source_field), ())
+        return tuple(option.label for option in list_items(self.source, source_field))
 
     def _need(
         self, kind: SourceEntity, source_field: SourceField, needed: CustomField, *, any_type: bool = False
@@ -608,7 +604,12 @@ def _probabilities(stages: Sequence[Stage]) -> list[int]:
     ]
 
 
-def _status_type(source_field: SourceField) -> str:
+def list_items(source: SourceSchema, source_field: SourceField) -> tuple[Option, ...]:
+    """A list's items: its own (an enumeration's), else its status list's (``crm.status.list``)."""
+    return source_field.options or source.statuses.get(status_type(source_field), ())
+
+
+def status_type(source_field: SourceField) -> str:
     """Which status list a crm_status field takes its items from (``statusType`` of a standard field,
     ``ENTITY_TYPE`` of a user field's settings)."""
     return str(source_field.settings.get("statusType") or source_field.settings.get("ENTITY_TYPE") or "")

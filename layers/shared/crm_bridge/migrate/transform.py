@@ -16,13 +16,23 @@ from typing import Any
 
 from crm_bridge.migrate.espocrm_target import espocrm_moment
 from crm_bridge.migrate.meanings import ACTIVITY_ENUMS, MESSENGERS, PHONE_TYPES, SOURCES
-from crm_bridge.migrate.plan import EntityPlan, MigrationPlan, Placement, Where, existing_option
+from crm_bridge.migrate.plan import (
+    EntityPlan,
+    MigrationPlan,
+    Placement,
+    Where,
+    existing_option,
+    list_items,
+    status_type,
+)
 from crm_bridge.migrate.schema import (
     ACTIVITY_TARGETS,
     TARGET_ENTITY,
+    CustomField,
     SourceEntity,
     SourceField,
     SourceSchema,
+    TargetField,
     TargetSchema,
     TargetUser,
 )
@@ -233,11 +243,20 @@ class _Shaper:
                 continue  # held by the other side of the link (the lead's createdContact)
             self._set(attribute, self.fields.get(name), value, placement)
 
+    def _target(self, attribute: str) -> TargetField | CustomField | None:
+        """EspoCRM's field, or the one the plan has provisioning create."""
+        existing = self.context.target.fields.get(self.entity, {}).get(attribute)
+        if existing is not None:
+            return existing
+        return next(
+            (f for f in self.context.plan.custom_fields if (f.entity, f.name) == (self.entity, attribute)), None
+        )
+
     def _set(self, attribute: str, source_field: SourceField | None, value: Any, placement: Placement) -> None:
         if attribute in _LINKS:
             self._link(attribute, value)
             return
-        target = self.context.target.fields.get(self.entity, {}).get(attribute)
+        target = self._target(attribute)
         target_type = target.type if target is not None else ""
         source_type = source_field.type if source_field is not None else "string"
         if target_type in {"file", "attachmentMultiple"}:
@@ -253,7 +272,7 @@ class _Shaper:
             if currency:
                 self.attributes[f"{attribute}Currency"] = currency
             return
-        if attribute.endswith(("Street", "City", "State", "PostalCode", "Country")) and target is None:
+        if placement.field.startswith(("ADDRESS", "REG_ADDRESS")):  # parts of one address
             self.parts.setdefault(attribute, []).append(str(value))
             return
         self.attributes[attribute] = self._value(attribute, source_field, source_type, target_type, value)
@@ -261,7 +280,9 @@ class _Shaper:
     def _value(  # noqa: PLR0911 - one form per type
         self, attribute: str, source_field: SourceField | None, source_type: str, target_type: str, value: Any
     ) -> Any:
-        if source_field is not None and (source_field.options or source_type in ACTIVITY_ENUMS):
+        if source_field is not None and (
+            list_items(self.context.source, source_field) or source_type in ACTIVITY_ENUMS
+        ):
             labels = [self._option(attribute, source_field, item) for item in _listed(value)]
             return labels if target_type in {"multiEnum", "array"} or source_field.multiple else labels[0]
         if source_type in {"user", "employee"}:
@@ -319,7 +340,7 @@ class _Shaper:
     def _websites(self, placement: Placement, value: Any) -> None:
         addresses = [str(item["VALUE"]) for item in _multifield(value)]
         attribute = placement.attributes[0]
-        target = self.context.target.fields.get(self.entity, {}).get(attribute)
+        target = self._target(attribute)
         if target is not None and target.type in {"urlMultiple", "array"}:
             self.attributes[attribute] = addresses
             return
@@ -352,13 +373,14 @@ class _Shaper:
             labels = ACTIVITY_ENUMS[source_field.type]
             index = int(item) - 1 if str(item).isdigit() else -1
             return labels[index] if 0 <= index < len(labels) else str(item)
-        label = next((option.label for option in source_field.options if option.id == str(item)), str(item))
-        target = self.context.target.fields.get(self.entity, {}).get(attribute)
+        items = list_items(self.context.source, source_field)
+        label = next((option.label for option in items if option.id == str(item)), str(item))
+        target = self._target(attribute)
         if target is None or not target.options:
             return label
         existing = {option.casefold(): option for option in target.options}
-        status_type = str(source_field.settings.get("statusType") or "")
-        return existing_option(existing, str(item), label, SOURCES if status_type == "SOURCE" else None) or label
+        stock = SOURCES if status_type(source_field) == "SOURCE" else None
+        return existing_option(existing, str(item), label, stock) or label
 
     def _link(self, attribute: str, value: Any) -> None:
         kind, many = _LINKS[attribute]
