@@ -151,6 +151,7 @@ def test_a_deal_goes_to_its_pipelines_stage_with_amount_and_close_date(
         "COMPANY_ID": "7",
         "CLOSEDATE": "2025-09-01T03:00:00+03:00",
         "ASSIGNED_BY_ID": "7",
+        "SOURCE_ID": "WEB",
         "UF_CRM_TUITION": "9800|EUR",
     }
     stage = next(s.option for s in context.plan.deal_stages if s.stage == "C1:PREPARATION")
@@ -163,6 +164,7 @@ def test_a_deal_goes_to_its_pipelines_stage_with_amount_and_close_date(
     assert (values["accountId"], values["contactId"], values["contactsIds"]) == ("acc-7", "con-12", ["con-12"])
     assert (values["cTuition"], values["cTuitionCurrency"]) == (9800.0, "EUR")
     assert values["assignedUserId"] == "u3"
+    assert values["leadSource"] == "Web Site"  # Lead.source's option, which leadSource takes
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from crm_bridge.migrate.espocrm_target import espocrm_moment
-from crm_bridge.migrate.meanings import ACTIVITY_ENUMS, MESSENGERS, PHONE_TYPES, SOURCES
+from crm_bridge.migrate.meanings import ACTIVITY_ENUMS, MESSENGERS, PHONE_TYPES, SOURCES, STANDARD, Meaning
 from crm_bridge.migrate.plan import (
     EntityPlan,
     MigrationPlan,
@@ -375,7 +375,10 @@ class _Shaper:
             return labels[index] if 0 <= index < len(labels) else str(item)
         items = list_items(self.context.source, source_field)
         label = next((option.label for option in items if option.id == str(item)), str(item))
-        target = self._target(attribute)
+        meaning = STANDARD.get(self.entity, {}).get(source_field.name)
+        options_of = meaning.options_of if isinstance(meaning, Meaning) else ""
+        owner, _, held_by = options_of.partition(".")  # Opportunity.leadSource takes Lead.source's options
+        target = self.context.target.fields.get(owner, {}).get(held_by) if options_of else self._target(attribute)
         if target is None or not target.options:
             return label
         existing = {option.casefold(): option for option in target.options}
