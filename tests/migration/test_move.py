@@ -67,39 +67,49 @@ def _provider(env: dict[str, str], name: CrmProviderName) -> Any:
     return build_provider(load_settings({**env, "CRM_PROVIDER": "espocrm"}), load_field_mapping(), name=name)
 
 
-def _filled(reader: PortalReader) -> dict[SourceEntity, set[str]]:
-    """The fields some record holds a value in (and the messenger kinds in use: ``IM.TELEGRAM``), so
-    that provisioning creates only what the portal uses, as the plan's ``filled`` allows."""
+@dataclass(frozen=True)
+class Inventory:
+    """What the portal's records hold: the fields some record fills (and the messenger kinds in use,
+    ``IM.TELEGRAM``), so that provisioning creates only what the portal uses, as the plan's
+    ``filled`` allows; and the currencies of their amounts, which EspoCRM must list."""
+
+    filled: dict[SourceEntity, set[str]]
+    currencies: set[str]
+
+
+def _inventory(reader: PortalReader) -> Inventory:
     filled: dict[SourceEntity, set[str]] = {}
+    currencies: set[str] = set()
     for kind in (SourceEntity.COMPANY, SourceEntity.CONTACT, SourceEntity.DEAL, SourceEntity.LEAD):
         names = filled.setdefault(kind, set())
         for record in reader.records(kind):
-            names |= {name for name, value in record.items() if value not in (None, "", [], {})}
+            values = {name: value for name, value in record.items() if value not in (None, "", [], {})}
+            names |= set(values)
             names |= {f"IM.{item['VALUE_TYPE']}" for item in record.get("IM") or ()}
-    return filled
+            currencies |= {str(value).partition("|")[2] for value in values.values() if "|" in str(value)} - {""}
+            if values.get("CURRENCY_ID"):
+                currencies.add(str(values["CURRENCY_ID"]))
+    return Inventory(filled, currencies)
 
 
-def _planned(
-    bitrix24: SimulatedBitrix24, espocrm: EspoCrmProvider, env: dict[str, str], users: dict[str, str]
-) -> MigrationPlan:
+def _planned(espocrm: EspoCrmProvider, env: dict[str, str], users: dict[str, str]) -> tuple[MigrationPlan, set[str]]:
+    """The plan of the seeded portal (Aylin paired by the users file, everyone else the office's)
+    and the currencies provisioning adds."""
     portal = _provider(env, CrmProviderName.BITRIX24)
     assert isinstance(portal, Bitrix24Provider)
     try:
         reader = PortalReader(portal)
+        inventory = _inventory(reader)
         plan = make_plan(
             reader.schema(),
             read_schema(espocrm),
             user_mapping={"1": users["aylin"]},
             default_owner=users["office"],
-            filled=_filled(reader),
+            filled=inventory.filled,
         )
     finally:
         portal.close()
-    return plan
-
-
-def _currencies(bitrix24: SimulatedBitrix24) -> set[str]:
-    return {"EUR", "USD", "TRY"}  # what the seeder gives records (tests/migration/portal.py)
+    return plan, inventory.currencies
 
 
 @pytest.fixture(params=["simulator", pytest.param("real-espocrm", marks=pytest.mark.real_espocrm)])
@@ -164,8 +174,8 @@ def _world(
     espocrm = _provider(env, CrmProviderName.ESPOCRM)
     try:
         user_names = {user.id: user.user_name for user in read_schema(espocrm).users}
-        plan = _planned(bitrix24, espocrm, env, {name: user_names[user_id] for name, user_id in users.items()})
-        provision(plan.provisioning(_currencies(bitrix24)))
+        plan, currencies = _planned(espocrm, env, {name: user_names[user_id] for name, user_id in users.items()})
+        provision(plan.provisioning(currencies))
         (workdir / "plan.json").write_text(plan.to_json(), encoding="utf-8")
         owners = {user_id: users["aylin"] if user_id == "1" else users["office"] for user_id in portal.users}
         requests.clear()
@@ -266,7 +276,7 @@ def test_the_agency_portal_moves_whole_and_a_rerun_writes_nothing(world: World) 
 
     assert code == 0, out
     assert {row["action"] for row in world.report()} == {"unchanged"}, out
-    assert "notes: 0; files: 0" in out
+    assert "notes: 0; files on records: 0" in out
     assert world.requests["POST"] == world.requests["PUT"] == 0
     print(f"rerun: {world.bitrix24.requests} Bitrix24 requests, EspoCRM requests {dict(world.requests)}")
 

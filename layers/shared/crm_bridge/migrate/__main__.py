@@ -293,7 +293,11 @@ def _move(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO) -> 
     verb = "would be" if args.dry_run else "were"
     print(f"{kind} bitrix24 -> espocrm: records by entity, what {verb} done:", file=out)
     print("\n".join(move.summary()), file=out)
-    print(f"notes: {move.notes_copied}; files: {move.files_copied}; report: {checkpoint.report}", file=out)
+    print(
+        f"notes: {move.notes_copied}; files on records: {move.files_copied} (a note's files go with it); "
+        f"report: {checkpoint.report}",
+        file=out,
+    )
     failed = sum(counts[FAILED] for counts in move.counts.values())
     return EXIT_INCOMPLETE if failed else 0
 

@@ -21,6 +21,7 @@ from crm_bridge.migrate.plan import (
     MigrationPlan,
     Placement,
     Where,
+    custom_name,
     existing_option,
     list_items,
     status_type,
@@ -333,7 +334,7 @@ class _Shaper:
         for item in _multifield(value):
             handles.setdefault(str(item.get("VALUE_TYPE") or "OTHER"), []).append(str(item["VALUE"]))
         for attribute in placement.attributes:
-            kind = next((kind for kind in MESSENGERS if attribute == _messenger_attribute(kind)), None)
+            kind = next((kind for kind in MESSENGERS if attribute == custom_name(f"IM_{kind}")), None)
             if kind in handles:
                 self.attributes[attribute] = ", ".join(handles[kind])
 
@@ -500,10 +501,6 @@ def _phone(value: str) -> str:
         return normalize_phone(value)
     except ValueError:
         return value
-
-
-def _messenger_attribute(kind: str) -> str:
-    return "cIm" + "".join(part.capitalize() for part in kind.split("_"))
 
 
 def _empty(value: Any) -> bool:
