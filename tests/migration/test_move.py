@@ -20,7 +20,7 @@ import pytest
 from crm_bridge.field_mapping import load_field_mapping
 from crm_bridge.migrate.__main__ import EXIT_INTERRUPTED, run
 from crm_bridge.migrate.bitrix24_portal import PortalReader
-from crm_bridge.migrate.espocrm_target import EspoCrmTarget, read_schema, source_key
+from crm_bridge.migrate.espocrm_target import KEYED_ENTITIES, EspoCrmTarget, read_schema, source_key
 from crm_bridge.migrate.plan import MigrationPlan, make_plan
 from crm_bridge.migrate.schema import ACTIVITY_TARGETS, TARGET_ENTITY, SourceEntity
 from crm_bridge.providers import build_provider
@@ -157,9 +157,20 @@ def world(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
                 # The role reads every moved entity only once provisioned for a move: a first
                 # provisioning of the key fields lets the plan read the schema it places into.
                 provision(MigrationPlan((), (), (), (), (), ()).provisioning())
+                _forget_moves(admin)
                 yield from _world(bitrix24, portal, env, tmp_path, users, requests, provision)
         finally:
             admin.close()
+
+
+def _forget_moves(admin: RealAdmin) -> None:
+    """The session's server keeps what earlier tests moved, and the seeded portal's ids are the same
+    every run: a move starts on a server holding no moved record (a throwaway server by contract)."""
+    where = {"where[0][type]": "isNotNull", "where[0][attribute]": "cSourceRecord"}
+    for entity in KEYED_ENTITIES:
+        while found := admin.request("GET", entity, params={"select": "id", "maxSize": "200", **where}).json()["list"]:
+            for record in found:
+                admin.request("DELETE", f"{entity}/{record['id']}")
 
 
 def _world(

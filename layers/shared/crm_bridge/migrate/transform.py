@@ -442,7 +442,8 @@ class _Shaper:
             self._people()
         if entity in {"Task", "Email"} and record.get("FILES"):
             self.files["attachments"] = [item for item in _listed(record["FILES"]) if isinstance(item, Mapping)]
-        self.attributes = {name: value for name, value in values.items() if value is not None}
+        # EspoCRM gives back an empty text as null: an empty value is not written, so a rerun compares equal
+        self.attributes = {name: value for name, value in values.items() if value not in (None, "")}
 
     def _people(self) -> None:
         ids: dict[str, set[str]] = {"contactsIds": set(), "leadsIds": set()}
