@@ -94,7 +94,8 @@ class Move:
         for entity, counts in checkpoint.counts.items():
             kind, _, action = entity.partition(":")
             self.counts.setdefault(kind, Counter())[action] = counts
-        report = Report(Path(checkpoint.report), REPORT_COLUMNS, append=checkpoint.cursor is not None)
+        resumed = checkpoint.cursor is not None or bool(checkpoint.done)
+        report = Report(Path(checkpoint.report), REPORT_COLUMNS, append=resumed)
         owners = owners_of(self.context.plan, self.context.target)
         try:
             for kind in SourceEntity:
