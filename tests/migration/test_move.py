@@ -327,3 +327,26 @@ def test_a_dry_run_counts_what_the_plan_expects_and_writes_nothing(world: World)
     assert world.requests["POST"] == world.requests["PUT"] == 0
     for kind, ids in world.portal.ids.items():
         assert f"  {kind}: created {len(ids)}" in out, out
+
+
+@pytest.mark.parametrize("world", ["simulator"], indirect=True)
+def test_leads_the_backfill_copied_are_brought_up_to_the_plan_not_duplicated(world: World) -> None:
+    out = io.StringIO()
+    files = ["--checkpoint", str(world.workdir / "backfill.json"), "--report", str(world.workdir / "backfill.csv")]
+    code = run(["backfill", "--from", "bitrix24", "--to", "espocrm", *files, "--no-progress"], out, world.env)
+    assert code == 0, out.getvalue()
+
+    code, output = world.move()
+
+    assert code == 0, output
+    leads = {row["source_record"]: row["action"] for row in world.report() if row["entity"] == "Lead"}
+    assert len(leads) == len(world.portal.ids["lead"])
+    with (world.workdir / "backfill.csv").open(encoding="utf-8") as file:
+        copied = [row["source_record"] for row in csv.DictReader(file) if row["action"] == "created"]
+    assert copied
+    assert {leads[key] for key in copied} <= {"updated", "unchanged"}  # found by its key, not created again
+    for key in leads:
+        found = world.espocrm.search(
+            [{"type": "equals", "attribute": "cSourceRecord", "value": key}], select=["cSourceRecord"], max_size=5
+        )
+        assert len(found) == 1, key
