@@ -204,7 +204,7 @@ class _Shaper:
         return Shaped(self.entity, self.attributes, self.files, tuple(self.unlinked))
 
     def _deal_defaults(self) -> None:
-        """EspoCRM requires an amount and a close date (fixture 54); its contacts panel lists
+        """EspoCRM requires an amount and a close date (metadata, fixture 56; 49); its contacts panel lists
         ``contacts``, so the deal's main contact is among them."""
         self.attributes.setdefault("amount", 0.0)
         fallback = self.record.get("BEGINDATE") or self.record.get("DATE_CREATE")
@@ -217,7 +217,7 @@ class _Shaper:
     def place(self, placement: Placement) -> None:
         name = placement.field
         value = self.record.get(name)
-        if placement.where is Where.NOT_MOVED or name == "ID" or (_empty(value) and name != "IM"):
+        if placement.where is Where.NOT_MOVED or name == "ID" or _empty(value):
             return
         if placement.where is Where.TEXT:
             self.text.append(f"{placement.label}: {_plain(value)}")
@@ -233,7 +233,7 @@ class _Shaper:
             "STAGE_ID": self._stage,
             "CATEGORY_ID": self._pipeline,
             "ADDRESS_COUNTRY_CODE": self._country_code,
-        }.get(name)
+        }.get("ADDRESS_COUNTRY_CODE" if name.endswith("ADDRESS_COUNTRY_CODE") else name)
         if special is not None and self.kind is not SourceEntity.ACTIVITY:
             special(placement, value)
             return
@@ -365,7 +365,7 @@ class _Shaper:
 
     def _country_code(self, placement: Placement, value: Any) -> None:
         """The country's code only where its name is empty."""
-        if _empty(self.record.get("ADDRESS_COUNTRY")):
+        if _empty(self.record.get(placement.field.removesuffix("_CODE"))):
             self.parts.setdefault(placement.attributes[0], []).append(str(value))
 
     def _option(self, attribute: str, source_field: SourceField, item: Any) -> str:
@@ -427,7 +427,7 @@ class _Shaper:
         start, end = (_moment(record.get(name)) for name in ("START_TIME", "END_TIME"))
         description = _plain(record.get("DESCRIPTION") or "")
         if entity == "Email":
-            values["subject"] = values["name"]  # required by the real server (fixture 49); name is its alias
+            values["subject"] = values["name"]  # required, as name and from are (metadata, fixture 56)
             values |= {"dateSent": start or end, "isHtml": str(record.get("DESCRIPTION_TYPE")) == _HTML}
             values["body"] = description
             self._addresses()
@@ -464,7 +464,7 @@ class _Shaper:
         ours = owner.email if owner and owner.email else None
         incoming = str(self.record.get("DIRECTION")) == "1"
         sender, receivers = (theirs[:1], [ours]) if incoming else ([ours], theirs)
-        if (sender and sender[0]) or ours:  # the server requires a sender (fixture 49): the owner's if unknown
+        if (sender and sender[0]) or ours:  # a required sender: the owner's when theirs is unknown
             self.attributes["from"] = sender[0] if sender and sender[0] else ours
         to = [address for address in receivers if address]
         if to:
