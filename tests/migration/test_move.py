@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from crm_bridge.field_mapping import load_field_mapping
-from crm_bridge.migrate.__main__ import EXIT_INTERRUPTED, run
+from crm_bridge.migrate.__main__ import EXIT_INTERRUPTED, EXIT_USAGE, run
 from crm_bridge.migrate.bitrix24_portal import PortalReader
 from crm_bridge.migrate.espocrm_target import KEYED_ENTITIES, EspoCrmTarget, read_schema, source_key
 from crm_bridge.migrate.plan import MigrationPlan, make_plan
@@ -350,3 +350,14 @@ def test_leads_the_backfill_copied_are_brought_up_to_the_plan_not_duplicated(wor
             [{"type": "equals", "attribute": "cSourceRecord", "value": key}], select=["cSourceRecord"], max_size=5
         )
         assert len(found) == 1, key
+
+
+def test_the_move_refuses_a_file_that_is_not_a_plan(tmp_path: Path) -> None:
+    provisioning = tmp_path / "provisioning.json"
+    provisioning.write_text('{"customFields": []}', encoding="utf-8")  # what provision reads, not the plan
+    out = io.StringIO()
+
+    code = run(["move", "--plan", str(provisioning), "--no-progress"], out, {})
+
+    assert code == EXIT_USAGE
+    assert "not a plan written by the plan command" in out.getvalue()
