@@ -8,10 +8,11 @@ repeated user name is a 409 ``userNameExists`` (``RecordHooks/User/BeforeCreate`
 key (and, for Hmac, secret) is generated on create and on ``UserSecurity/apiKey/generate`` and
 shown to admins (``Classes/Record/User/OutputFilter``); searches take ``searchParams`` JSON.
 
-For a whole-CRM move (recorded in 46-49): fields of any entity; an update without ``type`` is a 500
-with an empty body ("No type." in the server's log, 47); ``probabilityMap`` is kept only when
-``fieldManagerAdditionalParamList`` names it (48); ``EntityManager/action/createLink`` makes a
-``c``-prefixed link field and answers ``true`` (49); ``Settings`` holds ``currencyList`` (46).
+For a whole-CRM move (recorded in 48, 52-55, 60, 61): fields of any entity; an update without
+``type`` is a 500 with an empty body ("No type." in the server's log, 52); ``probabilityMap`` (54)
+and ``notActualOptions`` (60, 61) are kept only when ``fieldManagerAdditionalParamList`` names them;
+``EntityManager/action/createLink`` makes a ``c``-prefixed link field and answers ``true`` (55);
+``Settings`` holds ``currencyList`` (48).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class EspoAdminSimulator:
 
     def __init__(self, *, admin_password: str = ADMIN_PASSWORD, admin_is_admin: bool = True) -> None:
         self.entity_fields: dict[str, dict[str, dict[str, Any]]] = {
-            "Lead": {"status": dict(NATIVE_LEAD_STATUS)},
+            "Lead": {"status": copy.deepcopy(NATIVE_LEAD_STATUS)},
             "Opportunity": {"stage": copy.deepcopy(NATIVE_OPPORTUNITY_STAGE)},
         }
         self.fields = self.entity_fields["Lead"]
