@@ -97,11 +97,15 @@ MOVE_FIELD_TYPES = frozenset(
         "date",
         "datetime",
         "url",
+        "urlMultiple",
+        "array",
         "file",
         "attachmentMultiple",
         "link",
     }
 )
+"""What the plan asks for (``crm_bridge.migrate.plan``: a multiple url is a urlMultiple, any other
+multiple value an array); each is a type of EspoCRM 8.4.2's ``metadata/fields``."""
 # Set when the role is created; later hand edits of these are the admin's business.
 ROLE_DEFAULTS: dict[str, str] = {
     "userPermission": "no",
