@@ -161,9 +161,8 @@ def test_the_plan_closing_statuses_close_leads_once_provisioned_and_a_rerun_chan
         assert f"  = field {where}{field.name} ({field.type}) exists" in rerun
 
 
+@pytest.mark.parametrize("world", ["simulator"], indirect=True)  # the portal's side decides it
 def test_a_field_the_plan_cannot_place_stops_the_command_naming_it(world: World) -> None:
-    if world.real is not None:
-        pytest.skip("the portal's side decides this: the simulator run says it")
     world.bitrix24.entities.add_user_field("lead", "UF_CRM_ROOM", "resourcebooking", "Consultation room")
 
     code, out = world.plan("--default-owner", world.owner)
