@@ -472,7 +472,9 @@ def _options_update(
     if extra:
         listed = [item for item in existing.get("fieldManagerAdditionalParamList") or [] if isinstance(item, dict)]
         named = {item.get("name") for item in listed}
-        body |= extra | {"fieldManagerAdditionalParamList": listed + [{"name": n} for n in extra if n not in named]}
+        body |= extra | {
+            "fieldManagerAdditionalParamList": listed + [{"name": name} for name in extra if name not in named]
+        }
     added = [option for option in options if option not in (existing.get("options") or [])]
     change = (
         f"add option(s) {', '.join(added)} to" if added else "set the probabilities of" if probabilities else "update"
