@@ -5,8 +5,9 @@
     ESPOCRM_ADMIN_PASSWORD=... python -m infra.espocrm.provision --url https://crm.example.com --plan move.json
 
 ``--plan`` reads what a whole-CRM move's plan asks for (``crm_bridge.migrate.schema.Provisioning`` as
-JSON): custom fields on any entity, options of ``Lead.status`` and ``Opportunity.stage`` (with their
-probabilities), currencies; it adds the key field every moved record carries (``cSourceRecord``)
+JSON, as ``python -m crm_bridge.migrate plan`` writes it): custom fields on any entity, options of
+``Lead.status`` and ``Opportunity.stage`` (with their probabilities, and the closing statuses joining
+``notActualOptions``), currencies; it adds the key field every moved record carries (``cSourceRecord``)
 and gives the role what the move does besides leads (:data:`MIGRATION_PERMISSIONS`), which the live
 flow never needs: a role provisioned without ``--plan`` keeps to leads.
 
@@ -24,7 +25,8 @@ EspoCRM facts relied on (shared/research/espocrm-api.md §7 and §10, fixtures 3
   (32); reading one that does not exist is a 500 "Can't read field defs Lead.cX." (FieldManager::read);
 * a Role carries per-scope levels in ``data`` plus ``assignmentPermission``;
 * a field manager update (PUT) without ``type`` is a 500 "No type." (fixture 52), and keeps a
-  parameter such as ``probabilityMap`` only when ``fieldManagerAdditionalParamList`` names it (53, 54);
+  parameter such as ``probabilityMap`` or ``notActualOptions`` only when ``fieldManagerAdditionalParamList``
+  names it (53, 54; 60, 61);
 * a link to another entity is made by ``POST EntityManager/action/createLink`` (55): the field
   manager's ``link`` type alone makes a field without a relation;
 * an amount in a currency missing from ``Settings.currencyList`` is a 400 ``validCurrency`` (48);
@@ -102,6 +104,8 @@ MOVE_FIELD_TYPES = frozenset(
         "link",
     }
 )
+"""What the plan asks for (``crm_bridge.migrate.plan``: a multiple url is a urlMultiple, any other
+multiple value an array); each is a type of EspoCRM 8.4.2's ``metadata/fields``."""
 # Set when the role is created; later hand edits of these are the admin's business.
 ROLE_DEFAULTS: dict[str, str] = {
     "userPermission": "no",
@@ -424,7 +428,7 @@ def _plan_field(admin: EspoAdmin, spec: FieldSpec, result: Plan) -> None:
     missing = [option for option in spec.options if option and option not in current]
     if missing:
         result.actions.append(
-            _options_update(spec.entity, spec.attribute, existing, [*current, *missing], {}, where + spec.attribute)
+            _options_update(spec.entity, spec.attribute, existing, [*current, *missing], where + spec.attribute)
         )
         return
     result.lines.append(f"field {where}{spec.attribute} ({spec.describe()}) exists")
@@ -451,26 +455,48 @@ def _options_update(
     attribute: str,
     existing: dict[str, Any],
     options: list[str],
-    probabilities: Mapping[str, int],
     what: str,
+    *,
+    probabilities: Mapping[str, int] | None = None,
+    closing: Sequence[str] = (),
 ) -> Action:
     """A field manager update adding options: with its ``type`` (else a 500 "No type.", fixture 52) and,
-    for stage probabilities, the parameter list that lets ``probabilityMap`` be saved (fixtures 53, 54)."""
+    for stage probabilities or closing statuses, the parameter list that lets ``probabilityMap`` /
+    ``notActualOptions`` be saved (without it they are silently kept as they were: 53/54, 60/61)."""
     body: dict[str, Any] = {"type": existing.get("type"), "options": options}
+    extra: dict[str, Any] = {}
     if probabilities:
-        body["probabilityMap"] = {**_mapping_at(existing, "probabilityMap"), **probabilities}
-        body["fieldManagerAdditionalParamList"] = existing.get("fieldManagerAdditionalParamList") or [
-            {"name": "probabilityMap"}
-        ]
+        extra["probabilityMap"] = {**_mapping_at(existing, "probabilityMap"), **probabilities}
+    if closing:
+        extra["notActualOptions"] = [*_closing(existing), *closing]
+    if extra:
+        listed = [item for item in existing.get("fieldManagerAdditionalParamList") or [] if isinstance(item, dict)]
+        named = {item.get("name") for item in listed}
+        body |= extra | {
+            "fieldManagerAdditionalParamList": listed + [{"name": name} for name in extra if name not in named]
+        }
     added = [option for option in options if option not in (existing.get("options") or [])]
-    change = f"add option(s) {', '.join(added)} to" if added else "set the probabilities of"
+    change = (
+        f"add option(s) {', '.join(added)} to" if added else "set the probabilities of" if probabilities else "update"
+    )
+    closes = f"; {', '.join(closing)} close records (notActualOptions)" if closing else ""
     return Action(
-        ActionKind.UPDATE_FIELD, "PUT", f"Admin/fieldManager/{entity}/{attribute}", body, f"{change} field {what}"
+        ActionKind.UPDATE_FIELD,
+        "PUT",
+        f"Admin/fieldManager/{entity}/{attribute}",
+        body,
+        f"{change} field {what}{closes}",
     )
 
 
+def _closing(existing: Mapping[str, Any]) -> list[str]:
+    """The options that close a record (``notActualOptions``: a lead's "Converted", "Dead"...)."""
+    return [str(option) for option in existing.get("notActualOptions") or []]
+
+
 def _plan_enum_options(admin: EspoAdmin, item: EnumOptions, result: Plan) -> None:
-    """Options (the portal's stages) an existing enum lacks, appended after the ones it has."""
+    """Options (the portal's stages) an existing enum lacks, appended after the ones it has; their
+    probabilities, and the closing ones among them joining ``notActualOptions``."""
     what = f"{item.entity}.{item.attribute}"
     existing = admin.read_field(item.attribute, item.entity)
     if existing is None or existing.get("type") not in ("enum", "multiEnum"):
@@ -480,12 +506,22 @@ def _plan_enum_options(admin: EspoAdmin, item: EnumOptions, result: Plan) -> Non
     missing = [option for option in item.options if option not in current]
     known = _mapping_at(existing, "probabilityMap")
     probabilities = {stage: value for stage, value in item.probabilities.items() if known.get(stage) != value}
-    if missing or probabilities:
+    closing = [option for option in item.not_actual if option not in _closing(existing)]
+    if missing or probabilities or closing:
         result.actions.append(
-            _options_update(item.entity, item.attribute, existing, [*current, *missing], probabilities, what)
+            _options_update(
+                item.entity,
+                item.attribute,
+                existing,
+                [*current, *missing],
+                what,
+                probabilities=probabilities,
+                closing=closing,
+            )
         )
         return
-    result.lines.append(f"field {what} has the options {', '.join(item.options)}")
+    closed = f"; {', '.join(item.not_actual)} close records" if item.not_actual else ""
+    result.lines.append(f"field {what} has the options {', '.join(item.options)}{closed}")
 
 
 def _plan_currencies(admin: EspoAdmin, codes: tuple[str, ...], result: Plan) -> None:

@@ -8,10 +8,11 @@ repeated user name is a 409 ``userNameExists`` (``RecordHooks/User/BeforeCreate`
 key (and, for Hmac, secret) is generated on create and on ``UserSecurity/apiKey/generate`` and
 shown to admins (``Classes/Record/User/OutputFilter``); searches take ``searchParams`` JSON.
 
-For a whole-CRM move (recorded in 46-49): fields of any entity; an update without ``type`` is a 500
-with an empty body ("No type." in the server's log, 47); ``probabilityMap`` is kept only when
-``fieldManagerAdditionalParamList`` names it (48); ``EntityManager/action/createLink`` makes a
-``c``-prefixed link field and answers ``true`` (49); ``Settings`` holds ``currencyList`` (46).
+For a whole-CRM move (recorded in 48, 52-55, 60, 61): fields of any entity; an update without
+``type`` is a 500 with an empty body ("No type." in the server's log, 52); ``probabilityMap`` (54)
+and ``notActualOptions`` (60, 61) are kept only when ``fieldManagerAdditionalParamList`` names them;
+``EntityManager/action/createLink`` makes a ``c``-prefixed link field and answers ``true`` (55);
+``Settings`` holds ``currencyList`` (48).
 """
 
 from __future__ import annotations
@@ -53,6 +54,19 @@ NATIVE_OPPORTUNITY_STAGE: dict[str, Any] = {
 }
 
 
+def stock_fields() -> dict[str, dict[str, dict[str, Any]]]:
+    """Every moved entity's fields as a fresh 8.4.2 has them: the recorded metadata (56) without the
+    custom fields and options the recording's provisioning had added."""
+    recorded = fixture("56_api_metadata_moved_entities")["response"]["body"]["entityDefs"]
+    fields = {
+        entity: {name: dict(field) for name, field in defs["fields"].items() if not field.get("isCustom")}
+        for entity, defs in recorded.items()
+    }
+    fields["Lead"]["status"] = copy.deepcopy(NATIVE_LEAD_STATUS)
+    fields["Opportunity"]["stage"] = copy.deepcopy(NATIVE_OPPORTUNITY_STAGE)
+    return copy.deepcopy(fields)
+
+
 def _recorded_headers(name: str) -> list[tuple[str, str]]:
     return [(key, value) for key, value in fixture(name)["response"]["headers"] if key.lower() not in _DROPPED]
 
@@ -69,11 +83,19 @@ class Call:
 class EspoAdminSimulator:
     """Stateful: fields, roles and users persist across requests, so a second run sees the first."""
 
-    def __init__(self, *, admin_password: str = ADMIN_PASSWORD, admin_is_admin: bool = True) -> None:
-        self.entity_fields: dict[str, dict[str, dict[str, Any]]] = {
-            "Lead": {"status": dict(NATIVE_LEAD_STATUS)},
-            "Opportunity": {"stage": copy.deepcopy(NATIVE_OPPORTUNITY_STAGE)},
-        }
+    def __init__(
+        self, *, admin_password: str = ADMIN_PASSWORD, admin_is_admin: bool = True, stock: bool = False
+    ) -> None:
+        """``stock``: every field of a fresh install (:func:`stock_fields`); else only the enums
+        provisioning adds options to."""
+        self.entity_fields: dict[str, dict[str, dict[str, Any]]] = (
+            stock_fields()
+            if stock
+            else {
+                "Lead": {"status": copy.deepcopy(NATIVE_LEAD_STATUS)},
+                "Opportunity": {"stage": copy.deepcopy(NATIVE_OPPORTUNITY_STAGE)},
+            }
+        )
         self.fields = self.entity_fields["Lead"]
         """Lead's fields (what the mapping's provisioning creates)."""
         self.settings: dict[str, Any] = {"currencyList": ["USD"], "defaultCurrency": "USD"}

@@ -516,7 +516,7 @@ MOVE_PLAN = Provisioning(
         CustomField("Lead", "cUfAgent", "link", "Agent", foreign_entity="Contact"),
     ),
     enum_options=(
-        EnumOptions("Lead", "status", ("Applied", "New")),
+        EnumOptions("Lead", "status", ("Applied", "New", "No reply"), not_actual=("No reply",)),
         EnumOptions(
             "Opportunity", "stage", ("Visa", "Enrolled", "Rejected"), {"Visa": 60, "Enrolled": 100, "Rejected": 0}
         ),
@@ -567,7 +567,8 @@ def test_a_move_plan_creates_fields_links_stages_currencies_and_the_migration_ro
         "manyToOne",
     )
     assert sim.entity_fields["Lead"]["cUfAgent"]["type"] == "link"
-    assert sim.entity_fields["Lead"]["status"]["options"][-1] == "Applied"
+    assert sim.entity_fields["Lead"]["status"]["options"][-2:] == ["Applied", "No reply"]
+    assert sim.entity_fields["Lead"]["status"]["notActualOptions"] == ["Converted", "Recycled", "Dead", "No reply"]
     assert sim.entity_fields["Lead"]["status"]["options"].count("New") == 1
     stage = sim.entity_fields["Opportunity"]["stage"]
     assert stage["options"][-3:] == ["Visa", "Enrolled", "Rejected"]
@@ -601,7 +602,7 @@ def test_a_move_plan_dry_run_only_reads_and_says_what_it_would_do(sim: EspoAdmin
     assert "  + create field Contact.cUfPrograms (multiEnum: MBA, BSc)" in out
     assert "  + create field Lead.cUfAgent (link to Contact)" not in out  # Lead's fields are named bare
     assert "  + create field cUfAgent (link to Contact)" in out
-    assert "  + add option(s) Applied to field Lead.status" in out
+    assert "  + add option(s) Applied, No reply to field Lead.status; No reply close records (notActualOptions)" in out
     assert "  + add option(s) Visa, Enrolled, Rejected to field Opportunity.stage" in out
     assert "  + allow currency(ies) EUR, KZT" in out
     assert "for a move also Account, Contact, Opportunity, Call, Meeting, Task, Email, User, Import" in out
@@ -616,10 +617,28 @@ def test_a_plan_field_of_a_type_provisioning_does_not_make_is_refused(sim: EspoA
     assert sim.writes() == []
 
 
+def test_a_closing_status_already_closing_is_left_alone(sim: EspoAdminSimulator, tmp_path: Path) -> None:
+    sim.entity_fields["Lead"]["status"]["options"].append("No reply")
+    sim.entity_fields["Lead"]["status"]["notActualOptions"].append("No reply")
+
+    code, out = run("--plan", plan_file(tmp_path), "--dry-run")
+
+    assert code == 0, out
+    assert "  + add option(s) Applied to field Lead.status\n" in out
+
+
 @pytest.mark.parametrize(
-    "name", ["52_admin_update_enum_without_type", "54_admin_update_stage_probabilities_without_param_list"]
+    ("name", "parameter"),
+    [
+        ("52_admin_update_enum_without_type", ""),
+        ("54_admin_update_stage_probabilities_without_param_list", "probabilityMap"),
+        ("60_admin_update_not_actual_without_param_list", "notActualOptions"),
+        ("61_admin_update_not_actual_with_param_list", "notActualOptions"),
+    ],
 )
-def test_the_admin_simulator_answers_field_updates_as_recorded(sim: EspoAdminSimulator, name: str) -> None:
+def test_the_admin_simulator_answers_field_updates_as_recorded(
+    sim: EspoAdminSimulator, name: str, parameter: str
+) -> None:
     recorded = fixture(name)
     sim.entity_fields["Opportunity"]["stage"] = dict(fixture("53_admin_read_opportunity_stage")["response"]["body"])
 
@@ -633,5 +652,5 @@ def test_the_admin_simulator_answers_field_updates_as_recorded(sim: EspoAdminSim
     assert response.status_code == recorded["response"]["status"]
     if recorded["response"]["body_raw"] == "":
         assert response.content == b""
-    else:  # the probabilities sent without the parameter list are not saved
-        assert response.json()["probabilityMap"] == recorded["response"]["body"]["probabilityMap"]
+    else:  # a parameter sent without the parameter list is not saved, with it it is
+        assert response.json()[parameter] == recorded["response"]["body"][parameter]

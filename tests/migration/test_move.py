@@ -67,49 +67,25 @@ def _provider(env: dict[str, str], name: CrmProviderName) -> Any:
     return build_provider(load_settings({**env, "CRM_PROVIDER": "espocrm"}), load_field_mapping(), name=name)
 
 
-@dataclass(frozen=True)
-class Inventory:
-    """What the portal's records hold: the fields some record fills (and the messenger kinds in use,
-    ``IM.TELEGRAM``), so that provisioning creates only what the portal uses, as the plan's
-    ``filled`` allows; and the currencies of their amounts, which EspoCRM must list."""
-
-    filled: dict[SourceEntity, set[str]]
-    currencies: set[str]
-
-
-def _inventory(reader: PortalReader) -> Inventory:
-    filled: dict[SourceEntity, set[str]] = {}
-    currencies: set[str] = set()
-    for kind in (SourceEntity.COMPANY, SourceEntity.CONTACT, SourceEntity.DEAL, SourceEntity.LEAD):
-        names = filled.setdefault(kind, set())
-        for record in reader.records(kind):
-            values = {name: value for name, value in record.items() if value not in (None, "", [], {})}
-            names |= set(values)
-            names |= {f"IM.{item['VALUE_TYPE']}" for item in record.get("IM") or ()}
-            currencies |= {str(value).partition("|")[2] for value in values.values() if "|" in str(value)} - {""}
-            if values.get("CURRENCY_ID"):
-                currencies.add(str(values["CURRENCY_ID"]))
-    return Inventory(filled, currencies)
-
-
-def _planned(espocrm: EspoCrmProvider, env: dict[str, str], users: dict[str, str]) -> tuple[MigrationPlan, set[str]]:
-    """The plan of the seeded portal (Aylin paired by the users file, everyone else the office's)
-    and the currencies provisioning adds."""
+def _planned(espocrm: EspoCrmProvider, env: dict[str, str], users: dict[str, str]) -> MigrationPlan:
+    """The plan of the seeded portal as ``plan --count`` makes it (only the fields the records fill;
+    the currencies they hold), Aylin paired by the users file, everyone else the office's."""
     portal = _provider(env, CrmProviderName.BITRIX24)
     assert isinstance(portal, Bitrix24Provider)
     try:
         reader = PortalReader(portal)
-        inventory = _inventory(reader)
-        plan = make_plan(
-            reader.schema(),
+        source = reader.schema()
+        usage = reader.usage(source)
+        return make_plan(
+            source,
             read_schema(espocrm),
             user_mapping={"1": users["aylin"]},
             default_owner=users["office"],
-            filled=inventory.filled,
+            filled=usage.filled,
+            currencies=usage.currencies,
         )
     finally:
         portal.close()
-    return plan, inventory.currencies
 
 
 @pytest.fixture(params=["simulator", pytest.param("real-espocrm", marks=pytest.mark.real_espocrm)])
@@ -185,8 +161,8 @@ def _world(
     espocrm = _provider(env, CrmProviderName.ESPOCRM)
     try:
         user_names = {user.id: user.user_name for user in read_schema(espocrm).users}
-        plan, currencies = _planned(espocrm, env, {name: user_names[user_id] for name, user_id in users.items()})
-        provision(plan.provisioning(currencies))
+        plan = _planned(espocrm, env, {name: user_names[user_id] for name, user_id in users.items()})
+        provision(plan.provisioning())
         (workdir / "plan.json").write_text(plan.to_json(), encoding="utf-8")
         owners = {user_id: users["aylin"] if user_id == "1" else users["office"] for user_id in portal.users}
         requests.clear()

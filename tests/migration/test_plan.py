@@ -16,6 +16,7 @@ from crm_bridge.migrate.plan import MigrationPlan, Placement, UnplaceableError, 
 from crm_bridge.migrate.schema import (
     CustomField,
     EnumOptions,
+    Provisioning,
     Semantics,
     SourceEntity,
     SourceField,
@@ -42,6 +43,7 @@ def plan_of(
     user_mapping: Mapping[str, str] = USERS,
     default_owner: str | None = "office",
     filled: Mapping[SourceEntity, Collection[str]] | None = None,
+    currencies: Collection[str] | None = None,
 ) -> MigrationPlan:
     return make_plan(
         source or portal_schema(),
@@ -49,6 +51,7 @@ def plan_of(
         user_mapping=user_mapping,
         default_owner=default_owner,
         filled=filled,
+        currencies=currencies,
     )
 
 
@@ -382,7 +385,8 @@ def test_custom_names_follow_espocrm_convention() -> None:
 def command(tmp_path: Path, *args: str, schemas: Schemas | None = None) -> tuple[int, str]:
     out = io.StringIO()
     given = schemas or Schemas(portal_schema(), espocrm_schema())
-    code = run(["plan", "--out", str(tmp_path / "plan.json"), *args], out, {}, schemas=lambda environ: given)
+    files = ["--out", str(tmp_path / "plan.json"), "--provisioning", str(tmp_path / "provisioning.json")]
+    code = run(["plan", *files, *args], out, {}, schemas=lambda environ, count, rate: given)
     return code, out.getvalue()
 
 
@@ -397,6 +401,22 @@ def test_the_plan_command_prints_the_report_and_writes_the_plan(tmp_path: Path) 
     assert "7 Maria Kaya → maria.k (users file)" in output
     written = MigrationPlan.from_json((tmp_path / "plan.json").read_bytes())
     assert written == plan_of()
+    provisioning = json.loads((tmp_path / "provisioning.json").read_text(encoding="utf-8"))
+    assert Provisioning.from_json(provisioning) == written.provisioning()
+    assert "Provisioning: currencies not read (plan --count reads the records' amounts" in output
+    assert f"next: python -m infra.espocrm.provision --plan {tmp_path / 'provisioning.json'}" in output
+
+
+def test_the_provisioning_holds_the_plan_fields_options_closing_statuses_and_currencies() -> None:
+    plan = plan_of(currencies={"USD", "EUR"})
+
+    provisioning = plan.provisioning()
+
+    assert provisioning.fields == plan.custom_fields
+    assert provisioning.enum_options == plan.enum_options
+    assert provisioning.currencies == ("EUR", "USD")
+    assert added(plan, "Lead", "status").not_actual == ("Not interested",)
+    assert "Provisioning: currencies the amounts are in: EUR, USD" in plan.report()
 
 
 def test_the_plan_command_refuses_with_exit_2_naming_what_it_cannot_place(tmp_path: Path) -> None:

@@ -223,3 +223,17 @@ def test_pages_chain_across_batches_without_a_gap(portal: Portal) -> None:
     activities = [activity["ID"] for activity in reader.records(SourceEntity.ACTIVITY)]
     assert activities == portal.seeded.ids["activity"]
     assert portal.sim.requests == len(activities) // 50 + 1  # the last page shorter than 50 ends it
+
+
+def test_usage_counts_the_records_filling_each_field_and_the_currencies_they_hold(portal: Portal) -> None:
+    usage = portal.reader.usage(portal.reader.schema())
+
+    leads = usage.filled[SourceEntity.LEAD]
+    assert leads["ID"] == len(portal.seeded.ids["lead"])
+    assert leads["IM"] >= len(portal.seeded.chat_only_leads) > 0
+    kinds = {name for name in leads if name.startswith("IM.")}
+    assert kinds
+    assert all(leads[kind] <= leads["IM"] for kind in kinds)  # a record counts once per messenger kind
+    assert "UTM_TERM" not in leads  # no seeded lead fills it
+    assert usage.filled[SourceEntity.DEAL]["ID"] == len(portal.seeded.ids["deal"])
+    assert usage.currencies == {"EUR", "TRY", "USD"}  # deals' CURRENCY_ID and money values ("1500|EUR")

@@ -1,4 +1,4 @@
-"""Record the whole-CRM move's exchanges with a real EspoCRM 8.4.2 (fixtures 42-59).
+"""Record the whole-CRM move's exchanges with a real EspoCRM 8.4.2 (fixtures 42-61).
 
     PYTHONPATH=layers/shared:. python -m tests.real_crm.record_move_fixtures
 
@@ -335,12 +335,42 @@ def record(recorder: Recorder) -> None:
     )
 
 
+def record_closing_statuses(r: Recorder) -> None:
+    """Whether a field manager update saves ``notActualOptions`` (the statuses that close a lead): the
+    plan's closing statuses join it, so provisioning must know what the server keeps."""
+    status = r._admin.get("Admin/fieldManager/Lead/status").json()
+    closing = [*status["notActualOptions"], "Applied"]
+    r.exchange(
+        "60_admin_update_not_actual_without_param_list",
+        "notActualOptions sent without fieldManagerAdditionalParamList",
+        "PUT",
+        "Admin/fieldManager/Lead/status",
+        admin=True,
+        body={"type": "enum", "options": status["options"], "notActualOptions": closing},
+    )
+    r.exchange(
+        "61_admin_update_not_actual_with_param_list",
+        "notActualOptions sent with fieldManagerAdditionalParamList as the read answer carries it",
+        "PUT",
+        "Admin/fieldManager/Lead/status",
+        admin=True,
+        body={
+            "type": "enum",
+            "options": status["options"],
+            "notActualOptions": closing,
+            "fieldManagerAdditionalParamList": status["fieldManagerAdditionalParamList"],
+        },
+    )
+
+
 def main() -> None:
     with LocalEspoCrm(ensure_installed()) as espocrm:
         site = espocrm.site
         key = provision(site, env="test")
         _provision_move(site)
-        record(Recorder(site, key))
+        recorder = Recorder(site, key)
+        record(recorder)
+        record_closing_statuses(recorder)
 
 
 if __name__ == "__main__":

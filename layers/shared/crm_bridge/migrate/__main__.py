@@ -53,10 +53,16 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     backfill = commands.add_parser("backfill", help="copy every lead (with its comments) of one CRM into the other")
     reconciling = commands.add_parser("reconcile", help="compare the two CRMs: missing leads, differing fields")
+    planning = commands.add_parser(
+        "plan",
+        help="read both CRMs' schemas; print where every field, stage and owner of the Bitrix24 portal goes in "
+        "EspoCRM, and write the plan and what provisioning creates for it",
+    )
     for command in (backfill, reconciling):
         command.add_argument("--from", dest="source", choices=CRMS, required=True)
         command.add_argument("--to", dest="target", choices=CRMS, required=True)
         command.add_argument("--report", type=Path, help="the CSV report (default: a dated file here)")
+    for command in (backfill, reconciling, planning):
         command.add_argument(
             "--requests-per-second",
             type=float,
@@ -70,11 +76,6 @@ def _parser() -> argparse.ArgumentParser:
     backfill.add_argument("--checkpoint", type=Path, help="where progress is kept (default .backfill-FROM-TO.json)")
     backfill.add_argument("--restart", action="store_true", help="ignore an interrupted run's checkpoint")
     backfill.add_argument("--no-progress", action="store_true", help="no progress bar")
-    planning = commands.add_parser(
-        "plan",
-        help="read both CRMs' schemas; print where every field, stage and owner of the Bitrix24 portal goes in "
-        "EspoCRM, and write the plan provisioning reads",
-    )
     planning.add_argument(
         "--users",
         type=Path,
@@ -87,6 +88,19 @@ def _parser() -> argparse.ArgumentParser:
         help="the EspoCRM user who owns the records of people who left or are unpaired",
     )
     planning.add_argument("--out", type=Path, default=Path("plan.json"), help="where the plan goes (default plan.json)")
+    planning.add_argument(
+        "--provisioning",
+        type=Path,
+        default=Path("provisioning.json"),
+        help="where what provisioning creates goes: the file `python -m infra.espocrm.provision --plan` reads "
+        "(default provisioning.json)",
+    )
+    planning.add_argument(
+        "--count",
+        action="store_true",
+        help="read every record (paced, 500 a request) to count the filled fields: only those are placed, the "
+        "report shows the counts, and provisioning allows the currencies the amounts are in",
+    )
     moving = commands.add_parser(
         "move",
         help="move the whole Bitrix24 portal into EspoCRM as the plan says (after provision --plan): every entity "
@@ -109,24 +123,31 @@ class Schemas:
     source: SourceSchema
     target: TargetSchema
     filled: Mapping[SourceEntity, Collection[str]] | None = None
+    currencies: Collection[str] | None = None
+    """The currencies the records' amounts are in, when the portal reader read them."""
 
 
-type SchemaReader = Callable[[Mapping[str, str]], Schemas]
+type SchemaReader = Callable[[Mapping[str, str], bool, float | None], Schemas]
+"""(settings, whether to count the records, Bitrix24's pace) → what ``plan`` reads."""
 
 
-def read_schemas(environ: Mapping[str, str]) -> Schemas:  # pragma: no cover - wiring of the two readers
-    """Both schemas through their readers (``PortalReader.schema``, ``read_schema``). The portal
-    reader does not count filled fields yet: the plan then places every field."""
-    bitrix24, espocrm = _providers(CrmProviderName.BITRIX24.value, CrmProviderName.ESPOCRM.value, None, environ)
+def read_schemas(environ: Mapping[str, str], count: bool, rate: float | None) -> Schemas:
+    """Both schemas through their providers (the portal reader, EspoCRM's metadata and users); with
+    ``count``, every record too, for the fields they fill and the currencies they hold."""
+    bitrix24, espocrm = _providers(CrmProviderName.BITRIX24.value, CrmProviderName.ESPOCRM.value, rate, environ)
     try:
         if not (isinstance(bitrix24, Bitrix24Provider) and isinstance(espocrm, EspoCrmProvider)):
             raise SettingsError("each CRM's schema is read through its own provider")
-        source: SourceSchema = PortalReader(bitrix24).schema()
-        target: TargetSchema = read_schema(espocrm)
+        portal = PortalReader(bitrix24)
+        source = portal.schema()
+        target = read_schema(espocrm)
+        usage = portal.usage(source) if count else None
     finally:
         bitrix24.close()
         espocrm.close()
-    return Schemas(source, target)
+    if usage is None:
+        return Schemas(source, target)
+    return Schemas(source, target, usage.filled, usage.currencies)
 
 
 def _providers(source: str, target: str, rate: float | None, environ: Mapping[str, str]) -> tuple[CrmProvider, ...]:
@@ -229,7 +250,7 @@ def _reconcile(args: argparse.Namespace, source: CrmProvider, target: CrmProvide
 def _plan(args: argparse.Namespace, schemas: SchemaReader, environ: Mapping[str, str], out: TextIO) -> int:
     try:
         user_mapping = _user_mapping(args.users) if args.users else {}
-        read = schemas(environ)
+        read = schemas(environ, args.count, args.requests_per_second)
     except SettingsError as exc:
         print(f"error: {exc}", file=out)
         return EXIT_USAGE
@@ -238,15 +259,22 @@ def _plan(args: argparse.Namespace, schemas: SchemaReader, environ: Mapping[str,
         return EXIT_INCOMPLETE
     try:
         plan = make_plan(
-            read.source, read.target, user_mapping=user_mapping, default_owner=args.default_owner, filled=read.filled
+            read.source,
+            read.target,
+            user_mapping=user_mapping,
+            default_owner=args.default_owner,
+            filled=read.filled,
+            currencies=read.currencies,
         )
     except UnplaceableError as refused:
         print("error: the plan cannot place everything, so nothing can move yet:", file=out)
         print("\n".join(f"  {problem}" for problem in refused.problems), file=out)
         return EXIT_USAGE
     args.out.write_text(plan.to_json(), encoding="utf-8")
+    args.provisioning.write_text(json.dumps(plan.provisioning().to_json(), indent=2), encoding="utf-8")
     print(plan.report(), file=out)
-    print(f"\nplan: {args.out} (provisioning reads its custom fields and options)", file=out)
+    print(f"\nplan: {args.out}; what provisioning creates: {args.provisioning}", file=out)
+    print(f"next: python -m infra.espocrm.provision --plan {args.provisioning} (--dry-run to see it first)", file=out)
     return 0
 
 

@@ -11,7 +11,9 @@ referring to the previous page's last id (DOCS: settings/performance/huge-data, 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -50,6 +52,17 @@ _ENTITY_OF_TYPE = {
 """CRM object type ids (DOCS: crm/data-types, object_type)."""
 _FILE_LINKS = ("downloadUrl", "urlDownload", "url")
 """Where each file shape keeps its bytes: a user field's, a timeline comment's, an activity's."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What the portal's records hold, for the plan: only filled fields are placed, the report shows
+    how many records fill each, and provisioning allows the currencies the amounts are in."""
+
+    filled: Mapping[SourceEntity, Mapping[str, int]]
+    """Per entity, field → records holding a value; ``IM.TELEGRAM``... per messenger kind in use."""
+    currencies: frozenset[str]
+    """Codes of ``crm_currency`` fields (``CURRENCY_ID``) and of money values (``"1200|EUR"``)."""
 
 
 class PortalReader:
@@ -180,6 +193,21 @@ class PortalReader:
                 if len(rows) < PAGE:
                     return
 
+    def usage(self, schema: SourceSchema) -> Usage:
+        """Read every record of the schema's entities (:meth:`records`: paced, 500 a request) and count
+        what they hold."""
+        filled: dict[SourceEntity, Counter[str]] = {}
+        currencies: set[str] = set()
+        for entity, fields in schema.fields.items():
+            counts = filled.setdefault(entity, Counter())
+            for record in self.records(entity):
+                held = {name: value for name, value in record.items() if _holds(value)}
+                counts.update(held.keys())
+                counts.update({f"IM.{item.get('VALUE_TYPE')}" for item in held.get("IM", ()) if isinstance(item, dict)})
+                for name, value in held.items():
+                    currencies |= _currencies(fields.get(name), value)
+        return Usage({entity: dict(counts) for entity, counts in filled.items()}, frozenset(currencies))
+
     def comments(self, entity: SourceEntity, record_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
         """The timeline comments of these records (ID, CREATED, AUTHOR_ID, COMMENT, FILES), oldest
         first: one request for 50 records, more only for a record with more than a page."""
@@ -223,6 +251,21 @@ class PortalReader:
         if link is None:
             raise ValueError("this file has no download link")
         return with_retries(partial(self._provider.download, link), sleep=self._sleep)
+
+
+def _holds(value: Any) -> bool:
+    """A value a record fills in (Bitrix24 answers an empty field as null, "" or an empty list)."""
+    return value not in (None, "", [], {})
+
+
+def _currencies(source_field: SourceField | None, value: Any) -> set[str]:
+    """The currency codes a value holds: a ``crm_currency`` field's code, a money field's ``amount|CODE``
+    (as Bitrix's ``MoneyType::unFormatFromDB`` splits it), one or several."""
+    if source_field is None or source_field.type not in ("crm_currency", "money"):
+        return set()
+    values = value if isinstance(value, list) else [value]
+    codes = (str(item).rpartition("|")[2] if source_field.type == "money" else str(item) for item in values)
+    return {code for code in codes if code}
 
 
 def _comment_list(entity: SourceEntity, record_id: str, start: int) -> dict[str, Any]:

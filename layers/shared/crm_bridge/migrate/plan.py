@@ -163,14 +163,15 @@ class MigrationPlan:
     """What provisioning creates before the move writes."""
     enum_options: tuple[EnumOptions, ...]
     """Options provisioning adds to existing enums (statuses, stages, list fields by label)."""
+    currencies: tuple[str, ...] | None = None
+    """The currencies the records' amounts are in, which EspoCRM must list; None: not read."""
+
+    def provisioning(self) -> Provisioning:
+        """What ``python -m infra.espocrm.provision --plan`` creates before the move writes."""
+        return Provisioning(self.custom_fields, self.enum_options, self.currencies or ())
 
     def to_json(self) -> str:
         return _ADAPTER.dump_json(self, indent=2).decode()
-
-    def provisioning(self, currencies: Collection[str] = ()) -> Provisioning:
-        """What ``provision --plan`` reads for this plan: its custom fields and options, and the
-        currencies the records hold (the plan's schemas do not name them)."""
-        return Provisioning(self.custom_fields, self.enum_options, tuple(sorted(currencies)))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> MigrationPlan:
@@ -211,10 +212,12 @@ def make_plan(
     user_mapping: Mapping[str, str],
     default_owner: str | None,
     filled: Mapping[SourceEntity, Collection[str]] | None,
+    currencies: Collection[str] | None = None,
     field_mapping: FieldMapping | None = None,
 ) -> MigrationPlan:
     """Place the portal in EspoCRM. ``filled``: per entity, the fields some record holds a value in
     (a mapping of name → count gives the report its counts); without it every field is placed.
+    ``currencies``: those the records' amounts are in (None: not read), for provisioning to allow.
     ``user_mapping``: Bitrix24 user id → EspoCRM userName, which wins over pairing by e-mail (an
     operator's choice beats a match). Raises :class:`UnplaceableError` naming what it cannot place."""
     planner = _Planner(source, target, field_mapping or load_field_mapping())
@@ -236,6 +239,7 @@ def make_plan(
         owners,
         tuple(planner.custom_fields.values()),
         planner.enum_options(),
+        None if currencies is None else tuple(sorted(currencies)),
     )
 
 
@@ -650,6 +654,13 @@ def _report_lines(plan: MigrationPlan) -> list[str]:
         + (f"; closed: {', '.join(o.not_actual)}" if o.not_actual else "")
         for o in plan.enum_options
     )
+    if plan.currencies is None:
+        lines.append(
+            "Provisioning: currencies not read (plan --count reads the records' amounts: EspoCRM refuses "
+            "an amount in a currency it does not list)"
+        )
+    else:
+        lines.append(f"Provisioning: currencies the amounts are in: {', '.join(plan.currencies) or 'none'}")
     return lines
 
 
