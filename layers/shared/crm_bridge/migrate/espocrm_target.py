@@ -207,6 +207,13 @@ class EspoCrmTarget:
             return None
         return self._provider.record_of(self._provider.request("GET", f"{entity}/{matches[0]['id']}"))
 
+    def count(self, entity: str, key_prefix: str) -> int:
+        """How many records of ``entity`` carry a key starting with ``key_prefix`` (``bitrix24:company:``)."""
+        where = [{"type": "startsWith", "attribute": self._key, "value": key_prefix}]
+        totals: list[int] = []
+        self._provider.search(where, entity=entity, select=[self._key], max_size=1, totals=totals)
+        return totals[0] if totals else 0
+
     def write(
         self,
         entity: str,
@@ -230,7 +237,9 @@ class EspoCrmTarget:
         record_id = str(existing["id"])
         ignored = tuple(sorted(name for name in attributes if name not in existing))
         changes = {
-            name: value for name, value in attributes.items() if name in existing and not _same(existing[name], value)
+            name: value
+            for name, value in attributes.items()
+            if name in existing and not same_value(existing[name], value)
         }
         if dry_run:
             action = WriteAction.UPDATED if changes else WriteAction.UNCHANGED
@@ -281,7 +290,7 @@ class EspoCrmTarget:
     ) -> int:
         """Post each comment the record's stream lacks (by its marker), oldest first, with its files;
         returns how many were (or, in a dry run, would be) posted."""
-        known = "\n".join(self._stream_posts(entity, record_id)) if record_id else ""
+        known = "\n".join(self.stream_posts(entity, record_id)) if record_id else ""
         missing = [comment for comment in comments if import_marker(key, comment.note.note_id) not in known]
         if dry_run:
             return len(missing)
@@ -301,7 +310,8 @@ class EspoCrmTarget:
     def _provider_of(key: str) -> str:
         return key.split(":", 1)[0]
 
-    def _stream_posts(self, entity: str, record_id: str) -> list[str]:
+    def stream_posts(self, entity: str, record_id: str) -> list[str]:
+        """The texts of a record's stream: where a comment's import marker shows it was copied."""
         posts: list[str] = []
         offset = 0
         while True:
@@ -318,7 +328,7 @@ def _filled(record: Mapping[str, Any], field: str) -> bool:
     return bool(record.get(f"{field}Id") or record.get(f"{field}Ids"))
 
 
-def _same(stored: Any, wanted: Any) -> bool:
+def same_value(stored: Any, wanted: Any) -> bool:
     """Whether EspoCRM's value is the one the move would write: numbers by value (a currency comes
     back as a float), lists in any order (id lists, multi-enums: their order is the server's), and
     the items of a phone or e-mail list by the keys the move gave (the server adds ``optOut``,
