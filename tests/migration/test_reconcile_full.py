@@ -1,7 +1,8 @@
 """Reconcile on the full inventory (#23): ``python -m crm_bridge.migrate reconcile-move`` after the agency
 portal's move (test_move's world: the simulator, and the real EspoCRM 8.4.2) finds nothing; each planted
-difference (a deleted note, a changed owner, a changed chat handle, a deal moved to another stage) fails
-it, named by record and field in the report, while the printed summary holds counts only.
+difference (a deleted note, a changed owner, a changed chat handle, a deal moved to another stage, a
+stage option renamed) fails it, named by record and field in the report, while the printed summary
+holds counts only.
 """
 
 from __future__ import annotations
@@ -9,11 +10,17 @@ from __future__ import annotations
 import csv
 import io
 import stat
+from dataclasses import replace
 
+import pytest
+
+from crm_bridge.migrate import __main__ as cli
 from crm_bridge.migrate.__main__ import EXIT_INCOMPLETE, run
 from crm_bridge.migrate.espocrm_target import read_schema, source_key
 from crm_bridge.migrate.meanings import MESSENGERS
 from crm_bridge.migrate.plan import custom_name
+from crm_bridge.migrate.schema import TargetSchema
+from crm_bridge.providers.espocrm import EspoCrmProvider
 from tests.migration.test_move import World, _copies, _entity, _stream, world  # noqa: F401 - the fixture
 
 
@@ -88,3 +95,35 @@ def test_the_moved_portal_reconciles_to_zero_and_each_planted_difference_fails_i
     assert "differences: 4" in out
     assert "someone.else" not in out  # the summary counts, the report holds the values
     assert other_stage not in out
+
+
+@pytest.mark.parametrize("world", ["simulator"], indirect=True)
+def test_a_stage_option_renamed_in_espocrm_fails_reconcile_for_the_deals_in_it(
+    world: World,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code, out = world.move()
+    assert code == 0, out
+    copies = _copies(world)
+    stage = copies[("deal", world.portal.ids["deal"][0])]["stage"]
+    in_stage = {
+        source_key("bitrix24", kind, record_id) for (kind, record_id), c in copies.items() if c.get("stage") == stage
+    }
+
+    def renamed(provider: EspoCrmProvider) -> TargetSchema:
+        """What EspoCRM's metadata says once an admin renamed the option: its records keep the old value."""
+        schema = read_schema(provider)
+        deals = schema.fields["Opportunity"]
+        options = tuple(f"{option} (renamed)" if option == stage else option for option in deals["stage"].options)
+        return replace(
+            schema,
+            fields={**schema.fields, "Opportunity": {**deals, "stage": replace(deals["stage"], options=options)}},
+        )
+
+    monkeypatch.setattr(cli, "read_schema", renamed)
+    code, out, rows = _reconcile(world)
+
+    assert code == EXIT_INCOMPLETE, out
+    assert {(row["source_record"], row["field"], row["expected"], row["found"]) for row in rows} == {
+        (key, "stage", stage, "not an option of Opportunity.stage") for key in in_stage
+    }

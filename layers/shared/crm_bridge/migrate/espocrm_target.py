@@ -208,11 +208,18 @@ class EspoCrmTarget:
         return self._provider.record_of(self._provider.request("GET", f"{entity}/{matches[0]['id']}"))
 
     def count(self, entity: str, key_prefix: str) -> int:
-        """How many records of ``entity`` carry a key starting with ``key_prefix`` (``bitrix24:company:``)."""
+        """How many records of ``entity`` carry a key starting with ``key_prefix`` (``bitrix24:company:``),
+        counted page by page: an Email list gives no total (``collection.countDisabled``, entityDefs/Email.json)."""
         where = [{"type": "startsWith", "attribute": self._key, "value": key_prefix}]
-        totals: list[int] = []
-        self._provider.search(where, entity=entity, select=[self._key], max_size=1, totals=totals)
-        return totals[0] if totals else 0
+        counted = offset = 0
+        while True:
+            search = {"where": where, "select": ["id"], "orderBy": "id", "maxSize": _PAGE, "offset": offset}
+            response = self._provider.request("GET", entity, params={"searchParams": json.dumps(search)})
+            page = _mapping(json_body(response, self._provider.name)).get("list") or []
+            counted += len(page)
+            if len(page) < _PAGE:
+                return counted
+            offset += _PAGE
 
     def write(
         self,
