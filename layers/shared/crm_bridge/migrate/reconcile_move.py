@@ -62,6 +62,9 @@ class Tally:
 
 @dataclass
 class MoveReconcile:
+    """Reads the portal as the move does and checks each record's copy; every difference is a line of
+    ``report`` (the backfill's writer: 0600, formula-safe, since it holds values)."""
+
     reader: PortalReader
     target: EspoCrmTarget
     context: MoveContext
