@@ -297,7 +297,7 @@ class EspoCrmTarget:
     ) -> int:
         """Post each comment the record's stream lacks (by its marker), oldest first, with its files;
         returns how many were (or, in a dry run, would be) posted."""
-        known = "\n".join(self.stream_posts(entity, record_id)) if record_id else ""
+        known = self.stream_lines(entity, record_id) if record_id else set()
         missing = [comment for comment in comments if import_marker(key, comment.note.note_id) not in known]
         if dry_run:
             return len(missing)
@@ -317,7 +317,12 @@ class EspoCrmTarget:
     def _provider_of(key: str) -> str:
         return key.split(":", 1)[0]
 
-    def stream_posts(self, entity: str, record_id: str) -> list[str]:
+    def stream_lines(self, entity: str, record_id: str) -> set[str]:
+        """The lines of a record's stream posts: a comment's import marker is one of them, whole (the
+        marker of ``note 5`` is within ``note 50``'s, so a search in the text would find a deleted one)."""
+        return {line.strip() for post in self._stream_posts(entity, record_id) for line in post.splitlines()}
+
+    def _stream_posts(self, entity: str, record_id: str) -> list[str]:
         """The texts of a record's stream: where a comment's import marker shows it was copied."""
         posts: list[str] = []
         offset = 0

@@ -178,9 +178,8 @@ class MoveReconcile:
     def _notes(
         self, entity: str, key: str, comments: Sequence[Mapping[str, Any]], copy: Mapping[str, Any]
     ) -> Iterator[tuple[str, str, str]]:
-        """Each comment's marker, as a whole line of a post (``note 5`` is within ``note 50``)."""
-        posts = with_retries(lambda: self.target.stream_posts(entity, str(copy["id"])), sleep=self.sleep)
-        lines = {line.strip() for post in posts for line in post.splitlines()}
+        """Each comment's marker, a whole line of a post (:meth:`EspoCrmTarget.stream_lines`)."""
+        lines = with_retries(lambda: self.target.stream_lines(entity, str(copy["id"])), sleep=self.sleep)
         for comment in comments:
             marker = import_marker(key, str(comment["ID"]))
             if marker not in lines:
