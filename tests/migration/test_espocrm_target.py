@@ -562,3 +562,16 @@ def test_without_the_migration_role_the_schema_names_what_the_role_lacks(live_ro
     lacking = "Account, Contact, Opportunity, Call, Meeting, Task, Email, User"
     with pytest.raises(CrmConfigurationError, match=f"does not read all of {lacking}: provision --plan"):
         read_schema(live_role_provider)
+
+
+def test_a_deleted_note_is_posted_again_though_a_later_notes_marker_contains_its_own(target: Target) -> None:
+    writer, _ = _writer(target)
+    key = source_key("bitrix24", "company", f"9{target.run}")
+    account = writer.write("Account", key, {"name": f"Notes {target.run}"})
+    comments = [Comment(RecordedNote(note_id, f"Call back ({note_id}).", None)) for note_id in ("5", "50")]
+    assert writer.post_comments("Account", account.record_id, key, comments) == 2
+    fifth = next(post for post in target.stream("Account", account.record_id) if post["post"].endswith(" note 5"))
+    target.provider.request("DELETE", f"Note/{fifth['id']}")  # the API user's own Post
+
+    assert writer.post_comments("Account", account.record_id, key, comments) == 1
+    assert writer.post_comments("Account", account.record_id, key, comments) == 0

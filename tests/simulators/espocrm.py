@@ -933,6 +933,11 @@ class SimulatedEspoCrm:
                     {"method": "GET", "path__regex": rf"^{api}/Attachment/file/(?P<file_id>[^/]+)$"},
                     self._read_file,
                 ),
+                (
+                    "note.delete",
+                    {"method": "DELETE", "path__regex": rf"^{api}/Note/(?P<note_id>[^/]+)$"},
+                    self._delete_note,
+                ),
                 ("record.create", {"method": "POST", "path__regex": entity + "$"}, self._create_record),
                 ("record.search", {"method": "GET", "path__regex": entity + "$"}, self._search_records),
                 ("record.stream", {"method": "GET", "path__regex": record + "/stream$"}, self._read_record_stream),
@@ -1168,6 +1173,15 @@ class SimulatedEspoCrm:
             attachmentsTypes={i: self.moved.files[i].type for i in attachments if i in self.moved.files},
         )
         return self._json(200, {key: note.get(key) for key in self._t.note_create_keys})
+
+    def _delete_note(self, request: httpx.Request, note_id: str) -> httpx.Response:
+        """A Post its author deletes (``Acl/Note/AccessChecker::checkEntityDelete``: the API user's own
+        Posts, all of them here); EspoCRM answers ``true``."""
+        note = next((note for note in self._state.notes if note["id"] == note_id and note["type"] == "Post"), None)
+        if note is None:
+            return self._empty(404)
+        self._state.notes.remove(note)
+        return self._json(200, True)
 
     def _streamable(self, parent_type: Any, parent_id: Any) -> bool:
         if parent_type == "Lead":
@@ -1688,8 +1702,16 @@ class SimulatedEspoCrm:
         return ordered
 
     def _full_view(self, lead: _Lead) -> dict[str, Any]:
-        """``GET Lead/{id}``: every attribute, nulls included (fixture 03/39)."""
-        return {key: copy.deepcopy(self._attribute(lead, key)) for key in self._ordered(self._t.full_keys)}
+        """``GET Lead/{id}``: every attribute, nulls included (fixture 03/39); a custom file field's
+        file names too, as a moved record's (``cXName``, ``cXNames``)."""
+        view = {key: copy.deepcopy(self._attribute(lead, key)) for key in self._ordered(self._t.full_keys)}
+        for attribute in self._custom:
+            held = view.get(attribute)
+            if attribute.endswith("Ids") and isinstance(held, list):
+                view[f"{attribute.removesuffix('Ids')}Names"] = self.moved.file_names(held)
+            elif attribute.endswith("Id") and isinstance(held, str) and held in self.moved.files:
+                view[f"{attribute.removesuffix('Id')}Name"] = self.moved.files[held].name
+        return view
 
     def _list_view(self, lead: _Lead) -> dict[str, Any]:
         """A record as a list or a 409 carries it: no multi-value data or follower keys (fixture 15)."""

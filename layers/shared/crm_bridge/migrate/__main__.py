@@ -1,5 +1,5 @@
 """``python -m crm_bridge.migrate``: backfill one CRM's leads into the other, reconcile the two, or
-plan the whole portal's move into EspoCRM."""
+plan the whole portal's move into EspoCRM, move it and reconcile the move."""
 
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ from typing import Any, TextIO
 
 from crm_bridge.errors import CrmError, SettingsError
 from crm_bridge.field_mapping import load_field_mapping
-from crm_bridge.migrate.backfill import ACTIONS, FAILED, Backfill
+from crm_bridge.migrate.backfill import ACTIONS, FAILED, Backfill, Report
 from crm_bridge.migrate.bitrix24_portal import PortalReader
 from crm_bridge.migrate.espocrm_target import EspoCrmTarget, read_schema
 from crm_bridge.migrate.move import Move
 from crm_bridge.migrate.plan import MigrationPlan, UnplaceableError, make_plan
 from crm_bridge.migrate.reconcile import DIFFERS, ONLY_IN_FROM, ONLY_IN_TO, reconcile, write_report
+from crm_bridge.migrate.reconcile_move import REPORT_COLUMNS as RECONCILE_MOVE_COLUMNS
+from crm_bridge.migrate.reconcile_move import MoveReconcile
 from crm_bridge.migrate.schema import SourceEntity, SourceSchema, TargetSchema
 from crm_bridge.migrate.transform import MoveContext
 from crm_bridge.providers import CrmProvider, build_provider
@@ -113,6 +115,14 @@ def _parser() -> argparse.ArgumentParser:
     moving.add_argument("--restart", action="store_true", help="ignore an interrupted run's checkpoint")
     moving.add_argument("--no-progress", action="store_true", help="no progress bars")
     moving.add_argument("--requests-per-second", type=float, help="pace of requests to Bitrix24 (as for backfill)")
+    checking = commands.add_parser(
+        "reconcile-move",
+        help="compare every record the move placed with its Bitrix24 original, as the plan says it must be: "
+        "records, fields, description lines, links, owners, stages, notes and files; exit 1 on any difference",
+    )
+    checking.add_argument("--plan", type=Path, default=Path("plan.json"), help="the plan (default plan.json)")
+    checking.add_argument("--report", type=Path, help="the CSV report of differences (default: a dated file here)")
+    checking.add_argument("--requests-per-second", type=float, help="pace of requests to Bitrix24 (as for backfill)")
     return parser
 
 
@@ -177,9 +187,13 @@ def run(
     schemas: SchemaReader = read_schemas,
 ) -> int:
     args = _parser().parse_args(argv)
-    if args.command in ("plan", "move"):  # the whole portal into EspoCRM: no --from, --to
-        planning = args.command == "plan"
-        return _plan(args, schemas, environ or os.environ, out) if planning else _move(args, environ or os.environ, out)
+    whole_portal: dict[str, Callable[[argparse.Namespace, Mapping[str, str], TextIO], int]] = {
+        "plan": lambda args, environ, out: _plan(args, schemas, environ, out),
+        "move": _move,
+        "reconcile-move": _reconcile_move,
+    }
+    if args.command in whole_portal:  # the whole portal into EspoCRM: no --from, --to
+        return whole_portal[args.command](args, environ or os.environ, out)
     if args.source == args.target:
         print("error: --from and --to name the same CRM", file=out)
         return EXIT_USAGE
@@ -278,18 +292,36 @@ def _plan(args: argparse.Namespace, schemas: SchemaReader, environ: Mapping[str,
     return 0
 
 
-def _move(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO) -> int:
+class _CannotStart(Exception):
+    """A command of the whole portal that cannot start: what to tell the operator."""
+
+
+def _whole_portal(
+    args: argparse.Namespace, environ: Mapping[str, str]
+) -> tuple[MigrationPlan, CrmProvider, CrmProvider]:
+    """The plan of ``--plan`` and the two providers the move and its reconcile read through."""
     try:
         plan = MigrationPlan.from_json(args.plan.read_bytes())
     except (OSError, ValueError) as exc:
-        print(f"error: --plan {args.plan}: not a plan written by the plan command ({type(exc).__name__})", file=out)
-        return EXIT_USAGE
+        raise _CannotStart(
+            f"--plan {args.plan}: not a plan written by the plan command ({type(exc).__name__})"
+        ) from None
     try:
         bitrix24, espocrm = _providers(
             CrmProviderName.BITRIX24.value, CrmProviderName.ESPOCRM.value, args.requests_per_second, environ
         )
     except SettingsError as exc:
-        print(f"error: the move reads Bitrix24 and writes EspoCRM, configured as for the functions: {exc}", file=out)
+        raise _CannotStart(
+            f"the move reads Bitrix24 and writes EspoCRM, configured as for the functions: {exc}"
+        ) from None
+    return plan, bitrix24, espocrm
+
+
+def _move(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO) -> int:
+    try:
+        plan, bitrix24, espocrm = _whole_portal(args, environ)
+    except _CannotStart as refused:
+        print(f"error: {refused}", file=out)
         return EXIT_USAGE
     kind = "dry-run" if args.dry_run else "move"
     move = None
@@ -328,6 +360,34 @@ def _move(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO) -> 
     )
     failed = sum(counts[FAILED] for counts in move.counts.values())
     return EXIT_INCOMPLETE if failed else 0
+
+
+def _reconcile_move(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO) -> int:
+    try:
+        plan, bitrix24, espocrm = _whole_portal(args, environ)
+    except _CannotStart as refused:
+        print(f"error: {refused}", file=out)
+        return EXIT_USAGE
+    path = args.report or Path(f"reconcile-move-bitrix24-espocrm-{_stamp()}.csv")
+    report = Report(path, RECONCILE_MOVE_COLUMNS)
+    try:
+        if not (isinstance(bitrix24, Bitrix24Provider) and isinstance(espocrm, EspoCrmProvider)):  # pragma: no cover
+            raise SettingsError("reconcile reads Bitrix24 and EspoCRM through their own providers")
+        reader = PortalReader(bitrix24)
+        source, target = reader.schema(), read_schema(espocrm)
+        checking = MoveReconcile(reader, EspoCrmTarget(espocrm, target), MoveContext(plan, source, target), report)
+        differences = checking.run()
+    except CrmError as error:
+        print(f"error: {error.provider} failed: {error} (kind {error.kind.value}); rerun", file=out)
+        return EXIT_INCOMPLETE
+    finally:
+        report.close()
+        bitrix24.close()
+        espocrm.close()
+    print("reconcile bitrix24 -> espocrm, records by entity:", file=out)
+    print("\n".join(checking.summary()), file=out)
+    print(f"differences: {differences}; report: {path}", file=out)
+    return EXIT_INCOMPLETE if differences else 0
 
 
 def _user_mapping(path: Path) -> dict[str, str]:

@@ -207,6 +207,20 @@ class EspoCrmTarget:
             return None
         return self._provider.record_of(self._provider.request("GET", f"{entity}/{matches[0]['id']}"))
 
+    def count(self, entity: str, key_prefix: str) -> int:
+        """How many records of ``entity`` carry a key starting with ``key_prefix`` (``bitrix24:company:``),
+        counted page by page: an Email list gives no total (``collection.countDisabled``, entityDefs/Email.json)."""
+        where = [{"type": "startsWith", "attribute": self._key, "value": key_prefix}]
+        counted = offset = 0
+        while True:
+            search = {"where": where, "select": ["id"], "orderBy": "id", "maxSize": _PAGE, "offset": offset}
+            response = self._provider.request("GET", entity, params={"searchParams": json.dumps(search)})
+            page = _mapping(json_body(response, self._provider.name)).get("list") or []
+            counted += len(page)
+            if len(page) < _PAGE:
+                return counted
+            offset += _PAGE
+
     def write(
         self,
         entity: str,
@@ -230,7 +244,9 @@ class EspoCrmTarget:
         record_id = str(existing["id"])
         ignored = tuple(sorted(name for name in attributes if name not in existing))
         changes = {
-            name: value for name, value in attributes.items() if name in existing and not _same(existing[name], value)
+            name: value
+            for name, value in attributes.items()
+            if name in existing and not same_value(existing[name], value)
         }
         if dry_run:
             action = WriteAction.UPDATED if changes else WriteAction.UNCHANGED
@@ -281,7 +297,7 @@ class EspoCrmTarget:
     ) -> int:
         """Post each comment the record's stream lacks (by its marker), oldest first, with its files;
         returns how many were (or, in a dry run, would be) posted."""
-        known = "\n".join(self._stream_posts(entity, record_id)) if record_id else ""
+        known = self.stream_lines(entity, record_id) if record_id else set()
         missing = [comment for comment in comments if import_marker(key, comment.note.note_id) not in known]
         if dry_run:
             return len(missing)
@@ -301,7 +317,13 @@ class EspoCrmTarget:
     def _provider_of(key: str) -> str:
         return key.split(":", 1)[0]
 
+    def stream_lines(self, entity: str, record_id: str) -> set[str]:
+        """The lines of a record's stream posts: a comment's import marker is one of them, whole (the
+        marker of ``note 5`` is within ``note 50``'s, so a search in the text would find a deleted one)."""
+        return {line.strip() for post in self._stream_posts(entity, record_id) for line in post.splitlines()}
+
     def _stream_posts(self, entity: str, record_id: str) -> list[str]:
+        """The texts of a record's stream: where a comment's import marker shows it was copied."""
         posts: list[str] = []
         offset = 0
         while True:
@@ -318,7 +340,7 @@ def _filled(record: Mapping[str, Any], field: str) -> bool:
     return bool(record.get(f"{field}Id") or record.get(f"{field}Ids"))
 
 
-def _same(stored: Any, wanted: Any) -> bool:
+def same_value(stored: Any, wanted: Any) -> bool:
     """Whether EspoCRM's value is the one the move would write: numbers by value (a currency comes
     back as a float), lists in any order (id lists, multi-enums: their order is the server's), and
     the items of a phone or e-mail list by the keys the move gave (the server adds ``optOut``,
