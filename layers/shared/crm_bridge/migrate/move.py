@@ -43,8 +43,8 @@ from crm_bridge.providers.records import RecordedNote
 
 PROVIDER = "bitrix24"
 REPORT_COLUMNS = ("source_record", "entity", "action", "target_record", "notes_copied", "files_copied", "reason")
-_COMMENTED = frozenset({SourceEntity.COMPANY, SourceEntity.CONTACT, SourceEntity.DEAL, SourceEntity.LEAD})
-"""Kinds with a timeline of comments (an activity is itself on one)."""
+COMMENTED = frozenset({SourceEntity.COMPANY, SourceEntity.CONTACT, SourceEntity.DEAL, SourceEntity.LEAD})
+"""Kinds with a timeline of comments (an activity is itself on one): they move as notes."""
 
 
 @dataclass
@@ -160,7 +160,7 @@ class Move:
                 bar.close()
 
     def _comments(self, kind: SourceEntity, chunk: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-        if kind not in _COMMENTED:
+        if kind not in COMMENTED:
             return {}
         return self.reader.comments(kind, [str(record["ID"]) for record in chunk])
 
@@ -218,7 +218,7 @@ class Move:
 
     def _file(self, item: Mapping[str, Any], field_name: str) -> FileContent:
         """A portal file as EspoCRM takes it; a dry run does not download it."""
-        name = file_name(item, f"{field_name}-{item.get('id') or item.get('ID') or 'file'}")
+        name = file_name(item, field_name)
         mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
         return FileContent(name, mime, b"" if self.dry_run else self.reader.download(item))
 

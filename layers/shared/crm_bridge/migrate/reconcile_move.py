@@ -26,7 +26,7 @@ from typing import Any
 from crm_bridge.migrate.backfill import Report, with_retries
 from crm_bridge.migrate.bitrix24_portal import PAGE, PortalReader
 from crm_bridge.migrate.espocrm_target import EspoCrmTarget, same_value, source_key
-from crm_bridge.migrate.move import PROVIDER
+from crm_bridge.migrate.move import COMMENTED, PROVIDER
 from crm_bridge.migrate.schema import ACTIVITY_TARGETS, TARGET_ENTITY, SourceEntity, TargetUser
 from crm_bridge.migrate.transform import Link, MoveContext, attributes_for, file_name, owners_of, references
 from crm_bridge.migrate.transform import target_entity as entity_of
@@ -83,7 +83,7 @@ class MoveReconcile:
             tally = self.tallies.setdefault(str(kind), Tally())
             for chunk in batched(self.reader.records(kind), PAGE, strict=False):
                 ids = [str(record["ID"]) for record in chunk]
-                comments = self.reader.comments(kind, ids) if kind is not SourceEntity.ACTIVITY else {}
+                comments = self.reader.comments(kind, ids) if kind in COMMENTED else {}
                 for record in chunk:
                     tally.portal += 1
                     found = self._record(kind, record, owners, comments.get(str(record["ID"]), []))
@@ -166,7 +166,7 @@ class MoveReconcile:
         for name, items in files.items():
             target = fields.get(name)
             single = target is not None and target.type == "file"  # the move keeps a file field's first
-            expected = sorted(_file_name(item, name) for item in (items[:1] if single else items))
+            expected = sorted(file_name(item, name) for item in (items[:1] if single else items))
             if single:
                 found = [str(copy[f"{name}Name"])] if copy.get(f"{name}Id") else []
             else:
@@ -200,11 +200,6 @@ def _entities(kind: SourceEntity) -> list[str]:
     if kind is SourceEntity.ACTIVITY:
         return sorted({*ACTIVITY_TARGETS.values(), "Task"})
     return [TARGET_ENTITY[kind]]
-
-
-def _file_name(item: Mapping[str, Any], field_name: str) -> str:
-    """The name the move gives a file (``Move._file``): its own, else the field's and its id."""
-    return file_name(item, f"{field_name}-{item.get('id') or item.get('ID') or 'file'}")
 
 
 def _values(value: Any) -> list[Any]:

@@ -547,6 +547,7 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
-def file_name(file: Mapping[str, Any], fallback: str) -> str:
-    """A portal file's name where its object gives one (a comment's, an activity's), else ``fallback``."""
-    return str(file.get("name") or file.get("NAME") or fallback)
+def file_name(file: Mapping[str, Any], field_name: str) -> str:
+    """A portal file's name where its object gives one (a comment's, an activity's), else the field's
+    name and the file's id (a file user field gives none): the move names it so, reconcile expects it."""
+    return str(file.get("name") or file.get("NAME") or f"{field_name}-{file.get('id') or file.get('ID') or 'file'}")
