@@ -286,15 +286,16 @@ def _role_actions(template: dict[str, Any], function: str) -> dict[str, list[Any
     return granted
 
 
-_READ_WRITE = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
-_IDEMPOTENCY = {action: {"IdempotencyTable"} for action in _READ_WRITE}
+_IDEMPOTENCY_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+"""Powertools' idempotency: no GetItem, a refused put answers with the record it found."""
+_IDEMPOTENCY = {action: {"IdempotencyTable"} for action in _IDEMPOTENCY_ACTIONS}
 LEAST_PRIVILEGE: dict[str, dict[str, set[str]]] = {
     # Queues now or parks what the CRM refuses; Idempotency-Key answers; the applicant's session; seals.
     "ApplicationsFunction": _IDEMPOTENCY
     | {
         "sqs:SendMessage": {"OperationsQueue", "DeadLetterQueue"},
-        "dynamodb:GetItem": {"IdempotencyTable", "VisitorSessionsTable"},
-        "dynamodb:PutItem": {"IdempotencyTable", "VisitorSessionsTable"},
+        "dynamodb:GetItem": {"VisitorSessionsTable"},
+        "dynamodb:UpdateItem": {"IdempotencyTable", "VisitorSessionsTable"},
         "dynamodb:DeleteItem": {"IdempotencyTable", "VisitorSessionsTable"},
         "kms:Encrypt": {"RecoveryKey"},
         "crm-secrets": {"CrmSecretsReadPolicy"},
@@ -310,7 +311,7 @@ LEAST_PRIVILEGE: dict[str, dict[str, set[str]]] = {
         "sqs:GetQueueAttributes": {"OperationsQueue"},
         "sqs:ChangeMessageVisibility": {"OperationsQueue"},
         "sqs:SendMessage": {"DeadLetterQueue"},
-        "dynamodb:GetItem": {"IdempotencyTable", "VisitorSessionsTable"},
+        "dynamodb:GetItem": {"VisitorSessionsTable"},
         "dynamodb:PutItem": {"IdempotencyTable", "VisitorSessionsTable"},
         "dynamodb:UpdateItem": {"IdempotencyTable", "VisitorSessionsTable"},
         "dynamodb:DeleteItem": {"IdempotencyTable", "VisitorSessionsTable"},
