@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
-from moto import mock_aws
+from moto import mock_aws, settings
 from moto.core.authorization import enable_iam_authentication
 
 from crm_bridge import aws
@@ -127,6 +127,18 @@ def template_aws() -> Iterator[AwsResources]:
             yield create_aws_resources()
         finally:
             clear_aws_clients()
+
+
+@contextmanager
+def iam_set_aside() -> Iterator[None]:
+    """For what a test does beside the stack, that no role of it would do (a scratch queue of its own):
+    moto without IAM for a moment, with the process's own credentials."""
+    enforced_from = settings.INITIAL_NO_AUTH_ACTION_COUNT
+    settings.INITIAL_NO_AUTH_ACTION_COUNT = float("inf")
+    try:
+        yield
+    finally:
+        settings.INITIAL_NO_AUTH_ACTION_COUNT = enforced_from
 
 
 class InProcessAws:

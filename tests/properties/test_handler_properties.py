@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+import boto3
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -31,6 +32,7 @@ from crm_bridge.models import (
 )
 from infra.local.http_events import http_api_event
 from tests.api.conftest import invoke
+from tests.aws_setup import iam_set_aside
 from tests.faults.system import System, running_system
 from tests.user_agents import BROWSER
 
@@ -151,9 +153,12 @@ def operation_from(kind: str, data: dict[str, Any]) -> Operation | None:
 
 @pytest.fixture(scope="module")
 def queue(system: System) -> OperationQueue:
-    """A queue of its own: the redirects above left their clicks on the operations queue."""
-    url = system.sqs.create_queue(QueueName="round-trip")["QueueUrl"]
-    return OperationQueue(url, system.aws.dlq_url, client=system.sqs)
+    """A queue of its own (the redirects above left their clicks on the operations queue), which no
+    role of the stack may touch: made and used with IAM set aside."""
+    with iam_set_aside():
+        sqs = boto3.client("sqs")
+        url = sqs.create_queue(QueueName="round-trip")["QueueUrl"]
+    return OperationQueue(url, system.aws.dlq_url, client=sqs)
 
 
 @given(st.one_of(APPLICATIONS.map(lambda data: ("application", data)), CLICKS.map(lambda data: ("click", data))))
@@ -164,11 +169,13 @@ def test_any_valid_operation_comes_back_from_sqs_unchanged(
     if operation is None:
         return
 
-    queue.enqueue(operation)
-    (message,) = system.sqs.receive_message(QueueUrl=queue.queue_url, MessageAttributeNames=["All"], WaitTimeSeconds=0)[
-        "Messages"
-    ]
-    system.sqs.delete_message(QueueUrl=queue.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    with iam_set_aside():
+        queue.enqueue(operation)
+        sqs = queue.client
+        (message,) = sqs.receive_message(QueueUrl=queue.queue_url, MessageAttributeNames=["All"], WaitTimeSeconds=0)[
+            "Messages"
+        ]
+        sqs.delete_message(QueueUrl=queue.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     assert not SQS_FORBIDDEN.search(message["Body"]), "SQS accepts no such character"
     assert parse_operation(message["Body"]) == operation

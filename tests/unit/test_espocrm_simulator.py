@@ -169,8 +169,8 @@ def test_satisfies_the_simulated_crm_protocol() -> None:
 def test_the_recordings_are_all_copied() -> None:
     names = fixture_names()
     assert names[0] == "02_create_lead"
-    assert names[-1] == "59_api_app_user"
-    assert len(names) == 57
+    assert names[-1] == "61_admin_update_not_actual_with_param_list"
+    assert len(names) == 59
 
 
 # --- CRUD replays ------------------------------------------------------------------------------
