@@ -446,3 +446,44 @@ def test_a_click_retried_after_the_visitors_application_moved_the_session_is_wri
     later = deliver(click_operation(channel="telegram", received_at=datetime.now(UTC)), crm.provider, sessions)
     assert later.record_id == known
     assert any("Telegram" in note for note in crm.sim.timeline(known)), "later clicks go to the applicant's lead"
+
+
+def test_an_application_matching_someone_while_a_click_creates_the_session_lead_leaves_the_claim(
+    crm: Crm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The applicant is known already (their lead is found without asking the session), while their
+    first click is creating the session's anonymous lead (its create got no answer). The application
+    writes the known lead but does not take the session from the click: it waits (is retried), so the
+    click's retry finds the lead it made instead of writing itself onto the applicant's as well."""
+    sessions = MemorySessions()
+    known = crm.provider.upsert_lead(
+        Application.model_validate({"name": "Ali Veli", "email": "ali@example.com"}), uuid4()
+    ).record_id
+    create = crm.provider.create_minimal_lead_from_activity
+
+    def lands_then_times_out(*args: object, **kwargs: object) -> object:
+        create(*args, **kwargs)  # type: ignore[arg-type]
+        raise RetryableCrmError("Gateway Timeout", provider=crm.provider.name, status=504)
+
+    monkeypatch.setattr(crm.provider, "create_minimal_lead_from_activity", lands_then_times_out)
+    click = click_operation(channel="instagram")
+    with pytest.raises(RetryableCrmError):
+        deliver(click, crm.provider, sessions)
+    monkeypatch.undo()
+    application = UpsertLeadOperation(
+        origin=Origin.APPLICATIONS_API,
+        payload=Application.model_validate(
+            {"name": "Ali Veli", "email": "ali@example.com", "session_id": SITE_SESSION}
+        ),
+    )
+
+    with pytest.raises(SessionLeadInProgress):
+        deliver(application, crm.provider, sessions)
+    clicked = deliver(click, crm.provider, sessions)
+    applied = deliver(application, crm.provider, sessions)
+    later = deliver(click_operation(channel="telegram", received_at=datetime.now(UTC)), crm.provider, sessions)
+
+    assert applied.record_id == known == later.record_id
+    assert clicked.record_id != known, "the click's own anonymous lead"
+    assert str(click.operation_id) in everything_on(crm, clicked.record_id)
+    assert str(click.operation_id) not in everything_on(crm, known), "the click not written a second time"

@@ -100,6 +100,12 @@ def deliver(operation: Operation, provider: CrmProvider, sessions: VisitorSessio
                     return None
 
             result = provider.upsert_lead(application, operation.operation_id, session_lead=anonymous_lead)
+            if isinstance(session_lead.exception(), SessionLeadInProgress):
+                # A known applicant's lead was written without asking the session, while a click is still
+                # creating the session's lead: taking the session now would have that click's retry write
+                # itself onto this lead too. The application is retried (it finds what it wrote) once the
+                # click's lead is there.
+                raise SessionLeadInProgress(provider.name)
             held_clicks = held.result()
             previous = None if session_lead.exception() else session_lead.result()
             sessions.remember(provider.name, session_id, result.record_id, replace=True, earlier=previous)
