@@ -161,7 +161,8 @@ def test_the_plan_closing_statuses_close_leads_once_provisioned_and_a_rerun_chan
     status = world.lead_status()
     assert CLOSING_STATUS in status["options"]
     assert status["notActualOptions"] == ["Converted", "Recycled", "Dead", CLOSING_STATUS]
-    assert "urlMultiple" in {field.type for field in lists}  # the websites (WEB) of contacts and companies
+    if world.real is None:  # the real server keeps its state: an earlier move there made them already
+        assert "urlMultiple" in {field.type for field in lists}  # the websites (WEB) of contacts and companies
     for field in lists:
         where = "" if field.entity == "Lead" else f"{field.entity}."
         assert f"  = field {where}{field.name} ({field.type}) exists" in rerun
