@@ -66,14 +66,21 @@ def _table(response: Any) -> str:
     return f"arn:aws:dynamodb:{response.region}:{response.current_account}:table/{name}" if name else "*"
 
 
-def _key(response: Any) -> str:
-    key_id = response._get_param("KeyId")
-    if not key_id:
+def _looked_up(response: Any, parameter: str, arn_of: Callable[[str], object]) -> str:
+    """The ARN of the resource the request's ``parameter`` names; ``*`` when it names none or none
+    exists (the action itself then answers NotFound to whoever may call it)."""
+    name = response._get_param(parameter)
+    if not name:
         return "*"
     try:
-        return str(kms_backends[response.current_account][response.region].describe_key(key_id).arn)
-    except Exception:  # no such key: the action itself answers NotFound to whoever may call it
+        return str(arn_of(name))
+    except Exception:
         return "*"
+
+
+def _key(response: Any) -> str:
+    keys = kms_backends[response.current_account][response.region]
+    return _looked_up(response, "KeyId", lambda key_id: keys.describe_key(key_id).arn)
 
 
 def _parameter(response: Any) -> str:
@@ -84,23 +91,11 @@ def _parameter(response: Any) -> str:
 
 
 def _secret(response: Any) -> str:
-    secret_id = response._get_param("SecretId")
-    if not secret_id:
-        return "*"
-    try:
-        return str(response.backend.describe_secret(secret_id).arn)
-    except Exception:  # no such secret: the action itself answers ResourceNotFound to whoever may call it
-        return "*"
+    return _looked_up(response, "SecretId", lambda secret_id: response.backend.describe_secret(secret_id).arn)
 
 
 def _stack(response: Any) -> str:
-    name = response._get_param("StackName")
-    if not name:
-        return "*"
-    try:
-        return str(response.cloudformation_backend.get_stack(name).stack_id)
-    except Exception:  # no such stack: the action itself answers ValidationError to whoever may call it
-        return "*"
+    return _looked_up(response, "StackName", lambda name: response.cloudformation_backend.get_stack(name).stack_id)
 
 
 Denied = Callable[[str, str, str], None]
