@@ -905,17 +905,7 @@ class SimulatedBitrix24:
         """crm.lead.fields: native descriptors, then the portal's user fields (DOCS: crm-lead-fields)."""
         result: dict[str, Any] = {}
         for name, (kind, read_only, title, extra) in _NATIVE_DESCRIPTORS.items():
-            descriptor: dict[str, Any] = {
-                "type": kind,
-                "isRequired": False,
-                "isReadOnly": read_only,
-                "isImmutable": False,
-                "isMultiple": bool(extra.get("isMultiple", False)),
-                "isDynamic": False,
-            }
-            descriptor |= {key: value for key, value in extra.items() if key != "isMultiple"}
-            descriptor["title"] = title
-            result[name] = descriptor
+            result[name] = native_descriptor(kind, read_only, title, extra)
         for name in self.user_fields:
             result[name] = self.entities.user_field_descriptor("lead", name) or _user_field_descriptor(name)
         return result, {}
@@ -1286,6 +1276,20 @@ def _resolve_references(params: Any, results: Mapping[str, Any]) -> Any:
         else:
             value = None
     return "" if value is None or isinstance(value, dict | list) else str(value)
+
+
+def native_descriptor(kind: str, read_only: bool, title: str, extra: Mapping[str, Any]) -> dict[str, Any]:
+    """A standard field as ``crm.*.fields`` describes it (DOCS: crm-lead-fields)."""
+    descriptor: dict[str, Any] = {
+        "type": kind,
+        "isRequired": False,
+        "isReadOnly": read_only,
+        "isImmutable": False,
+        "isMultiple": bool(extra.get("isMultiple", False)),
+        "isDynamic": False,
+    }
+    descriptor |= {key: value for key, value in extra.items() if key != "isMultiple"}
+    return descriptor | {"title": title}
 
 
 def _user_field_descriptor(name: str) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from tests.simulators.bitrix24 import (
     filter_matches,
     list_page,
     list_params,
+    native_descriptor,
     selected_names,
     sorted_rows,
 )
@@ -605,16 +606,7 @@ class PortalEntities:
         def describe(params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
             result: dict[str, Any] = {}
             for name, kind, read_only, title, extra in NATIVE_FIELDS[entity]:
-                descriptor: dict[str, Any] = {
-                    "type": kind,
-                    "isRequired": False,
-                    "isReadOnly": read_only,
-                    "isImmutable": False,
-                    "isMultiple": bool(extra.get("isMultiple", False)),
-                    "isDynamic": False,
-                }
-                descriptor |= {key: value for key, value in extra.items() if key != "isMultiple"}
-                result[name] = descriptor | {"title": title}
+                result[name] = native_descriptor(kind, read_only, title, extra)
             for name in self._user_field_names(entity):
                 result[name] = self.user_field_descriptor(entity, name)
             return result, {}
