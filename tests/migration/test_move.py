@@ -185,6 +185,12 @@ def _copies(world: World) -> dict[tuple[str, str], dict[str, Any]]:
     return copies
 
 
+def _placed(world: World, entity: str, field: str) -> str:
+    """The EspoCRM attribute the plan put an activity field in."""
+    plan = next(item for item in world.plan.entities if (item.source, item.target) == ("activity", entity))
+    return next(placement.attributes[0] for placement in plan.placements if placement.field == field)
+
+
 def _entity(world: World, kind: str, record_id: str) -> str:
     if kind == "activity":
         return ACTIVITY_TARGETS[world.bitrix24.entities.activities[int(record_id)]["TYPE_ID"]]
@@ -205,6 +211,7 @@ def test_the_agency_portal_moves_whole_and_a_rerun_writes_nothing(world: World) 
     portal = world.bitrix24.entities
     stages = {stage.stage: stage.option for stage in world.plan.deal_stages}
     statuses = {stage.stage: stage.option for stage in world.plan.lead_statuses}
+    bound_twice = 0
     for (kind, record_id), copy in copies.items():
         source = portal.activities[int(record_id)] if kind == "activity" else portal.record(kind, record_id)
         owner = source.get("RESPONSIBLE_ID") if kind == "activity" else source.get("ASSIGNED_BY_ID")
@@ -220,6 +227,21 @@ def test_the_agency_portal_moves_whole_and_a_rerun_writes_nothing(world: World) 
         if kind == "activity":
             owner_kind = {"1": "lead", "2": "deal", "3": "contact", "4": "company"}[str(source["OWNER_TYPE_ID"])]
             assert copy["parentId"] == copies[(owner_kind, str(source["OWNER_ID"]))]["id"]
+            entity = _entity(world, kind, record_id)
+            for name in ("LOCATION", "AUTHOR_ID"):  # beyond the standard fields: where the plan put them
+                if source.get(name):
+                    assert copy[_placed(world, entity, name)], (kind, record_id, name)
+            if source.get("LOCATION"):
+                assert copy[_placed(world, entity, "LOCATION")] == source["LOCATION"]
+            also = [contact for kind_id, contact in portal.bindings[int(record_id)][1:] if kind_id == 3]
+            for contact_id in also:  # a deal's activity also bound to the student's contact
+                if entity in ("Call", "Meeting"):
+                    assert copies[("contact", str(contact_id))]["id"] in copy["contactsIds"]
+                else:
+                    text = copy["body" if entity == "Email" else "description"]
+                    assert f"Also bound to: contact {copies[('contact', str(contact_id))]['name']}" in text
+                bound_twice += 1
+    assert bound_twice
     for lead_id, (contact_id, company_id, deal_id) in world.portal.converted_leads.items():
         lead = copies[("lead", lead_id)]
         assert lead["createdContactId"] == copies[("contact", contact_id)]["id"]

@@ -21,7 +21,7 @@ from crm_bridge.migrate.meanings import MESSENGERS
 from crm_bridge.migrate.plan import custom_name
 from crm_bridge.migrate.schema import TargetSchema
 from crm_bridge.providers.espocrm import EspoCrmProvider
-from tests.migration.test_move import World, _copies, _entity, _stream, world  # noqa: F401 - the fixture
+from tests.migration.test_move import World, _copies, _entity, _placed, _stream, world  # noqa: F401 - the fixture
 
 
 def _reconcile(moved: World) -> tuple[int, str, list[dict[str, str]]]:
@@ -88,11 +88,18 @@ def test_the_moved_portal_reconciles_to_zero_and_each_planted_difference_fails_i
     world.espocrm.request("PUT", f"Opportunity/{deal['id']}", body={"stage": other_stage})
     planted[(source_key("bitrix24", "deal", deal_id), "stage")] = (deal["stage"], other_stage)
 
+    location = _placed(world, "Meeting", "LOCATION")  # an activity's field beyond the standard ones
+    meeting_id, meeting = next(
+        (record_id, copy) for (kind, record_id), copy in copies.items() if kind == "activity" and copy.get(location)
+    )
+    world.espocrm.request("PUT", f"Meeting/{meeting['id']}", body={location: "Online"})
+    planted[(source_key("bitrix24", "activity", meeting_id), location)] = (meeting[location], "Online")
+
     code, out, rows = _reconcile(world)
 
     assert code == EXIT_INCOMPLETE, out
     assert {(row["source_record"], row["field"]): (row["expected"], row["found"]) for row in rows} == planted
-    assert "differences: 4" in out
+    assert "differences: 5" in out
     assert "someone.else" not in out  # the summary counts, the report holds the values
     assert other_stage not in out
 

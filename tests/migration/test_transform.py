@@ -206,6 +206,86 @@ def test_an_activity_goes_to_the_entity_of_its_type_on_its_owner(
     assert (SourceEntity.CONTACT, "12") in references(SourceEntity.ACTIVITY, activity)
 
 
+MEETING = {
+    "ID": "502",
+    "TYPE_ID": "1",
+    "OWNER_TYPE_ID": "2",
+    "OWNER_ID": "40",
+    "SUBJECT": "Visa documents",
+    "START_TIME": "2025-03-02T10:00:00+03:00",
+    "RESPONSIBLE_ID": "5",
+    "PRIORITY": "3",
+    "LOCATION": "Office, room 2",
+    "AUTHOR_ID": "9",
+    "CREATED": "2025-03-01T09:00:00+03:00",
+    "FILES": [{"id": "77", "url": "https://agency.bitrix24.example/disk/downloadFile/77/", "name": "visa.pdf"}],
+    "BINDINGS": [
+        {"entityTypeId": 2, "entityId": 40},  # its owner: the deal
+        {"entityTypeId": 3, "entityId": 12},  # the student's contact
+        {"entityTypeId": 4, "entityId": 7},  # their school
+        {"entityTypeId": 31, "entityId": 5},  # an invoice: an object the move does not read
+    ],
+}
+
+
+def test_an_activitys_fields_beyond_the_standard_ones_go_where_the_plan_put_them(
+    context: MoveContext, owners: dict[str, TargetUser]
+) -> None:
+    """Its location, author, creation time, a meeting's priority and files: nothing the plan placed is dropped."""
+    meeting_plan = context.entity_plan(SourceEntity.ACTIVITY, MEETING)
+    assert meeting_plan is not None
+    placements = {item.field: item for item in meeting_plan.placements}
+
+    shaped = shape(context, owners, SourceEntity.ACTIVITY, MEETING)
+
+    assert shaped.entity == "Meeting"
+    assert shaped.attributes[placements["LOCATION"].attributes[0]] == "Office, room 2"
+    assert shaped.attributes[placements["AUTHOR_ID"].attributes[0]] == owners["9"].name
+    assert shaped.attributes[placements["CREATED"].attributes[0]] == "2025-03-01 06:00:00"
+    assert shaped.attributes[placements["PRIORITY"].attributes[0]] == "High"
+    assert [item["name"] for item in shaped.files[placements["FILES"].attributes[0]]] == ["visa.pdf"]
+
+
+def test_an_activitys_bindings_beyond_its_owner_are_its_people_or_named_in_the_description(
+    context: MoveContext, owners: dict[str, TargetUser]
+) -> None:
+    deal = Link("opp-40", "Aigerim: Master 2025")
+    links = {**LINKS, (SourceEntity.DEAL, "40"): deal}
+
+    meeting = attributes_for(context, SourceEntity.ACTIVITY, MEETING, links=links, owners=owners)
+    task = attributes_for(context, SourceEntity.ACTIVITY, MEETING | {"TYPE_ID": "6"}, links=links, owners=owners)
+
+    assert (meeting.attributes["parentType"], meeting.attributes["parentId"]) == ("Opportunity", "opp-40")
+    assert meeting.attributes["contactsIds"] == ["con-12"]
+    also = "Also bound to: company Acme Lyceum (Bitrix24 7); object type 31 (Bitrix24 5)"
+    assert meeting.attributes["description"].splitlines() == [also]
+    assert (task.attributes["parentType"], task.attributes["parentId"]) == ("Opportunity", "opp-40")
+    assert "contactsIds" not in task.attributes  # a task has no people: they are named
+    assert task.attributes["description"].splitlines() == [
+        "Also bound to: contact Aigerim Student (Bitrix24 12); company Acme Lyceum (Bitrix24 7); "
+        "object type 31 (Bitrix24 5)"
+    ]
+    assert {(SourceEntity.DEAL, "40"), (SourceEntity.CONTACT, "12"), (SourceEntity.COMPANY, "7")} <= references(
+        SourceEntity.ACTIVITY, MEETING
+    )
+
+
+def test_a_task_without_an_owner_is_about_the_person_it_names(
+    context: MoveContext, owners: dict[str, TargetUser]
+) -> None:
+    task = {
+        "ID": "503",
+        "TYPE_ID": "6",
+        "SUBJECT": "Call back",
+        "RESPONSIBLE_ID": "5",
+        "COMMUNICATIONS": [{"TYPE": "PHONE", "VALUE": "+90 532 001 01 01", "ENTITY_TYPE_ID": "3", "ENTITY_ID": "12"}],
+    }
+
+    shaped = shape(context, owners, SourceEntity.ACTIVITY, task)
+
+    assert (shaped.attributes["parentType"], shaped.attributes["parentId"]) == ("Contact", "con-12")
+
+
 def test_owners_are_the_plans_pairs_as_espocrm_users(context: MoveContext) -> None:
     plan: MigrationPlan = context.plan
     owners = owners_of(plan, context.target)

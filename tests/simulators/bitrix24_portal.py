@@ -207,6 +207,62 @@ ACTIVITY_FIELDS: tuple[str, ...] = (
 """What crm.activity.list answers for ``*`` (DOCS: crm/timeline/activities/activity-base/crm-activity-list,
 response example); ``COMMUNICATIONS`` and ``FILES`` only when named in ``select``."""
 _ACTIVITY_NAMED_ONLY = ("COMMUNICATIONS", "FILES")
+_REQUIRED = {"isRequired": True}
+ACTIVITY_DESCRIPTORS: tuple[_Descriptor, ...] = (
+    ("ID", "integer", True, "ID", {}),
+    ("OWNER_ID", "integer", False, "Owner ID", {"isImmutable": True}),
+    ("OWNER_TYPE_ID", "crm_enum_ownertype", False, "Owner Type", {"isImmutable": True}),
+    ("TYPE_ID", "crm_enum_activitytype", False, "Type", {"isRequired": True, "isImmutable": True}),
+    ("PROVIDER_ID", "string", False, "Provider ID", {}),
+    ("PROVIDER_TYPE_ID", "string", False, "Provider Type", {}),
+    ("PROVIDER_GROUP_ID", "string", False, "Connector Type", {}),
+    ("ASSOCIATED_ENTITY_ID", "integer", True, "ID of the entity associated with the activity", {}),
+    ("SUBJECT", "string", False, "Subject", _REQUIRED),
+    ("START_TIME", "datetime", False, "Start", {}),
+    ("END_TIME", "datetime", False, "Deadline", {}),
+    ("DEADLINE", "datetime", False, "Due Date", {}),
+    ("COMPLETED", "char", False, "Completed", {}),
+    ("STATUS", "crm_enum_activitystatus", False, "Status", {}),
+    ("RESPONSIBLE_ID", "user", False, "Responsible", _REQUIRED),
+    ("PRIORITY", "crm_enum_activitypriority", False, "Priority", {}),
+    ("NOTIFY_TYPE", "crm_enum_activitynotifytype", False, "Notification Type", {}),
+    ("NOTIFY_VALUE", "integer", False, "Notification Parameter", {}),
+    ("DESCRIPTION", "string", False, "Description", {}),
+    ("DESCRIPTION_TYPE", "crm_enum_contenttype", False, "Description Type", {}),
+    ("DIRECTION", "crm_enum_activitydirection", False, "Direction", {}),
+    ("LOCATION", "string", False, "Location", {}),
+    ("CREATED", "datetime", True, "Creation Date", {}),
+    ("AUTHOR_ID", "user", True, "Created By", {}),
+    ("LAST_UPDATED", "datetime", True, "Last Updated", {}),
+    ("EDITOR_ID", "user", True, "Edited By", {}),
+    ("SETTINGS", "object", False, "Settings", {}),
+    ("ORIGIN_ID", "string", False, "External Code", {}),
+    ("ORIGINATOR_ID", "string", False, "External Source", {}),
+    ("RESULT_STATUS", "integer", False, "RESULT_STATUS", {}),
+    ("RESULT_STREAM", "integer", False, "RESULT_STREAM", {}),
+    ("RESULT_SOURCE_ID", "string", False, "RESULT_SOURCE_ID", {}),
+    ("PROVIDER_PARAMS", "object", False, "Provider Parameters", {}),
+    ("PROVIDER_DATA", "string", False, "Provider Data", {}),
+    ("RESULT_MARK", "integer", False, "RESULT_MARK", {}),
+    ("RESULT_VALUE", "double", False, "RESULT_VALUE", {}),
+    ("RESULT_SUM", "double", False, "RESULT_SUM", {}),
+    ("RESULT_CURRENCY_ID", "string", False, "RESULT_CURRENCY_ID", {}),
+    ("AUTOCOMPLETE_RULE", "integer", False, "Autocomplete", {}),
+    ("BINDINGS", "crm_activity_binding", True, "Bindings", {"isMultiple": True}),
+    (
+        "COMMUNICATIONS",
+        "crm_activity_communication",
+        False,
+        "Communication Channel",
+        {"isRequired": True, "isMultiple": True},
+    ),
+    ("FILES", "diskfile", False, "Files", {"isMultiple": True}),
+    ("WEBDAV_ELEMENTS", "diskfile", False, "Added Files", {"isMultiple": True, "isDeprecated": True}),
+    ("IS_INCOMING_CHANNEL", "char", True, "IS_INCOMING_CHANNEL", {}),
+)
+"""What crm.activity.fields answers, in its order, with its titles and flags (DOCS: crm/timeline/activities/
+activity-base/crm-activity-fields, response example). Activities have no user fields: the REST API has no
+``crm.activity.userfield.*`` (DOCS: crm/timeline/activities), so the answer is the same on every portal."""
 
 
 @dataclass(frozen=True)
@@ -297,6 +353,7 @@ class PortalEntities:
             "user.get": self._user_get,
             "crm.activity.list": self._activity_list,
             "crm.activity.binding.list": self._activity_binding_list,
+            "crm.activity.fields": self._activity_fields,
         }
         for entity in NATIVE_FIELDS:
             methods[f"crm.{entity}.list"] = self._lister(entity)
@@ -736,6 +793,10 @@ class PortalEntities:
         names = {name for name in ACTIVITY_FIELDS if "*" in wanted or name in wanted}
         names |= {name for name in _ACTIVITY_NAMED_ONLY if name in wanted}
         return [{key: value for key, value in activity.items() if key in names} for activity in page], extra
+
+    def _activity_fields(self, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """crm.activity.fields: every field's descriptor (DOCS: crm-activity-fields); no parameters."""
+        return {name: native_descriptor(*descriptor) for name, *descriptor in ACTIVITY_DESCRIPTORS}, {}
 
     def _activity_binding_list(self, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         """crm.activity.binding.list: the records an activity is bound to, ``entityTypeId`` and ``entityId``

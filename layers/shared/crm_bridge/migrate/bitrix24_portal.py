@@ -43,13 +43,6 @@ MULTIFIELDS = ("PHONE", "EMAIL", "WEB", "IM")
 _RECORD_ENTITIES = (SourceEntity.LEAD, SourceEntity.CONTACT, SourceEntity.COMPANY, SourceEntity.DEAL)
 _HAS_MULTIFIELDS = frozenset({SourceEntity.LEAD, SourceEntity.CONTACT, SourceEntity.COMPANY})
 _SEMANTICS = {"S": Semantics.SUCCESS, "F": Semantics.FAILURE}
-_ENTITY_OF_TYPE = {
-    1: str(SourceEntity.LEAD),
-    2: str(SourceEntity.DEAL),
-    3: str(SourceEntity.CONTACT),
-    4: str(SourceEntity.COMPANY),
-}
-"""CRM object type ids (DOCS: crm/data-types, object_type)."""
 _FILE_LINKS = ("downloadUrl", "urlDownload", "url")
 """Where each file shape keeps its bytes: a user field's, a timeline comment's, an activity's."""
 
@@ -101,7 +94,7 @@ class PortalReader:
 
     def schema(self) -> SourceSchema:
         """Fields of the four record kinds (``crm.*.fields`` with ``userfield.list``'s labels and list
-        items), lead stages, pipelines with their stages, the other status lists, and users: one batch,
+        items) and of activities (``crm.activity.fields``: activities have no user fields), lead stages, pipelines with their stages, the other status lists, and users: one batch,
         then more pages of statuses and users only where a portal has more than fit."""
         paged: dict[str, tuple[str, dict[str, Any]]] = {
             "statuses": ("crm.status.list", {"order": {"SORT": "ASC"}}),
@@ -112,7 +105,7 @@ class PortalReader:
             for entity in _RECORD_ENTITIES
         }
         commands = {key: (method, params | {"start": 0}) for key, (method, params) in paged.items()}
-        commands |= {f"fields_{entity}": (f"crm.{entity}.fields", {}) for entity in _RECORD_ENTITIES}
+        commands |= {f"fields_{entity}": (f"crm.{entity}.fields", {}) for entity in SourceEntity}
         commands["categories"] = ("crm.category.list", {"entityTypeId": DEAL_ENTITY_TYPE_ID})
         answers = self._batch(commands)
         lists = {key: self._all_pages(*paged[key], answers[key]) for key in paged}
@@ -123,8 +116,8 @@ class PortalReader:
         categories = answers["categories"].get("categories", []) if isinstance(answers["categories"], dict) else []
         choices = [Option(str(category["id"]), str(category["name"])) for category in categories]
         fields = {
-            entity: _fields(answers[f"fields_{entity}"], lists[f"user_fields_{entity}"], by_list, choices)
-            for entity in _RECORD_ENTITIES
+            entity: _fields(answers[f"fields_{entity}"], lists.get(f"user_fields_{entity}", []), by_list, choices)
+            for entity in SourceEntity
         }
         pipelines = tuple(
             Pipeline(
@@ -165,7 +158,8 @@ class PortalReader:
 
     def records(self, entity: SourceEntity, *, after: int = 0) -> Iterator[dict[str, Any]]:
         """Every record of ``entity`` with every field (user fields, the multi-fields named; an
-        activity with its COMMUNICATIONS and FILES), in ID order, ``pages_per_batch`` pages of 50 a request;
+        activity with its COMMUNICATIONS, FILES and BINDINGS), in ID order, ``pages_per_batch`` pages of
+        50 a request (and for activities one more a page, their bindings: :meth:`bindings`);
         ``after``: only those of a greater ID (a resumed move)."""
         method = f"crm.{entity}.list"
         select = ["*", "UF_*"] if entity is not SourceEntity.ACTIVITY else ["*", "COMMUNICATIONS", "FILES"]
@@ -184,6 +178,8 @@ class PortalReader:
                 if isinstance(page, CrmError):
                     raise page
                 rows = [row for row in page if isinstance(row, dict)] if isinstance(page, list) else []
+                if entity is SourceEntity.ACTIVITY:
+                    self._bind(rows)
                 for row in rows:
                     # A page after a short one referred to an id that did not exist: never trusted.
                     if int(row["ID"]) <= last:
@@ -218,21 +214,14 @@ class PortalReader:
             for record_id, page in first_pages.items()
         }
 
-    def bindings(self, activity_ids: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
-        """What each activity is bound to (its owner and any other record) as (entity, id): the entity
-        ``lead``, ``deal``, ``contact`` or ``company``, or the type id of an object the move does not
-        read (DOCS: crm-activity-binding-list). One request for 50 activities."""
-        answers = self._per_record(
-            "crm.activity.binding.list", lambda activity_id: {"activityId": int(activity_id)}, activity_ids
-        )
-        return {
-            activity_id: [
-                (_ENTITY_OF_TYPE.get(int(item["entityTypeId"]), str(item["entityTypeId"])), str(item["entityId"]))
-                for item in answer
-                if isinstance(item, dict)
-            ]
-            for activity_id, answer in answers.items()
-        }
+    def _bind(self, activities: list[dict[str, Any]]) -> None:
+        """Each activity's ``BINDINGS`` as ``crm.activity.binding.list`` answers them (``entityTypeId``,
+        ``entityId``; DOCS: crm-activity-binding-list): the list method does not give them. One request
+        for 50 activities."""
+        answers = self._per_record("crm.activity.binding.list", _binding_list, [str(row["ID"]) for row in activities])
+        for row in activities:
+            answer = answers.get(str(row.get("ID")))
+            row["BINDINGS"] = [item for item in answer if isinstance(item, dict)] if isinstance(answer, list) else []
 
     def _per_record(
         self, method: str, params_of: Callable[[str], dict[str, Any]], record_ids: Iterable[str]
@@ -251,6 +240,10 @@ class PortalReader:
         if link is None:
             raise ValueError("this file has no download link")
         return with_retries(partial(self._provider.download, link), sleep=self._sleep)
+
+
+def _binding_list(activity_id: str) -> dict[str, Any]:
+    return {"activityId": int(activity_id)}
 
 
 def _holds(value: Any) -> bool:

@@ -235,7 +235,9 @@ _ACTIVITY: dict[str, Meaning | NotMoved] = {
     "TYPE_ID": Meaning((), "chooses the EspoCRM entity: 1 Meeting, 2 Call, 3 and 6 Task, 4 Email"),
     "OWNER_ID": Meaning(("parent",), "the record the activity belongs to"),
     "OWNER_TYPE_ID": Meaning(("parent",), "the kind of the record the activity belongs to"),
-    "BINDINGS": Meaning(("parent",), "the owner; further bindings to the description"),
+    "BINDINGS": Meaning(
+        ("parent", "description"), "the owner; further records it is bound to named in the description"
+    ),
     "DESCRIPTION": Meaning(("description",)),
     "DESCRIPTION_TYPE": Meaning(("description",), "how DESCRIPTION is read: plain text, BB codes or HTML"),
     "START_TIME": Meaning(("dateStart",)),
@@ -243,6 +245,10 @@ _ACTIVITY: dict[str, Meaning | NotMoved] = {
 }
 _DIRECTIONLESS = "Bitrix24 gives a direction to calls and e-mails only (data-types.md#activity-enums)"
 _PEOPLE = Meaning(("contacts", "leads"), "the people it was with: its contacts and leads")
+_PEOPLE_BOUND = Meaning(
+    ("parent", "contacts", "leads", "description"),
+    "the owner; contacts and leads it is bound to among its people, other records named in the description",
+)
 _HELD = "Held when completed, else Planned"
 
 ACTIVITY_STANDARD: Mapping[str, Mapping[str, Meaning | NotMoved]] = {
@@ -252,6 +258,7 @@ ACTIVITY_STANDARD: Mapping[str, Mapping[str, Meaning | NotMoved]] = {
         "STATUS": Meaning(("status",), _HELD),
         "DIRECTION": Meaning(("direction",), "1 Inbound, 2 Outbound"),
         "COMMUNICATIONS": _PEOPLE,
+        "BINDINGS": _PEOPLE_BOUND,
     },
     "Meeting": {
         **_ACTIVITY,
@@ -259,6 +266,7 @@ ACTIVITY_STANDARD: Mapping[str, Mapping[str, Meaning | NotMoved]] = {
         "STATUS": Meaning(("status",), _HELD),
         "DIRECTION": _DIRECTIONLESS,
         "COMMUNICATIONS": _PEOPLE,
+        "BINDINGS": _PEOPLE_BOUND,
     },
     "Task": {
         **_ACTIVITY,
@@ -274,6 +282,7 @@ ACTIVITY_STANDARD: Mapping[str, Mapping[str, Meaning | NotMoved]] = {
     "Email": {
         **_ACTIVITY,
         "DESCRIPTION": Meaning(("body",)),
+        "BINDINGS": Meaning(("parent", "body"), "the owner; further records it is bound to named in the body"),
         "DESCRIPTION_TYPE": Meaning(("isHtml",), "HTML or plain text (BB codes as text)"),
         "START_TIME": Meaning(("dateSent",)),
         "END_TIME": Meaning(("dateSent",), "when START_TIME is empty"),

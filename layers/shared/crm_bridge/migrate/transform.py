@@ -129,13 +129,11 @@ def references(kind: SourceEntity, record: Mapping[str, Any]) -> set[tuple[Sourc
     for name in ("CONTACT_ID", "CONTACT_IDS"):
         found |= {(SourceEntity.CONTACT, value) for value in _ids(record.get(name))}
     if kind is SourceEntity.ACTIVITY:
-        owner = ENTITY_OF_TYPE.get(str(record.get("OWNER_TYPE_ID")))
-        if owner is not None and record.get("OWNER_ID"):
-            found.add((owner, str(record["OWNER_ID"])))
-        for item in record.get("COMMUNICATIONS") or ():
-            other = ENTITY_OF_TYPE.get(str(item.get("ENTITY_TYPE_ID")))
-            if other is not None and item.get("ENTITY_ID"):
-                found.add((other, str(item["ENTITY_ID"])))
+        found |= {
+            (other, source_id)
+            for type_id, source_id in (_owner_of(record), *_communications(record), *_bindings(record))
+            if (other := ENTITY_OF_TYPE.get(type_id)) is not None and source_id
+        }
     for value in record.values():
         binding = _binding(value)
         if binding is not None:
@@ -237,7 +235,7 @@ class _Shaper:
         if special is not None and self.kind is not SourceEntity.ACTIVITY:
             special(placement, value)
             return
-        if self.kind is SourceEntity.ACTIVITY and name in _ACTIVITY_FIELDS:
+        if self.kind is SourceEntity.ACTIVITY and name in _ACTIVITY_FIELDS and placement.where is Where.SAME:
             return  # shaped by :meth:`activity`, which knows the entity's own values
         for attribute in placement.attributes:
             if "." in attribute:
@@ -403,10 +401,11 @@ class _Shaper:
     def _named(self, value: Any) -> str:
         """A ``crm`` binding as text: the linked record's kind, name and Bitrix24 id."""
         binding = _binding(value)
-        if binding is None:
-            return str(value)
-        kind, source_id = binding
-        link = self.links.get(binding)
+        return str(value) if binding is None else self._record_named(*binding)
+
+    def _record_named(self, kind: SourceEntity | str, source_id: str) -> str:
+        """A record as text: its kind (or object type), the name of its copy and its Bitrix24 id."""
+        link = self.links.get((kind, source_id)) if isinstance(kind, SourceEntity) else None
         return f"{kind} {link.name} (Bitrix24 {source_id})" if link else f"{kind} (Bitrix24 {source_id})"
 
     # activities
@@ -418,10 +417,7 @@ class _Shaper:
         owner = self.owners.get(str(record.get("RESPONSIBLE_ID")))
         if owner is not None:
             values["assignedUserId"] = owner.id
-        parent = ENTITY_OF_TYPE.get(str(record.get("OWNER_TYPE_ID")))
-        link = self._linked(parent, str(record["OWNER_ID"])) if parent and record.get("OWNER_ID") else None
-        if parent is not None and link is not None:
-            values |= {"parentType": TARGET_ENTITY[parent], "parentId": link.record_id}
+        self._parent()
         completed = str(record.get("COMPLETED") or "").upper() == "Y"
         values["status"] = (_COMPLETED if completed else _OPEN)[entity]
         start, end = (_moment(record.get(name)) for name in ("START_TIME", "END_TIME"))
@@ -438,22 +434,48 @@ class _Shaper:
             values["direction"] = _CALL_DIRECTIONS.get(str(record.get("DIRECTION")), "Outbound")
         if entity == "Task":
             values["priority"] = _TASK_PRIORITIES.get(str(record.get("PRIORITY")), "Normal")
+        others = self._other_bindings()
         if entity in {"Call", "Meeting"}:
-            self._people()
+            self._people(others)
+            others = [(type_id, source_id) for type_id, source_id in others if _person(type_id) is None]
+        if others:  # EspoCRM's activity has one parent: the others are named
+            named = (
+                self._record_named(ENTITY_OF_TYPE.get(type_id) or f"object type {type_id}", source_id)
+                for type_id, source_id in others
+            )
+            self.text.append(f"{_ALSO_BOUND}: " + "; ".join(named))
         if entity in {"Task", "Email"} and record.get("FILES"):
             self.files["attachments"] = [item for item in _listed(record["FILES"]) if isinstance(item, Mapping)]
         # EspoCRM gives back an empty text as null: an empty value is not written, so a rerun compares equal
         self.attributes = {name: value for name, value in values.items() if value not in (None, "")}
 
-    def _people(self) -> None:
+    def _parent(self) -> None:
+        """Its owner; a task without one is about the person it names (its first communication)."""
+        candidates = [_owner_of(self.record)]
+        if self.entity == "Task":
+            candidates += _communications(self.record)
+        for type_id, source_id in candidates:
+            kind = ENTITY_OF_TYPE.get(type_id)
+            link = self._linked(kind, source_id) if kind is not None and source_id else None
+            if kind is not None and link is not None:
+                self.attributes |= {"parentType": TARGET_ENTITY[kind], "parentId": link.record_id}
+                return
+
+    def _people(self, bound: list[tuple[str, str]]) -> None:
+        """Its contacts and leads: those it was with (its communications) and those it is bound to."""
         ids: dict[str, set[str]] = {"contactsIds": set(), "leadsIds": set()}
-        for item in self.record.get("COMMUNICATIONS") or ():
-            kind = ENTITY_OF_TYPE.get(str(item.get("ENTITY_TYPE_ID")))
-            held = {SourceEntity.CONTACT: "contactsIds", SourceEntity.LEAD: "leadsIds"}.get(kind) if kind else None
-            link = self._linked(kind, str(item.get("ENTITY_ID"))) if kind and held else None
+        for type_id, source_id in (*_communications(self.record), *bound):
+            held = _person(type_id)
+            kind = ENTITY_OF_TYPE.get(type_id)
+            link = self._linked(kind, source_id) if kind is not None and held else None
             if held and link:
                 ids[held].add(link.record_id)
         self.attributes |= {name: sorted(values) for name, values in ids.items() if values}
+
+    def _other_bindings(self) -> list[tuple[str, str]]:
+        """Its bindings beyond its owner, as (object type id, id)."""
+        owner = _owner_of(self.record)
+        return [binding for binding in dict.fromkeys(_bindings(self.record)) if binding != owner]
 
     def _addresses(self) -> None:
         """An e-mail's other party (incoming: from them; outgoing: to them) and the owner's address."""
@@ -493,6 +515,35 @@ _ACTIVITY_FIELDS = frozenset(
     }
 )
 """The activity fields :meth:`_Shaper.activity` shapes (their meaning depends on the entity)."""
+
+
+_ALSO_BOUND = "Also bound to"
+"""The description's line naming an activity's bindings its EspoCRM entity has no link for."""
+
+
+def _owner_of(activity: Mapping[str, Any]) -> tuple[str, str]:
+    """An activity's owner as (object type id, id)."""
+    return str(activity.get("OWNER_TYPE_ID") or ""), str(activity.get("OWNER_ID") or "")
+
+
+def _communications(activity: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The records an activity's communications name, as (object type id, id)."""
+    items = activity.get("COMMUNICATIONS") or ()
+    return [(str(item.get("ENTITY_TYPE_ID")), str(item.get("ENTITY_ID") or "")) for item in items]
+
+
+def _bindings(activity: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The records an activity is bound to (``crm.activity.binding.list``), as (object type id, id)."""
+    items = activity.get("BINDINGS") or ()
+    return [
+        (str(item.get("entityTypeId")), str(item.get("entityId") or "")) for item in items if isinstance(item, Mapping)
+    ]
+
+
+def _person(type_id: str) -> str | None:
+    """The Call's or Meeting's link holding a record of this object type: its contacts or leads."""
+    kind = ENTITY_OF_TYPE.get(type_id)
+    return {SourceEntity.CONTACT: "contactsIds", SourceEntity.LEAD: "leadsIds"}.get(kind) if kind else None
 
 
 def _phone(value: str) -> str:
