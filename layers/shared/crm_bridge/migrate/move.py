@@ -8,9 +8,10 @@ lead backfill's, so a lead it copied is brought up to the plan, not duplicated).
 timeline comments become notes (author and date in the text) and its files attachments.
 
 As the lead backfill: idempotent (a rerun writes nothing), resumable (the checkpoint names the
-entity and the last record done; a rerun goes on from there), retried, paced by the Bitrix24
-provider, one CSV line per record and one progress bar per entity. ``dry_run`` writes nothing and
-counts what the move would do.
+entity and the last record done; a rerun of the same plan goes on from there), retried, paced by
+the Bitrix24 provider and read ahead (the next chunk of records and their comments is read on a
+thread of its own while a chunk is written), one CSV line per record and one progress bar per
+entity. ``dry_run`` writes nothing and counts what the move would do.
 """
 
 from __future__ import annotations
