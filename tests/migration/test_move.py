@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from crm_bridge.field_mapping import load_field_mapping
+from crm_bridge.migrate import move
 from crm_bridge.migrate.__main__ import EXIT_INTERRUPTED, EXIT_USAGE, run
 from crm_bridge.migrate.bitrix24_portal import PortalReader
 from crm_bridge.migrate.espocrm_target import KEYED_ENTITIES, EspoCrmTarget, read_schema, source_key
@@ -290,22 +293,27 @@ def test_the_agency_portal_moves_whole_and_a_rerun_writes_nothing(world: World) 
     print(f"rerun: {world.bitrix24.requests} Bitrix24 requests, EspoCRM requests {dict(world.requests)}")
 
 
-def test_an_interrupted_move_resumes_where_it_stopped_without_duplicates(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _interrupt(world: World, monkeypatch: pytest.MonkeyPatch, *, at_write: int) -> None:
+    """A move stopped (Ctrl-C) at its ``at_write``-th record: its checkpoint is left unfinished."""
     original = EspoCrmTarget.write
     writes = Counter[str]()
 
     def write(self: EspoCrmTarget, entity: str, key: str, *args: Any, **kwargs: Any) -> Any:
         writes["all"] += 1
-        if writes["all"] == 30:  # among the contacts
+        if writes["all"] == at_write:
             raise KeyboardInterrupt
         return original(self, entity, key, *args, **kwargs)
 
-    monkeypatch.setattr(EspoCrmTarget, "write", write)
-    code, out = world.move()
+    with monkeypatch.context() as patched:
+        patched.setattr(EspoCrmTarget, "write", write)
+        code, out = world.move()
     assert code == EXIT_INTERRUPTED, out
-    monkeypatch.setattr(EspoCrmTarget, "write", original)
+
+
+def test_an_interrupted_move_resumes_where_it_stopped_without_duplicates(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _interrupt(world, monkeypatch, at_write=30)  # among the contacts
 
     code, out = world.move()
 
@@ -316,6 +324,87 @@ def test_an_interrupted_move_resumes_where_it_stopped_without_duplicates(
     keys = [row["source_record"] for row in rows]
     assert len(keys) == len(set(keys)) == len(copies)  # each record once across both runs
     assert {row["action"] for row in rows} == {"created"}
+
+
+@pytest.mark.parametrize("world", ["simulator"], indirect=True)
+def test_a_resumed_move_refuses_another_plan_and_restart_moves_with_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _interrupt(world, monkeypatch, at_write=10)
+    aylin = next(owner.user_name for owner in world.plan.owners if owner.user_id == "1")
+    other = replace(world.plan, owners=tuple(replace(owner, user_name=aylin) for owner in world.plan.owners))
+    (world.workdir / "plan.json").write_text(other.to_json(), encoding="utf-8")  # `plan` rerun: Aylin owns all
+    world.requests.clear()
+
+    code, out = world.move()
+
+    assert code == EXIT_USAGE, out
+    checkpoint = world.workdir / "move.json"
+    assert out.count("\n") == 1
+    assert out.startswith(f"error: the checkpoint {checkpoint} is of a move with another plan; pass --restart")
+    assert world.requests["POST"] == world.requests["PUT"] == 0
+
+    code, out = world.move("--restart")
+
+    assert code == 0, out
+    copies = _copies(world)
+    assert {copy["assignedUserId"] for copy in copies.values()} == {world.owners["1"]}  # the new plan's owner
+    assert json.loads(checkpoint.read_text(encoding="utf-8"))["plan"] == other.digest()
+
+
+@pytest.mark.parametrize("world", ["simulator"], indirect=True)
+def test_a_checkpoint_of_the_previous_release_without_the_plan_resumes_and_records_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _interrupt(world, monkeypatch, at_write=10)
+    checkpoint = world.workdir / "move.json"
+    written = json.loads(checkpoint.read_text(encoding="utf-8"))
+    assert written.pop("plan") == world.plan.digest()
+    checkpoint.write_text(json.dumps(written), encoding="utf-8")
+
+    code, out = world.move()
+
+    assert code == 0, out
+    keys = [row["source_record"] for row in world.report()]
+    assert len(keys) == len(set(keys)) == sum(len(ids) for ids in world.portal.ids.values())  # resumed, not redone
+    assert json.loads(checkpoint.read_text(encoding="utf-8"))["plan"] == world.plan.digest()
+
+
+@pytest.mark.parametrize("world", ["simulator"], indirect=True)
+def test_the_next_chunk_is_read_while_the_previous_one_is_written(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(move, "PAGE", 5)  # contacts in chunks of 5: the seeded portal has more than one
+    read_comments = PortalReader.comments
+    write = EspoCrmTarget.write
+    second_chunk_read = threading.Event()
+    readers: set[str] = set()
+    contacts_read: list[str] = []
+    overlapped: list[bool] = []
+
+    def comments(self: PortalReader, entity: SourceEntity, record_ids: Any) -> Any:
+        readers.add(threading.current_thread().name)
+        if entity is SourceEntity.CONTACT:
+            contacts_read.append(entity)
+            if len(contacts_read) == 2:
+                second_chunk_read.set()
+        return read_comments(self, entity, record_ids)
+
+    def first_contact_waits(self: EspoCrmTarget, entity: str, key: str, *args: Any, **kwargs: Any) -> Any:
+        if entity == "Contact" and not overlapped:
+            overlapped.append(second_chunk_read.wait(10))  # set at once when reads run ahead; never if not
+        return write(self, entity, key, *args, **kwargs)
+
+    monkeypatch.setattr(PortalReader, "comments", comments)
+    monkeypatch.setattr(EspoCrmTarget, "write", first_contact_waits)
+
+    code, out = world.move()
+
+    assert code == 0, out
+    assert overlapped == [True]
+    assert readers == {"crm-bridge-move-reader"}
+    keys = [row["source_record"] for row in world.report()]
+    assert len(keys) == len(set(keys)) == sum(len(ids) for ids in world.portal.ids.values())
 
 
 def test_a_dry_run_counts_what_the_plan_expects_and_writes_nothing(world: World) -> None:

@@ -18,7 +18,7 @@ from crm_bridge.field_mapping import load_field_mapping
 from crm_bridge.migrate.backfill import ACTIONS, FAILED, Backfill, Report
 from crm_bridge.migrate.bitrix24_portal import PortalReader
 from crm_bridge.migrate.espocrm_target import EspoCrmTarget, read_schema
-from crm_bridge.migrate.move import Move
+from crm_bridge.migrate.move import CannotResume, Move
 from crm_bridge.migrate.plan import MigrationPlan, UnplaceableError, make_plan
 from crm_bridge.migrate.reconcile import DIFFERS, ONLY_IN_FROM, ONLY_IN_TO, reconcile, write_report
 from crm_bridge.migrate.reconcile_move import REPORT_COLUMNS as RECONCILE_MOVE_COLUMNS
@@ -341,6 +341,9 @@ def _move(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO) -> 
             progress=None if args.no_progress else _progress_bar(),
         )
         checkpoint = move.run()
+    except CannotResume as refused:
+        print(f"error: {refused}", file=out)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to continue", file=out)
         return EXIT_INTERRUPTED

@@ -136,14 +136,31 @@ def with_retries[T](call: Callable[[], T], *, sleep: Callable[[float], None] = t
             attempt += 1
 
 
-def _pages(
-    source: LeadReader, *, after: str | None, since: datetime | None, sleep: Callable[[float], None]
-) -> Generator[LeadPage]:
-    """The source's pages, each read while the previous one is being written (one page ahead)."""
-    ahead: queue.Queue[LeadPage | BaseException] = queue.Queue(maxsize=1)
+class _End:
+    """What the read-ahead thread hands over after the last item."""
+
+
+_END = _End()
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """What the read-ahead thread hands over when reading failed: the consumer raises it."""
+
+    error: BaseException
+
+
+def read_ahead[T](produce: Generator[T], *, name: str) -> Generator[T]:
+    """``produce``'s items in order, each made on a daemon thread (``name``) while the consumer works on
+    the previous one, so that a paced source (Bitrix24's request budget) and the target's writes overlap.
+
+    Bounded: one item waits for the consumer at most, besides the one being made. Whatever ``produce``
+    raises is raised to the consumer where the item would have come. Closing this generator (the
+    consumer is done, or failed) stops the thread after the item it is making, and closes ``produce``."""
+    ahead: queue.Queue[T | _Failed | _End] = queue.Queue(maxsize=1)
     stop = threading.Event()
 
-    def hand_over(item: LeadPage | BaseException) -> None:
+    def hand_over(item: T | _Failed | _End) -> None:
         while not stop.is_set():
             try:
                 ahead.put(item, timeout=0.2)
@@ -151,30 +168,42 @@ def _pages(
             except queue.Full:
                 continue
 
-    def read() -> None:
-        cursor = after
+    def make() -> None:
         try:
             while not stop.is_set():
-                page = with_retries(partial(source.read_leads, after=cursor, since=since), sleep=sleep)
-                hand_over(page)
-                if page.cursor is None:
+                item: T | _End = next(produce, _END)
+                hand_over(item)
+                if isinstance(item, _End):
                     return
-                cursor = page.cursor
-        except BaseException as exc:  # handed over to the writing thread, which raises it
-            hand_over(exc)
+        except BaseException as exc:  # handed over to the consumer, which raises it
+            hand_over(_Failed(exc))
+        finally:
+            produce.close()
 
-    reader = threading.Thread(target=read, name="crm-bridge-backfill-reader", daemon=True)
-    reader.start()
+    threading.Thread(target=make, name=name, daemon=True).start()
     try:
         while True:
             item = ahead.get()
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-            if item.cursor is None:
+            if isinstance(item, _Failed):
+                raise item.error
+            if isinstance(item, _End):
                 return
+            yield item
     finally:
         stop.set()
+
+
+def _pages(
+    source: LeadReader, *, after: str | None, since: datetime | None, sleep: Callable[[float], None]
+) -> Generator[LeadPage]:
+    """The source's pages, from the one after ``after`` to the last."""
+    cursor = after
+    while True:
+        page = with_retries(partial(source.read_leads, after=cursor, since=since), sleep=sleep)
+        yield page
+        if page.cursor is None:
+            return
+        cursor = page.cursor
 
 
 @dataclass
@@ -205,7 +234,10 @@ class Backfill:
         bar = None
         pages: Generator[LeadPage] | None = None
         try:
-            pages = _pages(self.source, after=checkpoint.cursor, since=self.since, sleep=self.sleep)
+            pages = read_ahead(
+                _pages(self.source, after=checkpoint.cursor, since=self.since, sleep=self.sleep),
+                name="crm-bridge-backfill-reader",
+            )
             for page in pages:
                 if bar is None and self.progress is not None:
                     done = sum(self.counts.values())

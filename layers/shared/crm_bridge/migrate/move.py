@@ -8,9 +8,10 @@ lead backfill's, so a lead it copied is brought up to the plan, not duplicated).
 timeline comments become notes (author and date in the text) and its files attachments.
 
 As the lead backfill: idempotent (a rerun writes nothing), resumable (the checkpoint names the
-entity and the last record done; a rerun goes on from there), retried, paced by the Bitrix24
-provider, one CSV line per record and one progress bar per entity. ``dry_run`` writes nothing and
-counts what the move would do.
+entity and the last record done; a rerun of the same plan goes on from there), retried, paced by
+the Bitrix24 provider and read ahead (the next chunk of records and their comments is read on a
+thread of its own while a chunk is written), one CSV line per record and one progress bar per
+entity. ``dry_run`` writes nothing and counts what the move would do.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import mimetypes
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import batched
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from crm_bridge.errors import CrmError
-from crm_bridge.migrate.backfill import FAILED, Checkpoint, Report, with_retries
+from crm_bridge.migrate.backfill import FAILED, Checkpoint, Report, read_ahead, with_retries
 from crm_bridge.migrate.bitrix24_portal import PAGE, PortalReader
 from crm_bridge.migrate.espocrm_target import Comment, EspoCrmTarget, FileContent, Written, source_key
 from crm_bridge.migrate.schema import TARGET_ENTITY, SourceEntity, TargetUser
@@ -55,6 +56,13 @@ class MoveCheckpoint(Checkpoint):
     done: list[str] = field(default_factory=list)
     converted: dict[str, str] = field(default_factory=dict)
     """Lead id → the EspoCRM id of the deal it became (the deal names its lead, the lead is written later)."""
+    plan: str | None = None
+    """The digest of the plan the move follows (:meth:`MigrationPlan.digest`); None: written by a
+    release that did not record it."""
+
+
+class CannotResume(Exception):
+    """The checkpoint is of another move than the one asked for: what to tell the operator."""
 
 
 @dataclass(frozen=True)
@@ -114,14 +122,26 @@ class Move:
             report.close()
 
     def _start(self) -> MoveCheckpoint:
-        fresh = MoveCheckpoint(PROVIDER, "espocrm", None, str(self.report_path))
+        """Resume the interrupted move of this plan, or start a new one.
+
+        A checkpoint without the plan's digest (written by the previous release) is resumed and
+        given this plan's: refusing it would cost the operator a whole new pass over the portal for
+        a plan that is almost surely the one it began with (the same command run again)."""
+        plan = self.context.plan.digest()
+        fresh = MoveCheckpoint(PROVIDER, "espocrm", None, str(self.report_path), plan=plan)
         if self.restart or self.dry_run:
             return fresh
         found = MoveCheckpoint.load(self.checkpoint_path)
         if found is None or found.finished:
             return fresh
         if not found.matches(PROVIDER, "espocrm", None):
-            raise SystemExit(f"error: the checkpoint {self.checkpoint_path} is of another run; pass --restart")
+            raise CannotResume(f"the checkpoint {self.checkpoint_path} is of another run; pass --restart")
+        if found.plan not in (None, plan):
+            raise CannotResume(
+                f"the checkpoint {self.checkpoint_path} is of a move with another plan; pass --restart to move "
+                "with this one from the start, or give the plan it began with"
+            )
+        found.plan = plan
         return found
 
     def _save(self, checkpoint: MoveCheckpoint) -> None:
@@ -144,9 +164,9 @@ class Move:
         if self.progress is not None:
             done = sum(counts.values())
             bar = self.progress(total=None, initial=done, unit=str(kind), desc=f"{kind} -> EspoCRM")
+        chunks = read_ahead(self._chunks(kind, after), name="crm-bridge-move-reader")
         try:
-            for chunk in batched(self.reader.records(kind, after=after), PAGE, strict=False):
-                comments = self._comments(kind, chunk)
+            for chunk, comments in chunks:
                 for record in chunk:
                     line = self._move(kind, record, owners, comments.get(str(record["ID"]), []), checkpoint)
                     report.add(line)
@@ -156,13 +176,18 @@ class Move:
                     if bar is not None:
                         bar.update(1)
         finally:
+            chunks.close()
             if bar is not None:
                 bar.close()
 
-    def _comments(self, kind: SourceEntity, chunk: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-        if kind not in COMMENTED:
-            return {}
-        return self.reader.comments(kind, [str(record["ID"]) for record in chunk])
+    def _chunks(
+        self, kind: SourceEntity, after: int
+    ) -> Generator[tuple[Sequence[dict[str, Any]], dict[str, list[dict[str, Any]]]]]:
+        """The entity's records after ``after``, a chunk at a time with the chunk's comments: all the
+        (paced) reading of a chunk, which the read-ahead thread does while the previous chunk is written."""
+        for chunk in batched(self.reader.records(kind, after=after), PAGE, strict=False):
+            comments = self.reader.comments(kind, [str(record["ID"]) for record in chunk]) if kind in COMMENTED else {}
+            yield chunk, comments
 
     def _move(
         self,

@@ -9,6 +9,7 @@ not data are named with the reason. A field it cannot place stops it: nothing is
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -176,6 +177,11 @@ class MigrationPlan:
     @classmethod
     def from_json(cls, text: str | bytes) -> MigrationPlan:
         return _ADAPTER.validate_json(text)
+
+    def digest(self) -> str:
+        """The sha256 of the plan's JSON: what a resumed move checks it goes on with (a file only
+        reformatted or moved is the same plan)."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
 
     def report(self) -> str:
         return "\n".join(_report_lines(self))
