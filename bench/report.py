@@ -326,7 +326,14 @@ def _move_rows(result: MoveResult) -> list[tuple[str, str, str, str, str, str]]:
             _verdict(result.ratio, MOVE_TARGET) if result.complete else "MISSED",
         ),
         ("  move: records by entity", by_entity, f"notes {result.notes}, files on records {result.files}", "", "", ""),
-        ("  move: Bitrix24 requests", methods, "", "", "", ""),
+        (
+            "  move: Bitrix24 requests",
+            f"{methods}; file downloads {result.downloads} (paced as requests, not counted by the limit)",
+            f"with the downloads {result.floor_with_downloads:.1f} s",
+            f"{result.seconds / result.floor_with_downloads:.2f}x",
+            "",
+            "",
+        ),
         (
             "  plan --count before it",
             f"{plan.seconds:.1f} s, {plan.source_requests} requests, {plan.refused} limit errors; "

@@ -227,6 +227,7 @@ def test_the_whole_portal_is_planned_and_moved_in_a_tiny_configuration_without_a
     assert {action for actions in move.records.values() for action in actions} == {"created"}
     assert move.notes > 0
     assert move.files > 0
+    assert move.downloads >= move.files  # a note's files are downloaded too
     # The budget is counted for the move alone: the plan's reading is its own figure.
     assert sum(move.source_methods.values()) == move.source_requests > 0
     assert move.plan.source_requests > 0
@@ -248,6 +249,7 @@ def _moved(seconds: float, **records: dict[str, int]) -> MoveResult:
         notes=30,
         files=4,
         source_methods={"batch": 40},
+        downloads=4,
         plan=PacedRun(seconds=2.0, source_requests=5, refused=0, target_requests=4),
     )
 
