@@ -1,11 +1,13 @@
 """``make bench``: cold starts, warm overhead, an application against a real EspoCRM, CRM requests per
-operation, backlog drains and artifact sizes, in one table; then what it costs as deployed.
+operation, backlog drains, the migrations from Bitrix24 and artifact sizes, in one table; then what
+it costs as deployed.
 
 Every figure is a median over repeated runs with its min and max, and every ratio compares with a
 floor measured in the same run (this machine is noisy; absolute times alone mean little). Reads
-the SAM build in ``.aws-sam/build`` (``make bench`` builds it first). Not part of ``make test``:
-nothing here asserts a time. ``--quick`` takes a few minutes; the full run about 25, most of it
-the 1,000-operation Bitrix24 drain at 2 requests/s (``--bitrix-operations`` sizes it).
+the SAM build in ``.aws-sam/build`` (``make bench`` builds it first; the requests, backfill and move
+sections need none). Not part of ``make test``: nothing here asserts a time. ``--quick`` takes a few
+minutes; the full run about 25 plus the move's, most of it the 1,000-operation Bitrix24 drain and the
+full-size portal's move at 2 requests/s (``--bitrix-operations`` and ``--move-scale`` size them).
 """
 
 from __future__ import annotations
