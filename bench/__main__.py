@@ -1,11 +1,13 @@
 """``make bench``: cold starts, warm overhead, an application against a real EspoCRM, CRM requests per
-operation, backlog drains and artifact sizes, in one table; then what it costs as deployed.
+operation, backlog drains, the migrations from Bitrix24 and artifact sizes, in one table; then what
+it costs as deployed.
 
 Every figure is a median over repeated runs with its min and max, and every ratio compares with a
 floor measured in the same run (this machine is noisy; absolute times alone mean little). Reads
-the SAM build in ``.aws-sam/build`` (``make bench`` builds it first). Not part of ``make test``:
-nothing here asserts a time. ``--quick`` takes a few minutes; the full run about 25, most of it
-the 1,000-operation Bitrix24 drain at 2 requests/s (``--bitrix-operations`` sizes it).
+the SAM build in ``.aws-sam/build`` (``make bench`` builds it first; the requests, backfill and move
+sections need none). Not part of ``make test``: nothing here asserts a time. ``--quick`` takes a few
+minutes; the full run about 25 plus the move's, most of it the 1,000-operation Bitrix24 drain and the
+full-size portal's move at 2 requests/s (``--bitrix-operations`` and ``--move-scale`` size them).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from bench.backfill import measure_backfill
 from bench.cold import CASES, ColdCase, ColdStarts
 from bench.cost import measure_usage
 from bench.drain import drain
+from bench.move import measure_move
 from bench.real_espocrm import measure_real_espocrm
 from bench.report import Report, machine, render
 from bench.requests import measure_requests
@@ -38,7 +41,9 @@ from bench.stack import LoopbackStack, StubCrm
 from bench.warm import measure_warm
 from infra.espocrm.local import EspoCrmUnavailable
 
-SECTIONS = ("cold", "warm", "espocrm", "requests", "drain", "backfill", "size", "cost")
+SECTIONS = ("cold", "warm", "espocrm", "requests", "drain", "backfill", "move", "size", "cost")
+ON_THE_BUILD = frozenset({"cold", "warm", "espocrm", "drain", "cost"})
+"""The sections that run the build's functions (its x86_64 twin); the others need no SAM build."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,8 @@ class Config:
     espocrm_applicants: int
     """New applicants through the handler against the real EspoCRM, and as many through its floor."""
     backfill_leads: int
+    move_scale: float
+    """The agency's portal the move measures, as a fraction of its full size (1: 2,000 leads, 5,000 activities)."""
     cost_processes: int
     """Fresh processes per function for the cost's usage, each a cold invocation and warm ones."""
     cost_invocations: int
@@ -75,6 +82,7 @@ FULL = Config(
     bitrix_operations=1000,
     espocrm_applicants=200,
     backfill_leads=1000,
+    move_scale=1.0,
     cost_processes=5,
     cost_invocations=20,
 )
@@ -87,6 +95,7 @@ QUICK = Config(
     bitrix_operations=50,
     espocrm_applicants=40,
     backfill_leads=200,
+    move_scale=0.05,
     cost_processes=3,
     cost_invocations=10,
 )
@@ -99,6 +108,7 @@ TINY = Config(
     bitrix_operations=5,
     espocrm_applicants=3,
     backfill_leads=60,
+    move_scale=0.01,
     cost_processes=1,
     cost_invocations=2,
 )
@@ -131,14 +141,14 @@ def _on_the_stack(config: Config, twin: Twin, report: Report, log: Callable[[str
 
 def run(config: Config, build: Path = BUILD, progress: object = _progress) -> Report:
     log = progress if callable(progress) else _progress
-    twin = build_twin(build)
+    twin = build_twin(build) if ON_THE_BUILD & set(config.sections) else None
     report = Report(machine())
-    if {"cold", "warm", "espocrm", "cost"} & set(config.sections):
+    if twin is not None and {"cold", "warm", "espocrm", "cost"} & set(config.sections):
         _on_the_stack(config, twin, report, log)
     if "requests" in config.sections:
         log("requests: each operation kind against the EspoCRM and Bitrix24 simulators")
         report.requests = measure_requests()
-    if "drain" in config.sections:
+    if twin is not None and "drain" in config.sections:
         if config.drain_operations:
             log(f"drain: {config.drain_operations} operations, {config.drain_latency_ms:.0f} ms per CRM request")
             report.drains.append(drain(twin, config.drain_operations, latency_ms=config.drain_latency_ms))
@@ -153,6 +163,9 @@ def run(config: Config, build: Path = BUILD, progress: object = _progress) -> Re
     if "backfill" in config.sections and config.backfill_leads:
         log(f"backfill: {config.backfill_leads} Bitrix24 leads at 2 requests/s into EspoCRM")
         report.backfill = measure_backfill(config.backfill_leads)
+    if "move" in config.sections and config.move_scale:
+        log(f"move: the agency's portal at scale {config.move_scale:g} at 2 requests/s into EspoCRM, planned first")
+        report.move = measure_move(config.move_scale)
     if "size" in config.sections:
         report.sizes = artifact_sizes(build)
         report.snippet = snippet_size()
@@ -176,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         help="backlog drained into the Bitrix24-like portal at 2 requests/s, 0 for none (default 1000, quick 50)",
     )
     parser.add_argument("--backfill-leads", type=int, help="leads the backfill copies (default 1000, quick 200)")
+    parser.add_argument(
+        "--move-scale", type=float, help="size of the portal the move moves, 1 its full size (default 1, quick 0.05)"
+    )
     parser.add_argument("--json", type=Path, help="also write the raw measurements here")
     parser.add_argument("--build", type=Path, default=BUILD, help="another SAM build to measure (e.g. a before)")
     arguments = parser.parse_args(argv)
@@ -193,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         config = Config(**{**asdict(config), "bitrix_operations": arguments.bitrix_operations, "cases": config.cases})
     if arguments.backfill_leads is not None:
         config = Config(**{**asdict(config), "backfill_leads": arguments.backfill_leads, "cases": config.cases})
+    if arguments.move_scale is not None:
+        config = Config(**{**asdict(config), "move_scale": arguments.move_scale, "cases": config.cases})
     started = time.monotonic()
     report = run(config, arguments.build.resolve())
     print(render(report))

@@ -32,6 +32,8 @@ from bench.cost import (
     monthly_cost,
 )
 from bench.drain import DrainResult
+from bench.move import MoveResult
+from bench.paced import PacedRun
 from bench.prices import REGION, TRANSCRIBED
 from bench.real_espocrm import TARGET as ESPOCRM_TARGET
 from bench.real_espocrm import RealCrmResult
@@ -46,6 +48,8 @@ BITRIX_DRAIN_TARGET = 1.15
 """Issue 13: a Bitrix24 backlog drains within this multiple of (requests needed / 2 per second)."""
 BACKFILL_TARGET = 1.2
 """Issue 16: a backfill from Bitrix24 within this multiple of (its requests / 2 per second)."""
+MOVE_TARGET = 1.2
+"""Issue 23: the whole portal's move within this multiple of (its Bitrix24 requests / 2 per second)."""
 LAYER_TARGET_BYTES = 15_000_000
 MB = 1_000_000
 
@@ -62,6 +66,7 @@ class Report:
     """CRM requests per operation, by kind and provider."""
     drains: list[DrainResult] = field(default_factory=list)
     backfill: BackfillResult | None = None
+    move: MoveResult | None = None
     sizes: list[ArtifactSize] = field(default_factory=list)
     snippet: SnippetSize | None = None
     runtime_bundled: list[str] = field(default_factory=list)
@@ -171,6 +176,8 @@ def rows(report: Report) -> list[tuple[str, str, str, str, str, str]]:
         )
     if report.backfill is not None:
         table.append(_backfill_row(report.backfill))
+    if report.move is not None:
+        table.extend(_move_rows(report.move))
     layer = next((size for size in report.sizes if size.name == LAYER), None)
     for size in report.sizes:
         total = size.unzipped + (layer.unzipped if layer and size is not layer else 0)
@@ -283,17 +290,60 @@ def _espocrm_rows(report: Report) -> list[tuple[str, str, str, str, str, str]]:
     return rows
 
 
+def _floor(run: PacedRun) -> str:
+    return f"{run.floor_seconds:.1f} s ({run.source_requests} requests needed / 2 per s)"
+
+
 def _backfill_row(result: BackfillResult) -> tuple[str, str, str, str, str, str]:
     counts = ", ".join(f"{action} {count}" for action, count in sorted(result.counts.items()))
     return (
         f"backfill {result.leads} leads, Bitrix24 2 req/s -> EspoCRM",
         f"{result.seconds:.1f} s ({result.rate:.0f} leads/s), {result.source_requests} requests, "
         f"{result.refused} limit errors; {counts}",
-        f"{result.floor_seconds:.1f} s ({result.source_requests} requests needed / 2 per s)",
+        _floor(result),
         f"{result.ratio:.2f}x",
         f"<= {BACKFILL_TARGET}x",
         _verdict(result.ratio, BACKFILL_TARGET) if not result.refused else "MISSED",
     )
+
+
+def _move_rows(result: MoveResult) -> list[tuple[str, str, str, str, str, str]]:
+    """The move against its floor; then what it moved, where its requests went, and the plan's reading."""
+    by_entity = "; ".join(
+        f"{entity} " + ", ".join(f"{action} {count}" for action, count in sorted(actions.items()))
+        for entity, actions in result.records.items()
+    )
+    methods = ", ".join(f"{method} {count}" for method, count in result.source_methods.items())
+    plan = result.plan
+    return [
+        (
+            f"move portal x{result.scale:g} ({result.seeded} records), Bitrix24 2 req/s -> EspoCRM",
+            f"{result.seconds:.1f} s ({result.moved / result.seconds:.0f} records/s), {result.source_requests} "
+            f"requests, {result.refused} limit errors; {result.target_requests} EspoCRM requests",
+            _floor(result),
+            f"{result.ratio:.2f}x",
+            f"<= {MOVE_TARGET}x, all moved",
+            _verdict(result.ratio, MOVE_TARGET) if result.complete else "MISSED",
+        ),
+        ("  move: records by entity", by_entity, f"notes {result.notes}, files on records {result.files}", "", "", ""),
+        (
+            "  move: Bitrix24 requests",
+            f"{methods}; file downloads {result.downloads} (paced as requests, not counted by the limit)",
+            f"with the downloads {result.floor_with_downloads:.1f} s",
+            f"{result.seconds / result.floor_with_downloads:.2f}x",
+            "",
+            "",
+        ),
+        (
+            "  plan --count before it",
+            f"{plan.seconds:.1f} s, {plan.source_requests} requests, {plan.refused} limit errors; "
+            f"{plan.target_requests} EspoCRM requests",
+            _floor(plan),
+            f"{plan.ratio:.2f}x",
+            "",
+            "",
+        ),
+    ]
 
 
 LEADS_PER_DAY = (20, 2000)

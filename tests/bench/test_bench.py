@@ -11,6 +11,8 @@ import pytest
 
 from bench.__main__ import SECTIONS, TINY, run
 from bench.artifact import BUILD, LAYER
+from bench.move import MoveResult
+from bench.paced import PacedRun
 from bench.real_espocrm import PARTS, Applicants, RealCrmResult, differences, floor_requests
 from bench.report import ESPOCRM_LABEL, Report, machine, render
 from bench.requests import KNOWN_LEAD_CLICK, NEW_APPLICATION, REPEAT_APPLICATION, RETRY, TARGETS, measure_requests
@@ -23,8 +25,9 @@ needs_build = pytest.mark.skipif(
 
 @needs_build
 def test_the_benchmark_runs_every_section_in_a_tiny_configuration() -> None:
-    # The real EspoCRM has a test of its own below (it starts one, and may be skipped).
-    sections = tuple(section for section in SECTIONS if section != "espocrm")
+    # The real EspoCRM and the move have tests of their own below (one starts a server and may be
+    # skipped, the other needs no build).
+    sections = tuple(section for section in SECTIONS if section not in ("espocrm", "move"))
     report = run(dataclasses.replace(TINY, sections=sections), progress=lambda message: None)
 
     assert {result.case.label for result in report.cold} == {
@@ -209,3 +212,57 @@ def test_the_path_is_split_along_its_critical_path() -> None:
 
     assert shares == {"crm": 30, "aws": 5 + 15, "provider": 10 + 5, "handler": 5 + 10 + 20}
     assert sum(shares.values()) == 100
+
+
+def test_the_whole_portal_is_planned_and_moved_in_a_tiny_configuration_without_a_build() -> None:
+    report = run(dataclasses.replace(TINY, sections=("move",)), build=BUILD / "absent", progress=lambda message: None)
+
+    move = report.move
+    assert move is not None
+    # Every record of the portal once in the move's report, created, every kind where it goes; none
+    # refused by the portal's limit: the figure is of a whole move, paced.
+    assert (move.moved, move.failed, move.refused) == (move.seeded, 0, 0)
+    assert move.complete
+    assert set(move.records) == {"Account", "Contact", "Opportunity", "Lead", "Meeting", "Call", "Task", "Email"}
+    assert {action for actions in move.records.values() for action in actions} == {"created"}
+    assert move.notes > 0
+    assert move.files > 0
+    assert move.downloads >= move.files  # a note's files are downloaded too
+    # The budget is counted for the move alone: the plan's reading is its own figure.
+    assert sum(move.source_methods.values()) == move.source_requests > 0
+    assert move.plan.source_requests > 0
+    assert move.plan.refused == 0
+    table = render(report)
+    assert f"move portal x{TINY.move_scale:g} ({move.seeded} records)" in table
+    assert "plan --count before it" in table
+
+
+def _moved(seconds: float, **records: dict[str, int]) -> MoveResult:
+    return MoveResult(
+        seconds=seconds,
+        source_requests=40,
+        refused=0,
+        target_requests=900,
+        scale=0.1,
+        seeded=sum(sum(actions.values()) for actions in records.values()),
+        records=records,
+        notes=30,
+        files=4,
+        source_methods={"batch": 40},
+        downloads=4,
+        plan=PacedRun(seconds=2.0, source_requests=5, refused=0, target_requests=4),
+    )
+
+
+def test_a_move_is_judged_by_its_floor_and_by_every_record_moved() -> None:
+    def verdict(result: MoveResult) -> str:
+        return next(line for line in render(Report(machine(), move=result)).splitlines() if "move portal" in line)
+
+    moved = _moved(22.0, Account={"created": 300}, Lead={"created": 500})
+    assert "20.0 s (40 requests needed / 2 per s) | 1.10x | <= 1.2x, all moved | met" in verdict(moved)
+    assert verdict(_moved(25.0, Lead={"created": 800})).rstrip().endswith("MISSED")  # 1.25x
+    failed = _moved(22.0, Account={"created": 300}, Lead={"created": 499, "failed": 1})
+    assert not failed.complete
+    assert verdict(failed).rstrip().endswith("MISSED")
+    assert verdict(dataclasses.replace(moved, refused=1)).rstrip().endswith("MISSED")
+    assert verdict(dataclasses.replace(moved, seeded=801)).rstrip().endswith("MISSED")  # one never reached
