@@ -47,15 +47,21 @@ class MoveResult(PacedRun):
     source_methods: dict[str, int]
     """The move's Bitrix24 requests by method: where the budget goes."""
     downloads: int
-    """Files read through the portal's file links: the provider paces them as requests, the simulator's limit
-    does not count them (the documented limit is of REST requests), so the floor leaves them out."""
+    """Files read through the portal's file links. The documented limit is of REST requests, and the
+    simulator's does not count them; whether a real portal's does is not documented, so the provider
+    paces them as requests all the same, and the floor counts them: no move can be faster than its pacing."""
     plan: PacedRun
     """``plan --count``'s reading of the portal, before the move."""
 
     @property
-    def floor_with_downloads(self) -> float:
-        """The floor had the portal counted every file download as a request: the pacing's own minimum."""
+    def floor_seconds(self) -> float:
+        """Every paced call (REST requests and file downloads) at 2 a second."""
         return (self.source_requests + self.downloads) / RATE_PER_SECOND
+
+    @property
+    def rest_floor_seconds(self) -> float:
+        """The floor of the REST requests alone: what the move would approach were downloads not paced."""
+        return self.source_requests / RATE_PER_SECOND
 
     @property
     def moved(self) -> int:
