@@ -300,6 +300,7 @@ def verify(
     session_leads: Counter[str] = Counter()
     session_records: Counter[str] = Counter()
     markers: Counter[str] = Counter()
+    holders: defaultdict[str, list[str]] = defaultdict(list)
     repeat_notes = 0
     records = crm.view()
     for lead in records:
@@ -309,6 +310,8 @@ def verify(
         for text in lead.texts:
             session_records.update(VISITOR_SESSION.findall(text))
             markers.update(OPERATION_MARKER.findall(text))
+            for op in OPERATION_MARKER.findall(text):  # where each copy is, should one be duplicated
+                holders[op].append(f"lead of session {lead.session_id or '(none)'} with {len(lead.phones)} phones")
         repeat_notes += sum(note.startswith(REPEAT_NOTE) for note in lead.notes)
 
     lost = duplicates = once = 0
@@ -337,7 +340,9 @@ def verify(
         if leads > 1:
             problems.append(f"session {session_id} has {leads} minimal leads")
     if markers:  # activities carry their operation id: each may appear once at most
-        problems.extend(f"operation {op} recorded {n} times" for op, n in markers.items() if n > 1)
+        problems.extend(
+            f"operation {op} recorded {n} times: on {'; '.join(holders[op])}" for op, n in markers.items() if n > 1
+        )
         problems.extend(f"click {op} not in the CRM" for op in submitted.click_operations if not markers[op])
     if repeat_notes:
         problems.append(f"{repeat_notes} repeat-submission notes, but nobody submitted twice")
