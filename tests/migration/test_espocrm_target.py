@@ -261,8 +261,10 @@ def test_the_schema_holds_every_moved_entity_its_plan_fields_and_the_active_user
     assert schema.fields["Contact"]["cUfPassport"].type == "file"
     assert schema.fields["Contact"]["cUfPassport"].label == "Passport"
     assert schema.fields["Lead"]["cUfSponsor"].type == "link"
-    assert schema.fields["Lead"]["status"].options[-1] == "Applied"
-    assert schema.fields["Opportunity"]["stage"].options[-3:] == ("Visa", "Enrolled", "Rejected")
+    # The real server keeps what earlier tests provisioned (a move's "Master: ..." stages): ours are among them
+    assert "Applied" in schema.fields["Lead"]["status"].options
+    stages = schema.fields["Opportunity"]["stage"].options
+    assert [stage for stage in stages if stage in {"Visa", "Enrolled", "Rejected"}] == ["Visa", "Enrolled", "Rejected"]
     assert not schema.fields["Opportunity"]["stage"].custom
     assert schema.fields["Opportunity"]["amount"].type == "currency"
     emails = {user.email: user for user in schema.users}
