@@ -236,13 +236,13 @@ def test_the_agency_portal_moves_whole_and_a_rerun_writes_nothing(world: World) 
                     assert copy[_placed(world, entity, name)], (kind, record_id, name)
             if source.get("LOCATION"):
                 assert copy[_placed(world, entity, "LOCATION")] == source["LOCATION"]
-            also = [contact for kind_id, contact in portal.bindings[int(record_id)][1:] if kind_id == 3]
-            for contact_id in also:  # a deal's activity also bound to the student's contact
+            also = [str(contact) for kind_id, contact in portal.bindings[int(record_id)][1:] if kind_id == 3]
+            for bound_contact in also:  # a deal's activity also bound to the student's contact
                 if entity in ("Call", "Meeting"):
-                    assert copies[("contact", str(contact_id))]["id"] in copy["contactsIds"]
+                    assert copies[("contact", bound_contact)]["id"] in copy["contactsIds"]
                 else:
                     text = copy["body" if entity == "Email" else "description"]
-                    assert f"Also bound to: contact {copies[('contact', str(contact_id))]['name']}" in text
+                    assert f"Also bound to: contact {copies[('contact', bound_contact)]['name']}" in text
                 bound_twice += 1
     assert bound_twice
     for lead_id, (contact_id, company_id, deal_id) in world.portal.converted_leads.items():

@@ -796,7 +796,10 @@ class PortalEntities:
 
     def _activity_fields(self, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         """crm.activity.fields: every field's descriptor (DOCS: crm-activity-fields); no parameters."""
-        return {name: native_descriptor(*descriptor) for name, *descriptor in ACTIVITY_DESCRIPTORS}, {}
+        return {
+            name: native_descriptor(kind, read_only, title, extra)
+            for name, kind, read_only, title, extra in ACTIVITY_DESCRIPTORS
+        }, {}
 
     def _activity_binding_list(self, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         """crm.activity.binding.list: the records an activity is bound to, ``entityTypeId`` and ``entityId``
