@@ -373,6 +373,21 @@ def test_the_report_counts_filled_records_when_known() -> None:
     assert "NAME 'First Name' [1840 filled] → firstName" in plan.report()
 
 
+def test_an_activity_field_only_meetings_fill_is_a_field_of_meetings_only() -> None:
+    """A call, task or e-mail gets no empty custom field for what only meetings hold."""
+    filled = {"ID": 9, "SUBJECT": 9, "LOCATION": 4, "Meeting:ID": 4, "Meeting:SUBJECT": 4, "Meeting:LOCATION": 4}
+    filled |= {"Call:ID": 5, "Call:SUBJECT": 5}
+    plan = plan_of(filled={SourceEntity.ACTIVITY: filled})
+
+    placed = {item.target: {p.field: p.filled for p in item.placements} for item in plan.entities}
+    assert placed["Meeting"]["LOCATION"] == 4
+    assert "LOCATION" not in placed["Call"]
+    assert placed["Task"] == placed["Email"] == {}  # no activity of theirs
+    assert {(field.entity, field.source_field) for field in plan.custom_fields if field.name == "cLocation"} == {
+        ("Meeting", "LOCATION")
+    }
+
+
 def test_custom_names_follow_espocrm_convention() -> None:
     assert custom_name("UF_CRM_PROGRAM") == "cProgram"
     assert custom_name("UF_CRM_1700000000123") == "cUfCrm1700000000123"

@@ -249,4 +249,8 @@ def test_usage_counts_the_records_filling_each_field_and_the_currencies_they_hol
     assert all(leads[kind] <= leads["IM"] for kind in kinds)  # a record counts once per messenger kind
     assert "UTM_TERM" not in leads  # no seeded lead fills it
     assert usage.filled[SourceEntity.DEAL]["ID"] == len(portal.seeded.ids["deal"])
+    activities = usage.filled[SourceEntity.ACTIVITY]  # also counted by the EspoCRM entity each goes to
+    assert activities["ID"] == sum(activities[f"{entity}:ID"] for entity in ("Meeting", "Call", "Task", "Email"))
+    assert activities["Meeting:LOCATION"] == activities["LOCATION"] > 0  # only meetings have a place
+    assert "Call:LOCATION" not in activities
     assert usage.currencies == {"EUR", "TRY", "USD"}  # deals' CURRENCY_ID and money values ("1500|EUR")

@@ -28,6 +28,7 @@ from crm_bridge.migrate.schema import (
     SourceSchema,
     SourceUser,
     Stage,
+    activity_target,
 )
 from crm_bridge.providers.bitrix24 import BATCH_MAX_COMMANDS, Bitrix24Provider, batch_reference
 
@@ -53,7 +54,9 @@ class Usage:
     how many records fill each, and provisioning allows the currencies the amounts are in."""
 
     filled: Mapping[SourceEntity, Mapping[str, int]]
-    """Per entity, field → records holding a value; ``IM.TELEGRAM``... per messenger kind in use."""
+    """Per entity, field → records holding a value; ``IM.TELEGRAM``... per messenger kind in use; for
+    activities also ``Meeting:LOCATION``... per EspoCRM entity they go to (a field only meetings fill
+    is no field of a call)."""
     currencies: frozenset[str]
     """Codes of ``crm_currency`` fields (``CURRENCY_ID``) and of money values (``"1200|EUR"``)."""
 
@@ -200,6 +203,8 @@ class PortalReader:
                 held = {name: value for name, value in record.items() if _holds(value)}
                 counts.update(held.keys())
                 counts.update({f"IM.{item.get('VALUE_TYPE')}" for item in held.get("IM", ()) if isinstance(item, dict)})
+                if entity is SourceEntity.ACTIVITY:
+                    counts.update(f"{activity_target(record.get('TYPE_ID'))}:{name}" for name in held)
                 for name, value in held.items():
                     currencies |= _currencies(fields.get(name), value)
         return Usage({entity: dict(counts) for entity, counts in filled.items()}, frozenset(currencies))

@@ -287,6 +287,10 @@ class _Planner:
 
     def entity(self, kind: SourceEntity, entity: str, names: Collection[str] | None) -> EntityPlan:
         counts = names if isinstance(names, Mapping) else {}
+        if names is not None and kind is SourceEntity.ACTIVITY and any(":" in name for name in names):
+            # an activity's fields as filled by the records that go to this entity (Usage.filled)
+            counts = {name.partition(":")[2]: counts.get(name) for name in names if name.startswith(f"{entity}:")}
+            names = counts
         placements: list[Placement] = []
         empty: list[str] = []
         for source_field in self.source.fields[kind].values():

@@ -37,6 +37,11 @@ ACTIVITY_TARGETS: Mapping[str, str] = {"1": "Meeting", "2": "Call", "3": "Task",
 """crm.activity ``TYPE_ID`` (1 meeting, 2 call, 3 task, 4 e-mail, 6 provider/to-do) → EspoCRM entity."""
 
 
+def activity_target(type_id: object) -> str:
+    """The EspoCRM entity an activity of this ``TYPE_ID`` goes to: a Task for a type the table does not name."""
+    return ACTIVITY_TARGETS.get(str(type_id or ""), "Task")
+
+
 class Semantics(StrEnum):
     """A stage's meaning, which its name does not carry: Bitrix24's ``SEMANTICS`` (empty, S, F)."""
 

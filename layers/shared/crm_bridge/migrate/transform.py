@@ -27,7 +27,6 @@ from crm_bridge.migrate.plan import (
     status_type,
 )
 from crm_bridge.migrate.schema import (
-    ACTIVITY_TARGETS,
     TARGET_ENTITY,
     CustomField,
     SourceEntity,
@@ -36,6 +35,7 @@ from crm_bridge.migrate.schema import (
     TargetField,
     TargetSchema,
     TargetUser,
+    activity_target,
 )
 from crm_bridge.normalization import normalize_phone
 
@@ -111,7 +111,7 @@ class MoveContext:
 
 def target_entity(kind: SourceEntity, record: Mapping[str, Any]) -> str:
     if kind is SourceEntity.ACTIVITY:
-        return ACTIVITY_TARGETS.get(str(record.get("TYPE_ID") or ""), "Task")
+        return activity_target(record.get("TYPE_ID"))
     return TARGET_ENTITY[kind]
 
 
