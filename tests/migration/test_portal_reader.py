@@ -239,7 +239,14 @@ def test_pages_chain_across_batches_without_a_gap(portal: Portal) -> None:
 
 
 def test_usage_counts_the_records_filling_each_field_and_the_currencies_they_hold(portal: Portal) -> None:
-    usage = portal.reader.usage(portal.reader.schema())
+    schema = portal.reader.schema()
+    portal.sim.reset_counts()
+    usage = portal.reader.usage(schema)
+
+    # 500 records a request (one each at this size), no request for an activity's bindings: every
+    # activity is bound to its owner at least
+    assert portal.sim.requests == len(SourceEntity)
+    assert usage.filled[SourceEntity.ACTIVITY]["BINDINGS"] == len(portal.seeded.ids["activity"])
 
     leads = usage.filled[SourceEntity.LEAD]
     assert leads["ID"] == len(portal.seeded.ids["lead"])

@@ -159,11 +159,11 @@ class PortalReader:
 
     # --- records -----------------------------------------------------------------------------------
 
-    def records(self, entity: SourceEntity, *, after: int = 0) -> Iterator[dict[str, Any]]:
+    def records(self, entity: SourceEntity, *, after: int = 0, bindings: bool = True) -> Iterator[dict[str, Any]]:
         """Every record of ``entity`` with every field (user fields, the multi-fields named; an
         activity with its COMMUNICATIONS, FILES and BINDINGS), in ID order, ``pages_per_batch`` pages of
-        50 a request (and for activities one more a page, their bindings: :meth:`bindings`);
-        ``after``: only those of a greater ID (a resumed move)."""
+        50 a request (and for activities one more a page, their bindings: :meth:`_bind`, unless not
+        ``bindings``); ``after``: only those of a greater ID (a resumed move)."""
         method = f"crm.{entity}.list"
         select = ["*", "UF_*"] if entity is not SourceEntity.ACTIVITY else ["*", "COMMUNICATIONS", "FILES"]
         if entity in _HAS_MULTIFIELDS:
@@ -181,7 +181,7 @@ class PortalReader:
                 if isinstance(page, CrmError):
                     raise page
                 rows = [row for row in page if isinstance(row, dict)] if isinstance(page, list) else []
-                if entity is SourceEntity.ACTIVITY:
+                if entity is SourceEntity.ACTIVITY and bindings:
                     self._bind(rows)
                 for row in rows:
                     # A page after a short one referred to an id that did not exist: never trusted.
@@ -193,14 +193,18 @@ class PortalReader:
                     return
 
     def usage(self, schema: SourceSchema) -> Usage:
-        """Read every record of the schema's entities (:meth:`records`: paced, 500 a request) and count
-        what they hold."""
+        """Read every record of the schema's entities (:meth:`records`: paced, 500 a request; an
+        activity's bindings not read) and count what they hold."""
         filled: dict[SourceEntity, Counter[str]] = {}
         currencies: set[str] = set()
         for entity, fields in schema.fields.items():
             counts = filled.setdefault(entity, Counter())
-            for record in self.records(entity):
+            for record in self.records(entity, bindings=False):
                 held = {name: value for name, value in record.items() if _holds(value)}
+                if entity is SourceEntity.ACTIVITY and "OWNER_ID" in held:
+                    # Bound to its owner at least (DOCS: crm-activity-binding-list): counted without
+                    # the request a page that reading its bindings costs.
+                    held["BINDINGS"] = True
                 counts.update(held.keys())
                 counts.update({f"IM.{item.get('VALUE_TYPE')}" for item in held.get("IM", ()) if isinstance(item, dict)})
                 if entity is SourceEntity.ACTIVITY:
