@@ -392,7 +392,7 @@ def test_the_next_chunk_is_read_while_the_previous_one_is_written(
 
     def first_contact_waits(self: EspoCrmTarget, entity: str, key: str, *args: Any, **kwargs: Any) -> Any:
         if entity == "Contact" and not overlapped:
-            overlapped.append(second_chunk_read.wait(10))  # set at once when reads run ahead; never if not
+            overlapped.append(second_chunk_read.wait(60))  # set at once when reads run ahead; never if not
         return write(self, entity, key, *args, **kwargs)
 
     monkeypatch.setattr(PortalReader, "comments", comments)
